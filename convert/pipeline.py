@@ -1,0 +1,300 @@
+"""`edgepad convert`: Keras .h5 -> ONNX -> further targets, each checked against the step before and the original.
+
+Each target is a function `run(ctx: ConvertContext) -> dict` registered in TARGETS by name; it writes its files
+into ctx.work_dir, adds what the board needs to ctx.card["targets"][name], and returns its report.json section.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgepad import __version__
+from edgepad.errors import UsageError
+from edgepad.progress import Steps
+from edgepad.staging import staged_output_dir
+
+from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+
+# name -> "module:function", imported only when asked for, so `--to onnx` never loads the NPU toolkit code.
+TARGETS: dict[str, str] = {
+    "onnx": "edgepad.convert.pipeline:_onnx_target",
+    "caffe": "edgepad.convert.onnx_to_caffe:caffe_target",
+    "vim3": "edgepad.convert.vim3_npu:vim3_target",
+}
+DEFAULT_TARGETS = ("onnx",)  # caffe joins when its target lands
+NCHW_TARGETS = {"caffe", "vim3"}  # what Caffe and the NPU take
+
+
+@dataclass
+class ConvertOptions:
+    model: Path
+    out: Path
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    custom_objects: Path | None = None
+    output_layer: str | None = None
+    input_shape: tuple[int, int, int] | None = None
+    layout: str = "nhwc"
+    mean: tuple[float, ...] = (127.5,)
+    std: tuple[float, ...] = (127.5,)
+    channel_order: str = "rgb"
+    labels: tuple[str, ...] | None = None
+    threshold: float = 0.5
+    sample_images: Path | None = None
+    atol: float = FLOAT32_ATOL
+    force: bool = False
+    # vim3 target
+    board: str = "vim3"
+    quantize: str = "uint8"
+    calibration: Path | None = None
+    calibration_count: int = 32
+    min_cosine: float = QUANTIZED_MIN_COSINE
+    npu_backend: str = "acuitylite"
+    sdk: Path | None = None
+
+
+@dataclass
+class ConvertContext:
+    """What every target gets: the staged output folder, the card so far, and the reference outputs."""
+
+    options: ConvertOptions
+    work_dir: Path
+    card: dict
+    steps: Steps
+    onnx_nchw_path: Path | None
+    parity_inputs: list[np.ndarray]  # normalised (H, W, C) float32
+    parity_sources: list[str]
+    keras_outputs: dict[str, list[np.ndarray]]  # per output name, per input
+    warnings: list[str] = field(default_factory=list)
+
+    def inputs_as(self, layout: str) -> list[np.ndarray]:
+        from edgepad.runtime.preprocess import batches
+
+        return batches(self.parity_inputs, layout)
+
+    def onnx_nchw_outputs(self, inputs_nchw: list[np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
+        """onnxruntime's outputs of the NCHW ONNX graph: the reference of every NCHW target."""
+        from .onnx_runner import run_onnx
+
+        return run_onnx(str(self.onnx_nchw_path), inputs_nchw or self.inputs_as("nchw"))
+
+
+@dataclass
+class ConvertResult:
+    out: Path
+    card: dict
+    report: dict
+    timings: dict[str, float]
+    warnings: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return all(section.get("passed", True) for section in self.report.values() if isinstance(section, dict))
+
+
+def parse_targets(text: str) -> tuple[str, ...]:
+    targets = tuple(t.strip().lower() for t in text.split(",") if t.strip())
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+    if "onnx" not in targets:
+        targets = ("onnx",) + targets  # every other target starts from the checked ONNX graph
+    return tuple(sorted(set(targets), key=list(TARGETS).index))
+
+
+def convert_model(options: ConvertOptions, steps: Steps | None = None) -> ConvertResult:
+    """The Python API behind `edgepad convert`. Writes options.out completely or not at all."""
+    from .keras_loading import inspect_h5, prefer_legacy_keras_for
+
+    steps = steps or Steps(quiet=True)
+    if options.layout not in ("nhwc", "nchw"):
+        raise UsageError(f"--layout {options.layout}: choose nhwc or nchw")
+    if options.channel_order not in ("rgb", "bgr"):
+        raise UsageError(f"--channel-order {options.channel_order}: choose rgb or bgr")
+    targets = parse_targets(",".join(options.targets))
+    runners = {name: _resolve(name) for name in targets}
+
+    info = inspect_h5(options.model)
+    prefer_legacy_keras_for(info)
+    with staged_output_dir(options.out, options.force) as work_dir:
+        ctx = _onnx_stage(options, info, work_dir, steps)
+        report: dict = {"edgepad_version": __version__, "source": str(options.model)}
+        for name in targets:
+            section = runners[name](ctx)
+            report[name] = section
+        ctx.card["sha256"] = {p.name: _sha256(p) for p in sorted(work_dir.rglob("*")) if p.is_file()}
+        _write_json(work_dir / "edgepad.json", ctx.card)
+        report["timings_s"] = {k: round(v, 3) for k, v in steps.timings.items()}
+        report["warnings"] = ctx.warnings
+        _write_json(work_dir / "report.json", report)
+    return ConvertResult(options.out, ctx.card, report, dict(steps.timings), ctx.warnings)
+
+
+def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> ConvertContext:
+    """Load Keras, export the ONNX graph(s), compute the Keras reference outputs. The 'onnx' target checks them."""
+    from .keras_loading import cut_at_layer, load_custom_objects, load_keras_model, output_names
+    from .keras_to_onnx import export_onnx, static_input_shape
+    from .parity_inputs import parity_images
+
+    with steps.step(f"Loading {info.path.name} (Keras {info.keras_version} file, via {info.backend})"):
+        custom_objects = load_custom_objects(options.custom_objects)
+        model = cut_at_layer(load_keras_model(info, custom_objects), info, options.output_layer)
+        hwc = static_input_shape(model, options.input_shape, str(info.path))
+        names = output_names(model)
+
+    card = _new_card(options, info, model.name, hwc)
+    with steps.step("Preparing parity inputs"):
+        inputs, sources = parity_images(card, options.sample_images)
+        keras_outputs = _run_keras(model, inputs, names)
+    card["outputs"] = [{"name": n, "shape": list(v[0].shape)} for n, v in keras_outputs.items()]
+    card["task"] = "classifier" if _is_classifier(card["outputs"]) else "embedding"
+    if card["task"] == "classifier":
+        classes = card["outputs"][0]["shape"][-1]
+        card["labels"] = list(options.labels) if options.labels else (
+            ["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
+        card["live_index"] = 0
+        card["threshold"] = options.threshold
+
+    exports = {options.layout: None}
+    if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":
+        exports["nchw"] = None
+    for layout in exports:
+        with steps.step(f"Exporting ONNX ({layout.upper()}) with tf2onnx"):
+            exports[layout] = export_onnx(model, hwc, names, layout)
+    main = exports[options.layout]
+    main_path = work_dir / "model.onnx"
+    main_path.write_bytes(main.model.SerializeToString())
+    nchw_path = main_path if options.layout == "nchw" else None
+    if "nchw" in exports and options.layout != "nchw":
+        nchw_path = work_dir / "model.nchw.onnx"
+        nchw_path.write_bytes(exports["nchw"].model.SerializeToString())
+
+    card["targets"]["onnx"] = {
+        "file": main_path.name,
+        "layout": options.layout,
+        "input": main.input_name,
+        "input_shape": main.input_shape,
+        "outputs": main.output_names,
+        "simplified": main.simplified,
+    }
+    if nchw_path is not None and nchw_path != main_path:
+        card["targets"]["onnx_nchw"] = {
+            "file": nchw_path.name, "layout": "nchw", "input": exports["nchw"].input_name,
+            "input_shape": exports["nchw"].input_shape, "outputs": exports["nchw"].output_names,
+            "simplified": exports["nchw"].simplified,
+        }
+    ctx = ConvertContext(options, work_dir, card, steps, nchw_path, inputs, sources,
+                         {n: v for n, v in keras_outputs.items()})
+    for export in exports.values():
+        ctx.warnings.extend(export.warnings)
+    return ctx
+
+
+def _onnx_target(ctx: ConvertContext) -> dict:
+    """Check every ONNX graph written against Keras."""
+    from .onnx_runner import run_onnx
+
+    section: dict = {}
+    for key in ("onnx", "onnx_nchw"):
+        entry = ctx.card["targets"].get(key)
+        if entry is None:
+            continue
+        with ctx.steps.step(f"Checking {entry['file']} against Keras (onnxruntime, optimisations off)"):
+            outputs = run_onnx(str(ctx.work_dir / entry["file"]), ctx.inputs_as(entry["layout"]))
+            parity = compare_outputs(_rename(ctx.keras_outputs, outputs), outputs,
+                                     reference_name="keras", candidate_name=entry["file"], atol=ctx.options.atol)
+        parity.raise_if_failed(f"{ctx.options.model}", hint="see report.json for every output")
+        if key == "onnx":
+            section.update(parity.to_json())
+            section["file"] = entry["file"]
+            section["simplified"] = entry["simplified"]
+            section["input_sources"] = ctx.parity_sources
+        else:
+            section["nchw"] = parity.to_json()
+    return section
+
+
+def _rename(keras_outputs: dict, onnx_outputs: dict) -> dict:
+    """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
+    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}
+
+
+def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, list[np.ndarray]]:
+    results: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for x in inputs:
+        outputs = model(x[None], training=False)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        for name, value in zip(names, outputs):
+            results[name].append(np.asarray(value))
+    return results
+
+
+def _is_classifier(outputs: list[dict]) -> bool:
+    return len(outputs) == 1 and len(outputs[0]["shape"]) == 2 and outputs[0]["shape"][-1] >= 2
+
+
+def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
+    h, w, c = hwc
+    from edgepad.runtime.preprocess import as_channel_vector
+
+    try:
+        mean = as_channel_vector(options.mean, c, "--mean").tolist()
+        std = as_channel_vector(options.std, c, "--std").tolist()
+    except ValueError as error:
+        raise UsageError(f"{error}; give one value or {c} comma-separated values") from None
+    if min(std) <= 0:
+        raise UsageError(f"--std {','.join(map(str, options.std))}: every value must be positive")
+    return {
+        "edgepad_card": 1,
+        "name": model_name,
+        "source": {
+            "file": info.path.name,
+            "sha256": _sha256(info.path),
+            "keras_version": info.keras_version,
+            "loader": info.backend,
+            "output_layer": options.output_layer,
+        },
+        "input": {"height": h, "width": w, "channels": c, "dtype": "float32"},
+        "preprocess": {"mean": mean, "std": std, "channel_order": options.channel_order, "resize": "bilinear"},
+        "targets": {},
+    }
+
+
+def _resolve(name: str) -> Callable[[ConvertContext], dict]:
+    module_name, function = TARGETS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            raise UsageError(f"--to {name}: this edgepad does not have the {name} target yet") from None
+        raise
+    return getattr(module, function)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Everything the test suite needs on a fresh machine: system packages, the Python venv, the project.
+# Idempotent and quiet; each area adds its own steps here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+apt_packages=(openssh-server openssh-client gcc-aarch64-linux-gnu)
+missing=()
+for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v -E "^WARNING: Location" || true
+echo "installing edgepad and its test dependencies"
+.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v -E "^WARNING: Location" || true
+.venv/bin/edgepad --version

@@ -1,0 +1,32 @@
+"""Shared, expensive test setup: fixture paths, and models converted once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LEGACY_H5 = FIXTURES / "legacy_h5"
+FACES = FIXTURES / "faces"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """Real face photos: scikit-image's astronaut.png, insightface's t1.jpg (6 people) and an aligned 112x112 crop."""
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def board_python() -> Path:
+    """Python 3.8 with only the board's packages (numpy, OpenCV 4, onnxruntime)."""
+    from support.board_env import ensure_board_python
+
+    return ensure_board_python()

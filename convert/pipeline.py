@@ -153,7 +153,7 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
         inputs, sources = parity_images(card, options.sample_images)
         keras_outputs = _run_keras(model, inputs, names)
     card["outputs"] = [{"name": n, "shape": list(v[0].shape)} for n, v in keras_outputs.items()]
-    card["task"] = "classifier" if _is_classifier(card["outputs"]) else "embedding"
+    card["task"] = "classifier" if _is_classifier(keras_outputs) else "embedding"
     if card["task"] == "classifier":
         classes = card["outputs"][0]["shape"][-1]
         card["labels"] = list(options.labels) if options.labels else (
@@ -236,8 +236,13 @@ def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, l
     return results
 
 
-def _is_classifier(outputs: list[dict]) -> bool:
-    return len(outputs) == 1 and len(outputs[0]["shape"]) == 2 and outputs[0]["shape"][-1] >= 2
+def _is_classifier(outputs: dict[str, list[np.ndarray]]) -> bool:
+    """One (1, classes) output that is a probability distribution on every parity input (a softmax head)."""
+    if len(outputs) != 1:
+        return False
+    values = np.concatenate(next(iter(outputs.values())))
+    return values.ndim == 2 and values.shape[-1] >= 2 and bool(
+        np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
 
 
 def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:

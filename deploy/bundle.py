@@ -1,0 +1,108 @@
+"""`edgepad bundle`: everything the board needs in one folder, with a manifest that proves it.
+
+BUNDLE/manifest.json, BUNDLE/runtime/ (the installed edgepad.runtime package), BUNDLE/models/<model>/ (edgepad
+convert output folders: classifier, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see reference.py).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepad import __version__
+from edgepad.errors import InputFileError
+from edgepad.progress import Steps
+from edgepad.staging import staged_output_dir
+
+from . import manifest as manifest_io
+from .reference import host_outputs, reference_inputs
+
+DETECTOR_NETS = ("pnet", "rnet", "onet")
+SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
+SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+
+
+@dataclass
+class BundleOptions:
+    out: Path
+    classifier: Path
+    detector: Path | None = None  # a folder holding pnet/, rnet/, onet/ (edgepad convert outputs)
+    sample_images: Path | None = None  # real images added to the classifier's reference inputs
+    force: bool = False
+
+
+@dataclass
+class BundleResult:
+    out: Path
+    manifest: manifest_io.Manifest
+    reference_inputs: dict[str, int]  # model -> number of reference inputs
+
+
+def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleResult:
+    """The Python API behind `edgepad bundle`. Writes options.out completely or not at all."""
+    steps = steps or Steps(quiet=True)
+    model_dirs = {"classifier": _convert_output(options.classifier, "--classifier")}
+    if options.detector is not None:
+        for net in DETECTOR_NETS:
+            model_dirs[net] = _convert_output(Path(options.detector) / net, "--detector")
+    cards = {name: json.loads((folder / "edgepad.json").read_text()) for name, folder in model_dirs.items()}
+
+    with staged_output_dir(options.out, options.force) as work:
+        with steps.step("Copying the runtime and the models"):
+            _copy_tree(runtime_source_dir(), work / "runtime")
+            for name, folder in model_dirs.items():
+                _copy_tree(folder, work / "models" / name)
+        inputs, outputs = {}, {}
+        for name, card in cards.items():
+            with steps.step(f"Computing reference outputs of {name} with onnxruntime"):
+                samples = options.sample_images if name == "classifier" else None
+                inputs[name] = reference_inputs(card, samples, str(model_dirs[name]))
+                outputs.update(host_outputs(work / "models" / name, card, inputs[name], name))
+        (work / "reference").mkdir()
+        np.savez(work / "reference" / "inputs.npz", **inputs)
+        np.savez(work / "reference" / "outputs.npz", **outputs)
+        with steps.step("Writing manifest.json"):
+            manifest = manifest_io.seal(work, host_versions(), cards)
+    return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()})
+
+
+def runtime_source_dir() -> Path:
+    import edgepad.runtime
+
+    return Path(edgepad.runtime.__file__).resolve().parent
+
+
+def host_versions() -> dict:
+    import cv2
+    import onnxruntime
+
+    return {
+        "edgepad": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opencv": cv2.__version__,
+        "built_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _convert_output(folder: Path, option: str) -> Path:
+    folder = Path(folder)
+    if not (folder / "edgepad.json").is_file():
+        hint = ("a folder with pnet/, rnet/ and onet/, each an `edgepad convert` output" if option == "--detector"
+                else "an `edgepad convert` output folder")
+        raise InputFileError(f"{option} {folder}: no edgepad.json there; pass {hint}")
+    return folder
+
+
+def _copy_tree(source: Path, destination: Path) -> None:
+    shutil.copytree(source, destination, ignore=_ignore_build_leftovers)
+
+
+def _ignore_build_leftovers(_folder: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in SKIPPED_NAMES or Path(n).suffix in SKIPPED_SUFFIXES or ".partial-" in n}

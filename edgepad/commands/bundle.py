@@ -1,0 +1,48 @@
+"""`edgepad bundle`: collect the converted models, the runtime and reference outputs into one folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgepad.cli import verbose_option
+
+
+@click.command()
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write (completely or not at all).")
+@click.option("--classifier", required=True, type=click.Path(path_type=Path), help="The classifier's `edgepad convert` output folder.")
+@click.option("--detector", type=click.Path(path_type=Path), help="Folder with pnet/, rnet/, onet/ (MTCNN, each an `edgepad convert` output).")
+@click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real face crops added to the classifier's reference inputs.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON on stdout.")
+@verbose_option
+def bundle(out, classifier, detector, sample_images, force, as_json):
+    """Build a deployable bundle: models/, runtime/, reference inputs with the host's outputs, manifest.json.
+
+    The manifest lists every file with its sha256 and size; `edgepad deploy` checks them on both ends.
+
+    \b
+    Example:
+      edgepad bundle -o pad_bundle --classifier pad_out --detector mtcnn_out
+    """
+    from edgepad.deploy.bundle import BundleOptions, build_bundle
+    from edgepad.progress import Steps
+
+    result = build_bundle(BundleOptions(out, classifier, detector, sample_images, force), Steps(quiet=as_json))
+    summary = {
+        "bundle": str(result.out),
+        "files": len(result.manifest.files),
+        "bytes": result.manifest.total_bytes,
+        "models": sorted(result.manifest.models),
+        "reference_inputs": result.reference_inputs,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{result.out}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB, "
+                   f"models {', '.join(summary['models'])}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(bundle)

@@ -66,7 +66,7 @@ def _register_commands() -> None:
     from edgepad.commands import convert
 
     cli.add_command(convert.convert)
-    for name in ("toolkit", "run", "bundle", "deploy", "data"):
+    for name in ("toolkit", "run", "bundle", "deploy", "data", "models"):
         try:
             module = __import__(f"edgepad.commands.{name}", fromlist=["register"])
         except ModuleNotFoundError as error:

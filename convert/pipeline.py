@@ -18,6 +18,7 @@ import numpy as np
 from edgepad import __version__
 from edgepad.errors import UsageError
 from edgepad.progress import Steps
+from edgepad.quiet_tensorflow import import_tensorflow
 from edgepad.staging import staged_output_dir
 
 from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
@@ -122,6 +123,7 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
 
     info = inspect_h5(options.model)
     prefer_legacy_keras_for(info)
+    import_tensorflow()
     with staged_output_dir(options.out, options.force) as work_dir:
         ctx = _onnx_stage(options, info, work_dir, steps)
         report: dict = {"edgepad_version": __version__, "source": str(options.model)}

@@ -5,7 +5,6 @@ Heavy imports (TensorFlow, the toolkit, paramiko) happen inside those functions,
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 
 import click
@@ -83,6 +82,3 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not ours to print
     cli(prog_name="edgepad")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

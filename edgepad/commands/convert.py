@@ -68,7 +68,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
     )
-    result = convert_model(options, Steps(quiet=as_json))
+    result = convert_model(options, Steps())
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return

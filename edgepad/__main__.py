@@ -1,0 +1,4 @@
+"""`python -m edgepad` runs the edgepad command."""
+from edgepad.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""The health check: the board's runtime computes the bundle's reference inputs; the host compares the outputs.
+
+The reference is the host's onnxruntime outputs in the LOCAL bundle (reference/outputs.npz), not the board's copy.
+Float backends (onnxruntime, OpenCV) must match within FLOAT32_ATOL; the NPU's quantized models within
+QUANTIZED_MIN_COSINE.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+
+from .reference import per_input
+from .remote import Board
+
+HEALTH_TIMEOUT_S = 600
+QUANTIZED_BACKENDS = {"ksnn", "npu", "vim3"}
+
+
+@dataclass
+class HealthResult:
+    passed: bool
+    backend: str
+    outputs: list[dict] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "backend": self.backend, "outputs": self.outputs,
+                "error": self.error, "seconds": round(self.seconds, 3)}
+
+
+def tolerance_for(backend: str) -> tuple[float | None, float | None]:
+    """(atol, min_cosine) by precision: quantized NPU models keep direction, float ones keep values."""
+    if backend in QUANTIZED_BACKENDS:
+        return None, QUANTIZED_MIN_COSINE
+    return FLOAT32_ATOL, None
+
+
+def runtime_command(board: Board, release: str, *args: str) -> list[str]:
+    return [board.python, board.release_path(release, "runtime", "vim3_infer.py"),
+            "--bundle", board.release_path(release), *args]
+
+
+def health_check(board: Board, release: str, bundle_dir: Path, backend: str | None = None) -> HealthResult:
+    """Run `vim3_infer.py --parity` in the release on the board and compare with the bundle's host outputs."""
+    start = time.perf_counter()
+    out_name = f".health-{release}.npz"
+    argv = runtime_command(board, release, "--parity", board.release_path(release, "reference", "inputs.npz"),
+                           "--out", board.path(out_name))
+    if backend:
+        argv += ["--backend", backend]
+    ran = board.connection.run(argv, timeout=HEALTH_TIMEOUT_S)
+    used_backend = backend or "auto"
+    if ran.exit_code != 0:
+        lines = ran.stderr.decode(errors="replace").strip().splitlines()
+        return HealthResult(False, used_backend, error=f"the runtime exited with {ran.exit_code}: "
+                            f"{lines[-1] if lines else 'no message'}", seconds=time.perf_counter() - start)
+    buffer = io.BytesIO()
+    board.connection.sftp.getfo(board.path(out_name), buffer)
+    board.op("remove", path=out_name)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as data:
+        board_outputs = {k: data[k] for k in data.files}
+    with np.load(Path(bundle_dir) / "reference" / "outputs.npz", allow_pickle=False) as data:
+        host_outputs = {k: data[k] for k in data.files}
+    result = compare(host_outputs, board_outputs, backend)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.ndarray], backend: str | None) -> HealthResult:
+    """Per model and output: max abs, cosine, top-1 against the host, with the tolerance of the backend's precision."""
+    reported = board_outputs.get("__backend__")
+    used_backend = str(reported) if reported is not None else (backend or "auto")
+    atol, min_cosine = tolerance_for(used_backend)
+    rows: list[dict] = []
+    errors = []
+    models = sorted({key.split("/", 1)[0] for key in host_outputs})
+    for model in models:
+        names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
+        missing = [n for n in names if f"{model}/{n}" not in board_outputs]
+        if missing:
+            errors.append(f"{model}: the board wrote no output {', '.join(missing)}")
+            rows += [{"model": model, "output": n, "passed": False, "error": "missing"} for n in missing]
+            continue
+        reference, candidate = {}, {}
+        for name in names:
+            ref = host_outputs[f"{model}/{name}"]
+            cand = board_outputs[f"{model}/{name}"]
+            if cand.size == ref.size and cand.shape != ref.shape:
+                cand = cand.reshape(ref.shape)  # e.g. (N, 1, K) stacked vs (N, K) concatenated
+            reference[name], candidate[name] = per_input(ref), per_input(cand)
+        if any(len(candidate[n]) != len(reference[n]) or candidate[n][0].shape != reference[n][0].shape for n in names):
+            errors.append(f"{model}: the board's outputs have other shapes than the host's")
+            rows += [{"model": model, "output": n, "passed": False, "error": "shape"} for n in names]
+            continue
+        parity = compare_outputs(reference, candidate, reference_name="host onnxruntime",
+                                 candidate_name=f"board {used_backend}", atol=atol, min_cosine=min_cosine)
+        for output in parity.to_json()["outputs"]:
+            rows.append({"model": model, "output": output["name"], "max_abs": output["max_abs"],
+                         "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
+                         "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]})
+    passed = bool(rows) and all(r["passed"] for r in rows) and not errors
+    return HealthResult(passed, used_backend, rows, error="; ".join(errors) or None)

@@ -1,0 +1,205 @@
+"""`edgepad deploy` as a Python API: one bundle to one or several boards, atomically, verified, with rollback.
+
+Per board: check the local bundle against its manifest, connect (known host keys only), scan the remote dir,
+upload what the board lacks into a staging release, verify every sha256 on the board, publish the release,
+switch `current` atomically, run the runtime's parity check there, roll back if it fails, prune old releases.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from edgepad.errors import DeployError, EdgepadError
+
+from . import manifest as manifest_io
+from .health import HealthResult, health_check
+from .release import DeployObserver, plan_release, upload_release, verify_and_repair
+from .remote import Board, resolve_remote_dir
+from .ssh import HostSpec, SshOptions, connect
+
+CONNECTION_ERRORS = (OSError, EOFError, paramiko.SSHException)
+DEFAULT_PARALLEL = 4
+
+
+@dataclass
+class BoardOptions:
+    ssh: SshOptions = field(default_factory=SshOptions)
+    remote_dir: str = "~/edgepad"
+    remote_python: str = "python3"
+
+
+@dataclass
+class DeployOptions:
+    bundle: Path
+    board: BoardOptions = field(default_factory=BoardOptions)
+    keep: int = 5
+    backend: str | None = None  # passed to the runtime's --backend; None lets it choose
+    dry_run: bool = False
+    health_check: bool = True
+
+
+@dataclass
+class DeployResult:
+    host: str
+    release: str
+    previous: str | None
+    bytes_uploaded: int = 0
+    files_uploaded: int = 0
+    files_reused: int = 0
+    files_repaired: list[str] = field(default_factory=list)  # caught by the sha256 check, sent again
+    health: HealthResult | None = None
+    rolled_back: bool = False
+    pruned: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    plan: dict | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.rolled_back and (self.health is None or self.health.passed)
+
+    def to_json(self) -> dict:
+        data = {
+            "host": self.host, "release": self.release, "previous": self.previous,
+            "bytes_uploaded": self.bytes_uploaded, "files_uploaded": self.files_uploaded,
+            "files_reused": self.files_reused, "files_repaired": self.files_repaired,
+            "health": self.health.to_json() if self.health else None, "rolled_back": self.rolled_back,
+            "pruned": self.pruned, "passed": self.passed, "seconds": round(self.seconds, 3),
+        }
+        if self.dry_run:
+            data["dry_run"] = True
+            data["plan"] = self.plan
+        return data
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    result: DeployResult | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.result is not None and self.result.passed
+
+
+@contextmanager
+def open_board(spec: HostSpec, options: BoardOptions):
+    with connect(spec, options.ssh) as connection:
+        yield Board(connection, resolve_remote_dir(connection, options.remote_dir), options.remote_python)
+
+
+def load_bundle(bundle: Path) -> manifest_io.Manifest:
+    manifest = manifest_io.load(bundle)
+    manifest_io.verify_local(bundle, manifest)
+    return manifest
+
+
+def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver | None = None,
+                manifest: manifest_io.Manifest | None = None) -> DeployResult:
+    """Deploy to one board. Raises DeployError/HostKeyError when it cannot; returns a failed health result
+    (rolled back) when the new release does not compute what the host does."""
+    observer = observer or DeployObserver()
+    start = time.perf_counter()
+    manifest = manifest or load_bundle(options.bundle)
+    with open_board(spec, options.board) as board:
+        phase = "scan"
+        plan = None
+        switched = False
+        try:
+            observer.phase(board.name, phase)
+            plan = plan_release(options.bundle, manifest, board.op("scan"))
+            result = DeployResult(board.name, plan.release, plan.current, bytes_uploaded=plan.bytes_to_send,
+                                  files_uploaded=len(plan.send), files_reused=len(plan.reuse))
+            if options.dry_run:
+                result.dry_run, result.plan = True, plan.to_json()
+                result.seconds = time.perf_counter() - start
+                return result
+            phase = "upload"
+            observer.phase(board.name, phase)
+            board.op("prune", keep=options.keep, only_leftovers=True)  # cut uploads go before new bytes arrive
+            upload_release(board, options.bundle, plan, observer)
+            phase = "verify"
+            observer.phase(board.name, phase)
+            result.files_repaired = verify_and_repair(board, options.bundle, plan, observer)
+            by_path = {f.path: f for f in plan.files}
+            result.bytes_uploaded += sum(by_path[p].size for p in result.files_repaired)
+            phase = "switch"
+            observer.phase(board.name, phase)
+            board.op("finalize", staging=plan.staging, release=plan.release)
+            board.op("switch", release=plan.release)
+            switched = True
+            if options.health_check:
+                phase = "health"
+                observer.phase(board.name, phase)
+                result.health = health_check(board, plan.release, options.bundle, options.backend)
+                if not result.health.passed:
+                    rollback_to(board, plan.current, failed_release=plan.release)
+                    result.rolled_back = True
+            phase = "prune"
+            observer.phase(board.name, phase)
+            protect = [plan.release, ".failed-" + plan.release]  # a failed release stays for a look until the next deploy
+            result.pruned = board.op("prune", keep=options.keep, protect=protect)["removed"]
+        except CONNECTION_ERRORS as error:
+            raise DeployError(_lost_message(board.name, phase, error, plan, switched)) from None
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def rollback_to(board: Board, previous: str | None, failed_release: str | None = None) -> None:
+    """`current` back to `previous` (or unset when there was none); the failed release is set aside."""
+    if previous:
+        board.op("switch", release=previous)
+    else:
+        board.op("unset_current")
+    if failed_release:
+        board.op("mark_failed", release=failed_release)
+
+
+def rollback_host(spec: HostSpec, options: BoardOptions, to_release: str | None = None) -> dict:
+    """`edgepad rollback`: current -> the release before it (or `to_release`)."""
+    with open_board(spec, options) as board:
+        scan = board.op("scan")
+        complete = [r["id"] for r in scan["releases"]]
+        current = scan["current"]
+        if to_release is None:
+            older = [r for r in complete if current is None or r < current]
+            if not older:
+                raise DeployError(f"{board.name}: no release older than {current or '(none)'} under {board.root}; "
+                                  f"releases there: {', '.join(complete) or 'none'}")
+            to_release = older[-1]
+        elif to_release not in complete:
+            raise DeployError(f"{board.name}: --to {to_release}: no such release under {board.root}; "
+                              f"choose from {', '.join(complete) or 'none'}")
+        board.op("switch", release=to_release)
+        return {"host": board.name, "previous": current, "current": to_release}
+
+
+def deploy_many(hosts: list[HostSpec], options: DeployOptions, observer: DeployObserver | None = None,
+                parallel: int = DEFAULT_PARALLEL) -> list[HostOutcome]:
+    """Deploy to every host, at most `parallel` at once; one host's failure does not stop the others."""
+    manifest = load_bundle(options.bundle)
+
+    def one(spec: HostSpec) -> HostOutcome:
+        try:
+            return HostOutcome(str(spec), deploy_host(spec, options, observer, manifest))
+        except EdgepadError as error:
+            return HostOutcome(str(spec), error=str(error))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
+
+
+def _lost_message(host: str, phase: str, error: BaseException, plan, switched: bool) -> str:
+    reason = f"{type(error).__name__}: {error}".rstrip(": ")
+    if switched:
+        where = (f"`current` points to the new release {plan.release}, whose health check did not finish; "
+                 "run the deploy again, or `edgepad rollback`")
+    else:
+        where = f"`current` still points to {plan.current if plan and plan.current else 'nothing'}; run the deploy again"
+    return f"{host}: connection lost during {phase} ({reason}); {where}"

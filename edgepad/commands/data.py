@@ -121,12 +121,105 @@ def _percent(part: int, whole: int) -> str:
 
 
 @click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="The trained model, a .h5 file.")
+@click.option("--val-data", type=click.Path(path_type=Path),
+              help="Validation crops (default: hold out --val-fraction of DATA's subjects).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of subjects held out for validation.")
+@click.option("--epochs", type=int, default=50, show_default=True, help="At most this many epochs (early stopping may end sooner).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step (per GPU with several GPUs).")
+@click.option("--alpha", type=float, default=0.25, show_default=True, help="MobileNet width multiplier.")
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam's initial learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for shuffling, augmentation and the split.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary and history as JSON on stdout.")
 @verbose_option
-def train():
-    """Train the seed's MobileNet live/spoof classifier on aligned crops."""
+def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning_rate, seed, force, as_json):
+    """Train the seed's MobileNet live/spoof classifier on aligned crops.
+
+    DATA is an `edgepad extract` output (its Train/ split is used) or a folder holding live/ and spoof/
+    (live = class 0, spoof = class 1). Augmentation, ReduceLROnPlateau, EarlyStopping and best-checkpoint
+    saving as the seed sets them; several visible GPUs are used together. The .h5 goes straight into
+    `edgepad convert` with its default preprocessing ((x - 127.5) / 127.5, RGB).
+
+    \b
+    Example:
+      edgepad train crops -o pad.h5 --epochs 30 && edgepad convert pad.h5 -o pad_out
+    """
+    from edgepad.data.train import TrainOptions, train_classifier
+    from edgepad.progress import Steps
+
+    steps = Steps(quiet=as_json)
+    options = TrainOptions(data=data, out=out, val_data=val_data, val_fraction=val_fraction, epochs=epochs,
+                           batch_size=batch_size, alpha=alpha, learning_rate=learning_rate, seed=seed, force=force)
+
+    def log(epoch, logs):
+        steps.info(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())))
+
+    with steps.step(f"Training MobileNet alpha {alpha:g} on {data}"):
+        result = train_classifier(options, log=log)
+    for warning in result.warnings:
+        steps.warn(warning)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(f"{result.out}: {result.epochs_run} epochs, best {result.monitor} {result.best:.4f}; "
+                   f"trained on {result.train_images}, validated on {result.val_images or 'nothing'}")
 
 
 @click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated"]), default="keras",
+              show_default=True, help="keras: MODEL is the .h5; otherwise MODEL is an `edgepad convert` output folder.")
+@click.option("--threshold", type=float, help="Spoof-probability threshold (default: the model card's, else 0.5).")
+@click.option("--dev", "dev_data", type=click.Path(path_type=Path),
+              help="Development crops: the threshold is fixed at their equal error rate.")
+@click.option("--unit", type=click.Choice(["frame", "video"]), default="frame", show_default=True,
+              help="A presentation is one crop, or one video (its crops' mean score).")
+@click.option("--plot", type=click.Path(path_type=Path), help="Write a DET plot (APCER vs BPCER) as PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @verbose_option
-def evaluate():
-    """PAD metrics (ISO/IEC 30107-3) of a model on aligned crops."""
+def evaluate(model, data, backend, threshold, dev_data, unit, plot, as_json):
+    """PAD metrics (ISO/IEC 30107-3) of a model on aligned crops.
+
+    DATA is an `edgepad extract` output (its Test/ split is used) or a folder holding live/ and spoof/.
+    The attack type of each spoof comes from its SiW video name (<subject>-<sensor>-<type>-...: 2 print,
+    3 replay). Reports APCER per attack type, APCER = the worst type's, BPCER, and
+    ACER = (APCER + BPCER) / 2, at the given threshold or the one where --dev's APCER equals its BPCER.
+
+    \b
+    Example:
+      edgepad evaluate pad.h5 crops/Test --dev crops/Train --plot det.png
+      edgepad evaluate pad_out crops/Test --backend onnx --threshold 0.42
+    """
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+
+    options = EvaluateOptions(model=model, data=data, backend=backend, threshold=threshold, dev_data=dev_data,
+                              unit=unit, plot=plot)
+    result = evaluate_model(options)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_metrics(result)
+
+
+def _print_metrics(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = result.metrics
+    table = Table(title=f"{result.model} ({result.backend}) on {result.data}, per {result.unit}", title_justify="left")
+    for column in ("", "presentations", "error"):
+        table.add_column(column)
+    for attack, rate in m.apcer_per_type.items():
+        table.add_row(f"APCER {attack}", str(m.counts[attack]), f"{rate:.2%}")
+    table.add_row("APCER (worst type)", "", f"{m.apcer_max:.2%}")
+    table.add_row("BPCER", str(m.counts["live"]), f"{m.bpcer:.2%}")
+    table.add_row("[bold]ACER[/bold]", "", f"[bold]{m.acer:.2%}[/bold]")
+    console = Console()
+    console.print(table)
+    eer = f", dev EER {result.dev_eer:.2%}" if result.dev_eer is not None else ""
+    console.print(f"threshold {m.threshold:.4f} ({result.threshold_source}{eer})")
+    if result.plot:
+        console.print(f"DET plot: {result.plot}")

@@ -1,0 +1,164 @@
+"""Spoof scores of crops from a model on one backend: `keras` (the .h5 as trained), `onnx`, `caffe`,
+`vim3-emulated` (an `edgepad convert` output folder run through the board runtime's backends).
+
+Every scorer reads images from disk, preprocesses them as the model card says (the keras scorer uses
+convert's defaults, the same the card records) and returns the spoof probability per image.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edgepad.errors import InputFileError, UsageError
+
+# The preprocessing `edgepad train` trains with and `edgepad convert` records by default.
+DEFAULT_PREPROCESS = {"mean": [127.5] * 3, "std": [127.5] * 3, "channel_order": "rgb", "resize": "bilinear"}
+BATCH = 64
+
+
+class Scorer:
+    """Spoof probability per image path."""
+
+    default_threshold = 0.5
+    threshold_source = "default 0.5"
+
+    def __init__(self, preprocess: dict, height: int, width: int, spoof_index: int):
+        self.preprocess, self.height, self.width, self.spoof_index = preprocess, height, width, spoof_index
+
+    def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        scores = []
+        for start in range(0, len(paths), BATCH):
+            batch = np.stack([self._load(p) for p in paths[start:start + BATCH]])
+            probabilities = self._run(batch)
+            scores.extend(np.asarray(probabilities, np.float64).reshape(len(batch), -1)[:, self.spoof_index])
+            if progress:
+                progress(min(start + BATCH, len(paths)), len(paths))
+        return np.array(scores)
+
+    def _load(self, path: Path) -> np.ndarray:
+        import cv2
+
+        from edgepad.runtime.preprocess import normalize
+
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise InputFileError(f"{path}: OpenCV cannot read this image; delete it or extract the video again")
+        return normalize(image, self.preprocess, self.height, self.width)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:  # (N, H, W, C) -> (N, classes)
+        raise NotImplementedError
+
+
+class KerasScorer(Scorer):
+    def __init__(self, model_path: Path):
+        from edgepad.convert.keras_loading import inspect_h5, load_keras_model, prefer_legacy_keras_for
+
+        if model_path.is_dir():
+            raise UsageError(f"--backend keras: {model_path} is a folder; give the .h5 file (a convert output "
+                             "folder runs with --backend onnx, caffe or vim3-emulated)")
+        info = inspect_h5(model_path)
+        prefer_legacy_keras_for(info)
+        self.model = load_keras_model(info, {})
+        _, height, width, _ = self.model.inputs[0].shape
+        super().__init__(DEFAULT_PREPROCESS, int(height), int(width), spoof_index=1)
+
+    def _run(self, batch):
+        return np.asarray(self.model(batch, training=False))
+
+
+class RuntimeScorer(Scorer):
+    """A convert output folder through the board runtime's backend registry (runtime/backends)."""
+
+    def __init__(self, model_dir: Path, runtime_backend: str, requires: str, name: str):
+        card = _card(model_dir, name)
+        if requires not in card.get("targets", {}):
+            raise UsageError(f"--backend {name}: {model_dir} has no {requires} model; convert with "
+                             f"`edgepad convert MODEL.h5 -o {model_dir} --to {requires} --force`")
+        try:
+            from edgepad.runtime.backends import load_model
+        except ImportError:
+            raise UsageError(f"--backend {name}: this edgepad has no runtime backends yet; use --backend onnx or keras") from None
+        self.model = load_model(str(model_dir), runtime_backend)
+        self.threshold_source = f"model card {card.get('threshold', 0.5)}"
+        self.default_threshold = float(card.get("threshold", 0.5))
+        super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
+                         int(card["input"]["width"]), _spoof_index(card))
+
+    def _run(self, batch):
+        outputs = self.model.run(batch.astype(np.float32))
+        return next(iter(outputs.values()))
+
+
+class OnnxScorer(Scorer):
+    """model.onnx with onnxruntime, preprocessing and layout from the model card."""
+
+    def __init__(self, model_dir: Path):
+        from edgepad.convert.onnx_runner import onnx_session
+
+        card = _card(model_dir, "onnx")
+        entry = card.get("targets", {}).get("onnx")
+        if not entry:
+            raise InputFileError(f"{model_dir}/edgepad.json: no onnx target; run `edgepad convert` again")
+        self.session = onnx_session(str(model_dir / entry["file"]))
+        self.input_name = self.session.get_inputs()[0].name
+        self.layout = entry.get("layout", "nhwc")
+        self.default_threshold = float(card.get("threshold", 0.5))
+        self.threshold_source = f"model card {self.default_threshold}"
+        super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
+                         int(card["input"]["width"]), _spoof_index(card))
+
+    def _run(self, batch):
+        rows = batch.transpose(0, 3, 1, 2) if self.layout == "nchw" else batch
+        # convert writes a batch-1 graph: run row by row
+        return np.concatenate([self.session.run(None, {self.input_name: np.ascontiguousarray(row[None])})[0]
+                               for row in rows])
+
+
+def _card(model_dir: Path, backend: str) -> dict:
+    import json
+
+    model_dir = Path(model_dir)
+    card_path = model_dir / "edgepad.json"
+    if model_dir.suffix.lower() in (".h5", ".hdf5") or not card_path.is_file():
+        raise UsageError(f"--backend {backend}: {model_dir} is not an `edgepad convert` output folder (no "
+                         f"edgepad.json); convert it first, or use --backend keras for a .h5")
+    try:
+        return json.loads(card_path.read_text())
+    except ValueError as error:
+        raise InputFileError(f"{card_path}: not valid JSON ({error}); convert the model again") from None
+
+
+def _spoof_index(card: dict) -> int:
+    labels = card.get("labels") or ["live", "spoof"]
+    if len(labels) != 2:
+        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof classifier")
+    return 1 - int(card.get("live_index", 0))
+
+
+def _vim3_emulated(model_dir: Path) -> Scorer:
+    if not os.environ.get("EDGEPAD_KSNN_API"):
+        try:
+            import edgepad.runtime.npu_emulator  # noqa: F401  (issue 8's emulator loader, when it lands)
+            os.environ["EDGEPAD_KSNN_API"] = "edgepad.runtime.npu_emulator"
+        except ImportError:
+            raise UsageError("--backend vim3-emulated: not available in this edgepad (the NPU emulator loader "
+                             "has not landed); use --backend onnx or caffe") from None
+    return RuntimeScorer(model_dir, "ksnn", "vim3", "vim3-emulated")
+
+
+SCORERS: dict[str, Callable[[Path], Scorer]] = {
+    "keras": KerasScorer,
+    "onnx": OnnxScorer,
+    "caffe": lambda model_dir: RuntimeScorer(model_dir, "opencv", "caffe", "caffe"),
+    "vim3-emulated": _vim3_emulated,
+}
+
+
+def make_scorer(backend: str, model: Path) -> Scorer:
+    model = Path(model)
+    if not model.exists():
+        raise InputFileError(f"MODEL {model}: no such file or folder")
+    return SCORERS[backend](model)

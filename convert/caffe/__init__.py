@@ -1,0 +1,1 @@
+"""ONNX -> Caffe: the caffe.proto edgepad carries, one handler per ONNX op, the net builder and writer."""

@@ -1,0 +1,129 @@
+"""The VIM3 NPU through Khadas' KSNN: one `KSNN('VIM3')` per compiled model (`.nb` + `libnn_<name>.so`).
+
+The calls, exactly as KSNN takes them (see the shared notes on KSNN):
+
+    k = KSNN('VIM3')
+    k.nn_init(library=<libnn_*.so>, model=<*.nb>, level=0)
+    outs = k.nn_inference([hwc_float32], platform='ONNX', reorder='0 1 2', output_tensor=<number of outputs>,
+                          output_format=output_format.OUT_FORMAT_FLOAT32)
+
+Inputs are already normalised by the card (mean, std, channel order), so `reorder` is '0 1 2' unless the card's
+vim3 entry says otherwise ('2 1 0' swaps BGR/RGB inside KSNN). Outputs come back flat; they are reshaped to the
+card's output shapes. PNet has no single shape: its vim3 entry may list one compiled model per pyramid size
+under "sizes": {"HxW": {"nb": ..., "library": ...}}.
+
+The card's `targets.vim3` entry (written by the vim3 target) is read with these keys, each optional:
+    nb (default: the one vim3/*.nb), library (default: the one vim3/libnn_*.so), reorder, platform,
+    outputs [{name, shape}] (default: the card's outputs), sizes (see above).
+
+Pluggable API: anything with a `KSNN` class and an `output_format` holding OUT_FORMAT_FLOAT32 can stand in for
+the ksnn package: pass `api=` or set EDGEPAD_KSNN_API=<importable module> (e.g. a ctypes loader that runs the
+same libnn_*.so in VeriSilicon's emulator on the host).
+"""
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from types import SimpleNamespace
+from typing import Dict
+
+import numpy as np
+
+from .base import BackendError, InferenceModel
+
+BOARD = "VIM3"
+API_ENV = "EDGEPAD_KSNN_API"
+
+
+def load_ksnn_api():
+    """The KSNN API: $EDGEPAD_KSNN_API's module if set, else the ksnn package."""
+    module_name = os.environ.get(API_ENV)
+    if module_name:
+        module = importlib.import_module(module_name)
+        return SimpleNamespace(KSNN=module.KSNN, output_format=module.output_format)
+    try:
+        from ksnn.api import KSNN
+        from ksnn.types import output_format
+    except ImportError:
+        raise BackendError("--backend ksnn: the ksnn package is not installed here (it exists only on the "
+                           f"board); install Khadas' KSNN wheel, or set {API_ENV} to a KSNN-compatible module") from None
+    return SimpleNamespace(KSNN=KSNN, output_format=output_format)
+
+
+class KsnnModel(InferenceModel):
+    name = "ksnn"
+
+    def __init__(self, model_dir: str, card: dict | None = None, api=None):
+        super().__init__(model_dir, card)
+        self.entry = self.card.get("targets", {}).get("vim3")
+        if self.entry is None:
+            raise BackendError(f"{model_dir}: no NPU model in it (the card has no vim3 target); "
+                               "convert with --to onnx,vim3, or choose --backend onnxruntime")
+        self.api = api or load_ksnn_api()
+        self.reorder = self.entry.get("reorder", "0 1 2")
+        self.platform = self.entry.get("platform", "ONNX")
+        self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
+        if not self.output_names:
+            self.output_names = [o["name"] for o in self.outputs]
+        self._instances: Dict[str, object] = {}
+        if not self.entry.get("sizes"):
+            self._instance(self.entry, "default")  # load now: a wrong file should fail at start, not mid-video
+
+    @classmethod
+    def available(cls) -> bool:
+        if os.environ.get(API_ENV):
+            return True
+        try:
+            import ksnn.api  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def _instance(self, entry: dict, key: str):
+        if key not in self._instances:
+            nb = self._one(entry.get("nb"), "vim3/*.nb", "the compiled model (.nb)")
+            library = self._one(entry.get("library"), "vim3/libnn_*.so", "the model's library (libnn_*.so)")
+            ksnn = self.api.KSNN(BOARD)
+            ksnn.nn_init(library=library, model=nb, level=0)
+            self._instances[key] = ksnn
+        return self._instances[key]
+
+    def _one(self, named, pattern: str, what: str) -> str:
+        if named:
+            return self._path(named)
+        found = sorted(glob.glob(os.path.join(self.model_dir, pattern)))
+        if len(found) != 1:
+            raise BackendError(f"{self.model_dir}: expected one {pattern} ({what}), found {len(found)}; "
+                               "name it in the card's vim3 entry")
+        return found[0]
+
+    def _entry_for(self, height: int, width: int):
+        sizes = self.entry.get("sizes")
+        if not sizes:
+            return self.entry, "default", self.outputs
+        key = f"{height}x{width}"
+        if key not in sizes:
+            raise BackendError(f"{self.model_dir}: no NPU model compiled for input {key} (have {', '.join(sorted(sizes))}); "
+                               "compile this size or run this model with --backend onnxruntime")
+        entry = sizes[key]
+        return entry, key, entry.get("outputs") or self.outputs
+
+    def _run_batch(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        image = batch[0]
+        entry, key, outputs = self._entry_for(image.shape[0], image.shape[1])
+        ksnn = self._instance(entry, key)
+        flat = ksnn.nn_inference([image], platform=self.platform, reorder=self.reorder,
+                                 output_tensor=len(outputs),
+                                 output_format=self.api.output_format.OUT_FORMAT_FLOAT32)
+        if len(flat) != len(outputs):
+            raise BackendError(f"{self.model_dir}: the NPU returned {len(flat)} outputs, the card lists {len(outputs)}")
+        result = {}
+        for name, spec, values in zip(self.output_names, outputs, flat):
+            shape = [int(d) for d in spec["shape"]]
+            values = np.asarray(values, dtype=np.float32).ravel()
+            if int(np.prod(shape)) != values.size:
+                raise BackendError(f"{self.model_dir}: NPU output '{name}' has {values.size} values, the card's shape "
+                                   f"{shape} needs {int(np.prod(shape))}; the card does not match the .nb")
+            result[name] = values.reshape([1] + shape[1:] if shape and shape[0] == 1 else [1] + shape)
+        return result

@@ -1,0 +1,226 @@
+"""MTCNN face detection: PNet over an image pyramid, RNet and ONet on batched crops, box regression, NMS, landmarks.
+
+The nets are edgepad convert outputs (pnet/, rnet/, onet/) run through any backend. Unlike the `mtcnn` 1.0.0
+package, the pyramid starts at the scale where a face of `min_face_size` pixels fills PNet's 12x12 window and
+stops where the image gets smaller than that window, so every minimum face size finds faces.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .backends import InferenceModel, load_model
+from .boxes import nms, square, clip_boxes
+
+PNET_CELL = 12
+PNET_STRIDE = 2
+CROP_BATCH = 256  # RNet/ONet crops per backend call; bounds memory on a crowded frame
+
+
+@dataclass
+class DetectorSettings:
+    min_face_size: float = 40.0
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7)  # PNet, RNet, ONet face probability
+    scale_factor: float = 0.709
+    nms_pnet_scale: float = 0.5  # within one pyramid scale
+    nms_pnet: float = 0.7  # across scales
+    nms_rnet: float = 0.7
+    nms_onet: float = 0.7  # intersection over the smaller box: drops a box inside another
+
+
+@dataclass
+class Face:
+    box: np.ndarray  # x1, y1, x2, y2 in image pixels
+    score: float  # ONet face probability
+    landmarks: np.ndarray  # (5, 2): left eye (image left), right eye, nose, left mouth corner, right mouth corner
+    live: Optional[float] = None  # live probability from the classifier, when there is one
+    is_live: Optional[bool] = None
+    track: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "score": round(float(self.score), 4),
+            "live": None if self.live is None else round(float(self.live), 4),
+            "is_live": self.is_live,
+            "track": self.track,
+        }
+
+
+@dataclass
+class DetectionStages:
+    """Candidates left after each stage, for --bench and debugging."""
+
+    pnet: int = 0
+    rnet: int = 0
+    onet: int = 0
+    scales: List[float] = field(default_factory=list)
+
+
+class MtcnnDetector:
+    def __init__(self, pnet: InferenceModel, rnet: InferenceModel, onet: InferenceModel,
+                 settings: Optional[DetectorSettings] = None):
+        self.pnet, self.rnet, self.onet = pnet, rnet, onet
+        self.settings = settings or DetectorSettings()
+        preprocess = pnet.card.get("preprocess", {})
+        self.mean = float(np.ravel(preprocess.get("mean", 127.5))[0])
+        self.std = float(np.ravel(preprocess.get("std", 128.0))[0])
+        self.rgb = preprocess.get("channel_order", "rgb") == "rgb"
+        self.last_stages = DetectionStages()
+
+    # -- public --------------------------------------------------------------------------------------------------
+    def detect(self, image_bgr: np.ndarray) -> List[Face]:
+        """Faces in a uint8 BGR image, best first."""
+        image = self._model_order(image_bgr)
+        self.last_stages = DetectionStages()
+        boxes = self._pnet_stage(image)
+        self.last_stages.pnet = len(boxes)
+        if len(boxes):
+            boxes = self._rnet_stage(image, boxes)
+        self.last_stages.rnet = len(boxes)
+        if not len(boxes):
+            return []
+        boxes, landmarks = self._onet_stage(image, boxes)
+        self.last_stages.onet = len(boxes)
+        height, width = image.shape[:2]
+        clipped = clip_boxes(boxes[:, :4], width, height)
+        return [Face(clipped[i], float(boxes[i, 4]), landmarks[i]) for i in range(len(boxes))]
+
+    def refine(self, image_bgr: np.ndarray, boxes: np.ndarray):
+        """ONet alone on given boxes (tracking): (boxes with score, landmarks), one row per input box, unfiltered."""
+        image = self._model_order(image_bgr)
+        if not len(boxes):
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        squared = square(np.asarray(boxes, np.float64)[:, :4])
+        crops = self._crops(image, squared, 48)
+        out = _run_batched(self.onet, crops)
+        return self._apply_onet(squared, out)
+
+    def scales(self, height: int, width: int) -> List[float]:
+        """Pyramid scales: the first maps min_face_size to PNet's 12 px window, the last keeps >= 12 px."""
+        first = PNET_CELL / max(float(self.settings.min_face_size), 1.0)
+        shortest = min(height, width) * first
+        scales = []
+        scale = first
+        while shortest >= PNET_CELL:
+            scales.append(scale)
+            scale *= self.settings.scale_factor
+            shortest *= self.settings.scale_factor
+        return scales
+
+    # -- stages --------------------------------------------------------------------------------------------------
+    def _model_order(self, image_bgr: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB) if self.rgb else image_bgr
+
+    def _normalise(self, pixels: np.ndarray) -> np.ndarray:
+        return (pixels.astype(np.float32) - self.mean) / self.std
+
+    def _pnet_stage(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        settings = self.settings
+        candidates = []
+        self.last_stages.scales = self.scales(height, width)
+        for scale in self.last_stages.scales:
+            h, w = int(math.ceil(height * scale)), int(math.ceil(width * scale))
+            scaled = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            out = self.pnet.run(self._normalise(scaled)[None])
+            boxes = _pnet_boxes(out["bbox_reg"][0], out["face_prob"][0], scale, settings.thresholds[0])
+            if len(boxes):
+                candidates.append(boxes[nms(boxes, settings.nms_pnet_scale)])
+        if not candidates:
+            return np.zeros((0, 5))
+        boxes = np.concatenate(candidates)
+        boxes = boxes[nms(boxes, settings.nms_pnet)]
+        return np.hstack([square(boxes[:, :4]), boxes[:, 4:5]])
+
+    def _rnet_stage(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        out = _run_batched(self.rnet, self._crops(image, boxes, 24))
+        scores = out["face_prob"][:, 1]
+        keep = scores > self.settings.thresholds[1]
+        boxes = _regress(boxes[keep, :4], out["bbox_reg"][keep])
+        boxes = np.hstack([boxes, scores[keep, None]])
+        boxes = boxes[nms(boxes, self.settings.nms_rnet)]
+        return np.hstack([square(boxes[:, :4]), boxes[:, 4:5]])
+
+    def _onet_stage(self, image: np.ndarray, boxes: np.ndarray):
+        out = _run_batched(self.onet, self._crops(image, boxes, 48))
+        refined, landmarks = self._apply_onet(boxes[:, :4], out)
+        keep = refined[:, 4] > self.settings.thresholds[2]
+        refined, landmarks = refined[keep], landmarks[keep]
+        order = nms(refined, self.settings.nms_onet, method="min")
+        return refined[order], landmarks[order]
+
+    @staticmethod
+    def _apply_onet(boxes: np.ndarray, out: dict):
+        widths = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        heights = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = out["landmarks"]
+        xs = widths * points[:, 0:5] + boxes[:, 0:1] - 1
+        ys = heights * points[:, 5:10] + boxes[:, 1:2] - 1
+        landmarks = np.stack([xs, ys], axis=-1).astype(np.float32)
+        refined = np.hstack([_regress(boxes, out["bbox_reg"]), out["face_prob"][:, 1:2]])
+        return refined, landmarks
+
+    def _crops(self, image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+        """Each box resampled to size x size (bilinear, black outside the image), normalised, as one batch."""
+        crops = np.empty((len(boxes), size, size, 3), np.uint8)
+        for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
+            # pixels x1..x2 inclusive onto 0..size-1, pixel centres aligned as cv2.resize aligns them
+            sx = size / max(x2 - x1 + 1, 1.0)
+            sy = size / max(y2 - y1 + 1, 1.0)
+            matrix = np.array([[sx, 0, sx * (0.5 - x1) - 0.5], [0, sy, sy * (0.5 - y1) - 0.5]], np.float32)
+            crops[i] = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return self._normalise(crops)
+
+
+def _pnet_boxes(regression: np.ndarray, probability: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """PNet's (H', W') maps -> boxes in image pixels with regression applied, and their scores."""
+    ys, xs = np.where(probability[:, :, 1] > threshold)
+    if not len(ys):
+        return np.zeros((0, 5))
+    reg = regression[ys, xs]
+    x1 = xs * PNET_STRIDE + reg[:, 0] * PNET_CELL
+    y1 = ys * PNET_STRIDE + reg[:, 1] * PNET_CELL
+    x2 = xs * PNET_STRIDE + PNET_CELL + reg[:, 2] * PNET_CELL
+    y2 = ys * PNET_STRIDE + PNET_CELL + reg[:, 3] * PNET_CELL
+    boxes = np.stack([x1, y1, x2, y2], axis=1) / scale
+    return np.hstack([boxes, probability[ys, xs, 1][:, None]])
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    widths = boxes[:, 2] - boxes[:, 0] + 1
+    heights = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes[:, :4] + offsets * np.stack([widths, heights, widths, heights], axis=1)
+
+
+def _run_batched(model: InferenceModel, crops: np.ndarray) -> dict:
+    parts = [model.run(crops[i:i + CROP_BATCH]) for i in range(0, len(crops), CROP_BATCH)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def load_detector(models_root: str, backend: Optional[str] = None, settings: Optional[DetectorSettings] = None,
+                  fallback_backend: Optional[str] = None) -> MtcnnDetector:
+    """The detector from a folder holding pnet/, rnet/, onet/ (a bundle's models/, or the host's cache).
+
+    A net the chosen backend cannot run (e.g. PNet on the NPU without per-size models) runs on
+    `fallback_backend` instead, when given.
+    """
+    from .backends import BackendError
+
+    nets = []
+    for name in ("pnet", "rnet", "onet"):
+        folder = os.path.join(models_root, name)
+        try:
+            nets.append(load_model(folder, backend))
+        except BackendError:
+            if fallback_backend is None or fallback_backend == backend:
+                raise
+            nets.append(load_model(folder, fallback_backend))
+    return MtcnnDetector(*nets, settings=settings)

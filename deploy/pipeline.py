@@ -91,7 +91,8 @@ class HostOutcome:
 @contextmanager
 def open_board(spec: HostSpec, options: BoardOptions):
     with connect(spec, options.ssh) as connection:
-        yield Board(connection, resolve_remote_dir(connection, options.remote_dir), options.remote_python)
+        remote_dir = spec.remote_dir or options.remote_dir
+        yield Board(connection, resolve_remote_dir(connection, remote_dir), options.remote_python)
 
 
 def load_bundle(bundle: Path) -> manifest_io.Manifest:

@@ -28,6 +28,7 @@ class HostSpec:
     host: str
     port: int = 22
     user: str = "khadas"
+    remote_dir: str | None = None  # this board's own --remote-dir (inventory variable edgepad_remote_dir)
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}" + (f":{self.port}" if self.port != 22 else "")
@@ -103,7 +104,7 @@ class BoardConnection:
                     channel.close()
                     raise DeployError(f"{self.spec}: `{argv[0]}` did not finish within {timeout:.0f} s")
                 if not self.transport.is_active():
-                    raise DeployError(f"{self.spec}: connection lost while running `{argv[0]}`")
+                    raise ConnectionAbortedError(f"connection lost while running `{argv[0]}`")
                 time.sleep(0.005)
         code = channel.recv_exit_status()
         channel.close()

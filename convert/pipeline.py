@@ -29,7 +29,7 @@ TARGETS: dict[str, str] = {
     "caffe": "edgepad.convert.onnx_to_caffe:caffe_target",
     "vim3": "edgepad.convert.vim3_npu:vim3_target",
 }
-DEFAULT_TARGETS = ("onnx",)  # caffe joins when its target lands
+DEFAULT_TARGETS = ("onnx", "caffe")
 NCHW_TARGETS = {"caffe", "vim3"}  # what Caffe and the NPU take
 
 

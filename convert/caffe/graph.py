@@ -23,6 +23,11 @@ class OnnxGraph:
 
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
             model = onnx.load(str(model))
+        else:
+            model = onnx.ModelProto.FromString(model.SerializeToString())  # rewrites must not touch the caller's
+        from .rewrites import fuse_prelu
+
+        model = fuse_prelu(model)
         try:
             model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         except Exception as error:  # onnx raises InferenceError and plain RuntimeErrors alike

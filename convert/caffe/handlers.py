@@ -369,6 +369,11 @@ def clip(node, cx: Conversion):
         raise NotExpressible(f"Clip({low:g}, {high:g}); Caffe layers compute Clip(0, 6) (ReLU6) and Clip(0, inf) (ReLU)")
 
 
+@handles("Neg")
+def neg(node, cx: Conversion):
+    cx.net.layer("Power", [cx.bottom(node.input[0])], [cx.top(node.output[0])]).power_param.scale = -1.0
+
+
 @handles("Sigmoid", "Tanh")
 def sigmoid_tanh(node, cx: Conversion):
     cx.net.layer("Sigmoid" if node.op_type == "Sigmoid" else "TanH", [cx.bottom(node.input[0])],

@@ -12,6 +12,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 LEGACY_H5 = FIXTURES / "legacy_h5"
 FACES = FIXTURES / "faces"
 
+pytest_plugins = ["support.deploy_fixtures"]  # loopback sshd, bundles and boards for the deploy tests
+
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:

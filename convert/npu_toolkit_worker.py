@@ -1,0 +1,320 @@
+"""Runs INSIDE the toolkit's virtual environment (acuitylite, TensorFlow 2.17, Python 3.8/3.10/3.12), never in edgepad's.
+
+    python npu_toolkit_worker.py ACTION REQUEST.json RESULT.json
+
+It imports nothing from edgepad: requests and results are JSON files, arrays travel as .npy/.npz files beside them.
+Everything the toolkit prints goes to stdout/stderr, which edgepad sends to a log file; RESULT.json says
+{"ok": true, ...} or {"ok": false, "error": {"stage", "message", ...}} in one line a user can act on.
+
+Actions: doctor (versions), compile (ONNX -> quantize -> host simulation -> NBG + ovxlib case), caffe (import a
+Caffe model with CaffeLoader and run it in float: an independent reader of edgepad's Caffe files).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import traceback
+
+# How edgepad's --quantize names map to the toolkit's quantizer and qtype.
+SCHEMES = {
+    "uint8": ("asymmetric_affine", "uint8"),
+    "int8": ("perchannel_symmetric_affine", "int8"),
+    "int16": ("dynamic_fixed_point", "int16"),
+    "float16": ("float16", "float16"),
+}
+ACTIVATIONS_THAT_CLIP = {"relu", "relun", "relu_keras", "clipbyvalue"}
+
+
+class StageError(Exception):
+    """A failure with the stage it happened in and a message for the user."""
+
+    def __init__(self, stage, message, **details):
+        super().__init__(message)
+        self.stage = stage
+        self.details = details
+
+
+def main(argv):
+    action, request_path, result_path = argv[1], argv[2], argv[3]
+    with open(request_path) as f:
+        request = json.load(f)
+    try:
+        result = ACTIONS[action](request)
+        result["ok"] = True
+    except StageError as error:
+        traceback.print_exc()
+        result = {"ok": False, "error": dict(stage=error.stage, message=str(error), **error.details)}
+    except Exception as error:  # the toolkit raises bare TypeErrors and its own AcuityError: report, don't crash
+        traceback.print_exc()
+        result = {"ok": False, "error": {"stage": "unknown", "message": "acuitylite failed: %s" % _one_line(error)}}
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=2)
+    return 0 if result["ok"] else 1
+
+
+def doctor(_request):
+    versions = {}
+    for module in ("acuitylib", "tensorflow", "numpy", "torch", "onnx"):
+        try:
+            imported = __import__(module)
+            versions[module] = getattr(imported, "__version__", None)
+        except Exception as error:  # noqa: BLE001 - a broken import is exactly what doctor reports
+            versions[module] = "import failed: %s" % _one_line(error)
+    versions["acuitylite"] = _acuitylite_version()
+    versions.pop("acuitylib", None)
+    versions["python"] = "%d.%d.%d" % sys.version_info[:3]
+    return {"versions": versions}
+
+
+def compile_model(request):
+    import numpy as np
+
+    stage = "importing the ONNX model"
+    print("== edgepad: %s %s" % (stage, request["onnx"]), flush=True)
+    model = _load_onnx(request)
+    calibration = np.load(request["calibration"]) if request.get("calibration") else None
+    evaluation = np.load(request["evaluation"])
+    layer_inputs = evaluation[: int(request.get("layer_inputs", 4))]
+    output_lids = list(model.get_output_names())
+
+    print("== edgepad: float simulation", flush=True)
+    float_outputs = _run_all(model, evaluation, output_lids)
+    float_layers = [_run_layers(model, x) for x in layer_inputs]
+
+    quantizer, qtype = SCHEMES[request["scheme"]]
+    print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
+    _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation)
+
+    print("== edgepad: quantized simulation", flush=True)
+    quantized_outputs = _run_all(model, evaluation, output_lids)
+    layers = _layer_table(model, float_layers, layer_inputs)
+
+    out_dir = request["out_dir"]
+    np.savez(os.path.join(out_dir, "float_outputs.npz"), **{"%d" % i: v for i, v in enumerate(float_outputs)})
+    np.savez(os.path.join(out_dir, "quantized_outputs.npz"), **{"%d" % i: v for i, v in enumerate(quantized_outputs)})
+    with open(os.path.join(out_dir, "layers.json"), "w") as f:
+        json.dump(layers, f, indent=1)
+
+    _export(model, request)
+    return {
+        "outputs": [{"lid": lid, "onnx_name": _onnx_output_name(lid)} for lid in output_lids],
+        "float_outputs": os.path.join(out_dir, "float_outputs.npz"),
+        "quantized_outputs": os.path.join(out_dir, "quantized_outputs.npz"),
+        "layers": os.path.join(out_dir, "layers.json"),
+        "nbg_dir": os.path.join(out_dir, "nbg"),
+        "case_dir": os.path.join(out_dir, "case"),
+        "quantizer": quantizer,
+        "qtype": qtype,
+        "acuitylite": _acuitylite_version(),
+    }
+
+
+def caffe(request):
+    import numpy as np
+    from acuitylib.interface.importer import CaffeLoader
+
+    try:
+        model = CaffeLoader(model=request["prototxt"], weights=request["caffemodel"]).load()
+    except Exception as error:  # noqa: BLE001
+        raise StageError("importing the Caffe model", "acuitylite's CaffeLoader could not read %s: %s"
+                         % (request["prototxt"], _one_line(error)))
+    output_lids = list(model.get_output_names())
+    outputs = _run_all(model, np.load(request["inputs"]), output_lids)
+    path = os.path.join(request["out_dir"], "caffe_outputs.npz")
+    np.savez(path, **{"%d" % i: v for i, v in enumerate(outputs)})
+    layers = [{"lid": layer.lid, "op": layer.op} for layer in model.execution_sequence()]
+    return {"outputs": [{"lid": lid} for lid in output_lids], "arrays": path, "layers": layers}
+
+
+def _load_onnx(request):
+    from acuitylib.interface.importer import OnnxLoader
+
+    try:
+        return OnnxLoader(model=request["onnx"]).load(
+            inputs=[request["input_name"]], input_size_list=[request["input_shape"]], outputs=request["outputs"])
+    except Exception as error:  # noqa: BLE001 - acuitylite fails on unknown ops with a bare TypeError
+        unsupported = _unsupported_nodes(request["onnx"])
+        if unsupported:
+            ops = sorted({op for op, _ in unsupported})
+            nodes = ", ".join("'%s' (%s)" % (node, op) for op, node in unsupported[:6])
+            raise StageError("importing the ONNX model",
+                             "acuitylite %s has no conversion rule for ONNX op%s %s, used by node%s %s"
+                             % (_acuitylite_version(), "s" if len(ops) > 1 else "", ", ".join(ops),
+                                "s" if len(unsupported) > 1 else "", nodes),
+                             ops=ops, nodes=[n for _, n in unsupported])
+        raise StageError("importing the ONNX model", "acuitylite could not import %s: %s"
+                         % (os.path.basename(request["onnx"]), _one_line(error)))
+
+
+def _unsupported_nodes(onnx_path):
+    """(op, node name) of every node whose op type appears in none of the toolkit's ONNX conversion rules."""
+    import onnx
+    from acuitylib.converter.onnx.onnxruler import onnx_ruler_generate
+
+    known = set()
+    for rule in onnx_ruler_generate.gen_onnx_ruler():
+        for alias in rule["src_ops_alias"]:
+            known.add(re.sub(r"_\d+$", "", alias))
+    graph = onnx.load(onnx_path).graph
+    return [(node.op_type, node.name or node.output[0]) for node in graph.node if node.op_type not in known]
+
+
+def _quantize(model, quantizer, qtype, samples):
+    from acuitylib.interface.quantization import Quantization
+
+    def batches():
+        for x in samples:
+            yield [x]
+
+    try:
+        Quantization(model).quantize(input_generator_func=batches, quantizer=quantizer, qtype=qtype,
+                                     iterations=len(samples))
+    except Exception as error:  # noqa: BLE001
+        raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
+                         % (quantizer, qtype, _one_line(error)))
+
+
+def _run_all(model, inputs, output_lids):
+    """Per output, the stacked outputs for each input (the toolkit's fake-quantized simulation once quantized)."""
+    import numpy as np
+    from acuitylib.interface.inference import Inference
+
+    inference = Inference(model)
+    inference.build_session()
+    per_output = [[] for _ in output_lids]
+    for x in inputs:
+        outputs = inference.run_session([x])[1]
+        for i, value in enumerate(outputs):
+            per_output[i].append(np.asarray(value, dtype=np.float32))
+    return [np.stack(values) for values in per_output]
+
+
+def _run_layers(model, x, layer_func=None):
+    """{tensor url: output} of every layer for one input, through the toolkit's dynamic (eager) execution."""
+    import numpy as np
+    from acuitylib.inference_session import InferenceSession
+
+    lids = [layer.lid for layer in model.execution_sequence()]
+    session = InferenceSession(model)
+    session.build(execution_mode="dynamic")
+    names, tensors = session.run_step([x], output_layers=lids, layer_func=layer_func)
+    return {name: np.asarray(tensor, dtype=np.float32) for name, tensor in zip(names, tensors)}
+
+
+def _layer_table(model, float_layers, layer_inputs):
+    """Cosine of each layer's quantized output against float: accumulated (the quantized network end to end) and
+    single-layer (this layer quantized, its inputs taken from the float run), averaged over the inputs."""
+    import numpy as np
+    import tensorflow as tf
+
+    model.set_all_tensors_to_fake_quantize()
+    accumulated, single = [], []
+    for x, reference in zip(layer_inputs, float_layers):
+        accumulated.append(_run_layers(model, x))
+
+        def float_inputs(layer, constants, inputs, reference=reference):
+            replaced = []
+            for tensor, value in zip(layer.inputs, inputs):
+                float_value = reference.get(tensor.url)
+                if value is not None and float_value is not None and tuple(float_value.shape) == tuple(value.shape):
+                    value = tf.constant(float_value)
+                replaced.append(value)
+            return layer.compute_out_tensor(constants, replaced + list(inputs[len(replaced):]))
+
+        single.append(_run_layers(model, x, float_inputs))
+
+    table = []
+    for layer in model.execution_sequence():
+        url = "@%s:out0" % layer.lid
+        if url not in float_layers[0]:
+            continue
+        consumers = [getattr(c, "op", "") for c in (layer.output_layers or [])]
+        row = {
+            "layer": layer.lid,
+            "op": layer.op,
+            "shape": list(float_layers[0][url].shape),
+            "cosine_accumulated": float(np.mean([_cosine(f[url], q[url]) for f, q in zip(float_layers, accumulated)])),
+            "cosine_single": float(np.mean([_cosine(f[url], q[url]) for f, q in zip(float_layers, single)])),
+            "quantization": _quant_params(model, layer.lid),
+        }
+        if len(consumers) == 1 and consumers[0] in ACTIVATIONS_THAT_CLIP:
+            # the NPU fuses the activation: this tensor is quantized on the activation's range, so its own
+            # negative part is clipped by design; the activation's row is the one that counts
+            row["fused_into"] = layer.output_layers[0].lid
+        table.append(row)
+    return table
+
+
+def _quant_params(model, lid):
+    from acuitylib.interface.quantization import Quantization
+
+    try:
+        params = Quantization(model).get_quant_params("%s:out0" % lid)
+    except Exception:  # noqa: BLE001 - not every tensor carries parameters (e.g. float16)
+        return None
+    return {k: (v.item() if hasattr(v, "item") and getattr(v, "size", 1) == 1 else
+                (v.tolist() if hasattr(v, "tolist") else v)) for k, v in params.items()}
+
+
+def _export(model, request):
+    from acuitylib.interface.exporter import OvxlibExporter
+
+    out_dir = request["out_dir"]
+    licence = os.path.join(out_dir, "licence.txt")
+    with open(licence, "w") as f:
+        f.write(request["target"])  # the exporter compiles for the target id written in this file
+    name = request["case_name"]
+    print("== edgepad: exporting the NBG for %s" % request["target"], flush=True)
+    try:
+        OvxlibExporter(model).export(os.path.join(out_dir, "nbg", name), pack_nbg_only=True,
+                                     viv_sdk=request["sdk"], licence=licence)
+    except Exception as error:  # noqa: BLE001
+        raise StageError("exporting the NBG", "acuitylite could not compile the NBG for %s: %s"
+                         % (request["target"], _one_line(error)))
+    print("== edgepad: exporting the ovxlib case", flush=True)
+    try:
+        OvxlibExporter(model).export(os.path.join(out_dir, "case", name), viv_sdk=request["sdk"], licence=licence)
+    except Exception as error:  # noqa: BLE001
+        raise StageError("exporting the ovxlib case", "acuitylite could not write the ovxlib case: %s"
+                         % _one_line(error))
+
+
+def _onnx_output_name(lid):
+    """The toolkit names the layer it attaches to ONNX output X 'attach_X/out0_N'."""
+    match = re.match(r"^attach_(.*)/out\d+_\d+$", lid)
+    return match.group(1) if match else lid
+
+
+def _cosine(a, b):
+    import numpy as np
+
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def _acuitylite_version():
+    try:
+        from importlib.metadata import version
+
+        return version("acuitylite")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _one_line(error):
+    text = " ".join(str(error).split()) or type(error).__name__
+    return "%s: %s" % (type(error).__name__, text[:300]) if not isinstance(error, StageError) else text
+
+
+ACTIONS = {"doctor": doctor, "compile": compile_model, "caffe": caffe}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

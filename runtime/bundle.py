@@ -1,0 +1,62 @@
+"""A bundle (or any folder of convert outputs) as a ready pipeline: the detector's three nets and the classifier.
+
+BUNDLE/models/{pnet,rnet,onet}/ are the detector, BUNDLE/models/classifier/ the live/spoof model (optional:
+without it the runtime only detects). The host's detector cache has pnet/, rnet/, onet/ at its top level.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from .backends import BackendError, default_backend, load_model
+from .classifier import LiveClassifier
+from .detector import DetectorSettings, MtcnnDetector
+from .pipeline import FacePipeline
+
+DETECTOR_NETS = ("pnet", "rnet", "onet")
+
+
+def models_root(bundle_dir: str) -> str:
+    """BUNDLE/models when it exists, else the folder itself (a detector cache holds pnet/ directly)."""
+    if not os.path.isdir(bundle_dir):
+        raise BackendError(f"--bundle {bundle_dir}: no such folder")
+    inner = os.path.join(bundle_dir, "models")
+    return inner if os.path.isdir(inner) else bundle_dir
+
+
+def load_any(model_dir: str, backend: Optional[str], warn=None):
+    """The model on `backend`; a model the NPU has no binary for (e.g. PNet, whose size varies) falls back to
+    the CPU backend, saying so once on stderr."""
+    try:
+        return load_model(model_dir, backend)
+    except BackendError:
+        fallback = default_backend()
+        if backend in (None, fallback):
+            raise
+        model = load_model(model_dir, fallback)
+        (warn or _stderr)(f"note: {os.path.basename(model_dir.rstrip('/'))} runs on {fallback}: "
+                          f"it has no {backend} model in its folder")
+        return model
+
+
+def load_pipeline(bundle_dir: str, backend: Optional[str] = None, settings: Optional[DetectorSettings] = None,
+                  threshold: Optional[float] = None, detector_dir: Optional[str] = None, classifier_dir: Optional[str] = None,
+                  warn=None) -> FacePipeline:
+    root = models_root(bundle_dir) if bundle_dir else None
+    detector_root = detector_dir or root
+    missing = [n for n in DETECTOR_NETS if not detector_root or not os.path.isdir(os.path.join(detector_root, n))]
+    if missing:
+        raise BackendError(f"{detector_root or bundle_dir}: no detector models ({', '.join(missing)} missing); "
+                           "build the bundle with --detector (see `edgepad models detector`)")
+    nets = [load_any(os.path.join(detector_root, n), backend, warn) for n in DETECTOR_NETS]
+    detector = MtcnnDetector(*nets, settings=settings)
+    classifier = None
+    classifier_dir = classifier_dir or (os.path.join(root, "classifier") if root else None)
+    if classifier_dir and os.path.isdir(classifier_dir):
+        classifier = LiveClassifier(load_any(classifier_dir, backend, warn), threshold)
+    return FacePipeline(detector, classifier)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

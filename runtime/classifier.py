@@ -1,0 +1,57 @@
+"""Live/spoof scoring of aligned faces with the bundle's classifier, preprocessed exactly as its model card says."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .backends import BackendError, InferenceModel
+from .preprocess import normalize
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """A softmax head's output as it is; logits (negative values, or rows not summing to 1) through softmax."""
+    scores = np.asarray(scores, np.float64)
+    if scores.min() >= 0 and np.allclose(scores.sum(axis=-1), 1.0, atol=1e-3):
+        return scores
+    return softmax(scores)
+
+
+class LiveClassifier:
+    """Scores aligned BGR face crops: P(live) per face, and the decision against the spoof threshold.
+
+    The card's `threshold` (or --threshold) is the spoof decision threshold: a face is spoof when
+    P(spoof) = 1 - P(live) reaches it.
+    """
+
+    def __init__(self, model: InferenceModel, threshold: Optional[float] = None):
+        self.model = model
+        card = model.card
+        if card.get("task", "classifier") != "classifier":
+            raise BackendError(f"{model.model_dir}: the model card says task '{card.get('task')}', not a "
+                               "classifier; give a live/spoof classifier's convert output")
+        self.live_index = int(card.get("live_index", 0))
+        self.threshold = float(threshold if threshold is not None else card.get("threshold", 0.5))
+        self.height, self.width = model.input_hw
+        self.preprocess = card.get("preprocess", {})
+        self.output_name = model.output_names[0]
+
+    @property
+    def align_size(self) -> int:
+        return self.height
+
+    def live_probabilities(self, faces_bgr: List[np.ndarray]) -> np.ndarray:
+        if not faces_bgr:
+            return np.zeros(0)
+        batch = np.stack([normalize(face, self.preprocess, self.height, self.width) for face in faces_bgr])
+        scores = self.model.run(batch)[self.output_name].reshape(len(faces_bgr), -1)
+        return as_probabilities(scores)[:, self.live_index]
+
+    def is_live(self, live_probability: float) -> bool:
+        return (1.0 - float(live_probability)) < self.threshold

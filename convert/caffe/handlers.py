@@ -629,8 +629,8 @@ def resize(node, cx: Conversion):
     attrs = attributes(node)
     mode = _text(attrs.get("mode"), "nearest")
     transform = _text(attrs.get("coordinate_transformation_mode"), "half_pixel" if node.op_type == "Resize" else "asymmetric")
-    if node.op_type == "Upsample":
-        transform = "asymmetric"
+    if node.op_type == "Upsample":  # Upsample's nearest takes floor(o / scale)
+        transform, attrs["nearest_mode"] = "asymmetric", "floor"
     factors = _integer_factors(cx, node)
     channels = cx.shape(node.input[0])[1]
     out_shape = cx.shape(node.output[0])
@@ -654,9 +654,10 @@ def resize(node, cx: Conversion):
     kernels, pads = [], []
     for f in factors:
         # Weight of input i at output o is max(0, 1 - |o - (i*f + shift)| / f); shift = (f-1)/2 for half-pixel.
+        # The taps cover o - i*f in (shift - f, shift + f); the Caffe pad shifts that window to start at 0.
         shift = (f - 1) / 2 if transform != "asymmetric" else 0.0
-        pad = int(math.ceil(shift))
-        size = int(math.floor(pad + shift + f - 1e-9)) + 1 if f > 1 else 1
+        pad = int(math.ceil(f - 1 - shift))
+        size = int(math.ceil(pad + shift + f - 1e-9))
         taps = np.array([max(0.0, 1 - abs(k - pad - shift) / f) for k in range(size)], np.float32)
         kernels.append(taps)
         pads.append(pad)

@@ -1,0 +1,209 @@
+"""Every ONNX op handler of the Caffe converter, on a tiny ONNX model made here, run by OpenCV 4's Caffe importer
+and compared with onnxruntime; plus the guard that no registered handler goes without such a test."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepad.convert.caffe.handlers import HANDLERS
+from support.caffe_parity import opencv_vs_onnxruntime, random_inputs
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+RNG = np.random.default_rng(7)
+
+
+def weights(*shape, scale=0.5):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def model(nodes, input_shape, output_shapes, initializers=(), opset=13):
+    """A one-input ONNX model; `output_shapes` maps output tensor names to shapes."""
+    graph = helper.make_graph(
+        nodes, "case",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in output_shapes.items()],
+        [numpy_helper.from_array(np.asarray(v), n) for n, v in initializers],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    proto.ir_version = 8 if opset >= 13 else 4
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)  # fills in the output shapes
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def node(op, inputs, outputs, name=None, **attrs):
+    return helper.make_node(op, inputs, outputs, name=name or f"{op}_{outputs[0]}", **attrs)
+
+
+X4 = [1, 4, 9, 8]  # odd and even spatial sizes catch rounding and padding mistakes
+
+
+def conv_case(pads, strides, group=1, dilations=(1, 1), bias=True, kernel=3, shape=X4, **extra):
+    c = shape[1]
+    inputs = ["x", "w"] + (["b"] if bias else [])
+    inits = [("w", weights(6 if group == 1 else c, c // group, kernel, kernel))] + ([("b", weights(6 if group == 1 else c))] if bias else [])
+    attrs = dict(kernel_shape=[kernel, kernel], strides=list(strides), dilations=list(dilations), group=group, **extra)
+    if pads is not None:
+        attrs["pads"] = list(pads)
+    return model([node("Conv", inputs, ["y"], **attrs)], shape, {"y": None}, inits)
+
+
+def resize_case(mode, transform, factor, nearest_mode=None):
+    attrs = dict(mode=mode, coordinate_transformation_mode=transform)
+    if nearest_mode:
+        attrs["nearest_mode"] = nearest_mode
+    scales = np.array([1, 1, factor, factor], np.float32)
+    return model([node("Resize", ["x", "", "scales"], ["y"], **attrs)], [1, 3, 5, 4], {"y": None},
+                 [("scales", scales)])
+
+
+def pool_case(op, kernel, strides, pads=None, shape=X4, **extra):
+    attrs = dict(kernel_shape=kernel, strides=strides, **extra)
+    if pads is not None:
+        attrs["pads"] = pads
+    return model([node(op, ["x"], ["y"], **attrs)], shape, {"y": None})
+
+
+def binary_const(op, constant, constant_first=False):
+    inputs = ["c", "x"] if constant_first else ["x", "c"]
+    return model([node(op, inputs, ["y"])], X4, {"y": None}, [("c", constant)])
+
+
+def two_branch(op):
+    """op applied to two computed tensors of the same shape."""
+    return model([node("Relu", ["x"], ["a"]), node("Sigmoid", ["x"], ["b"]), node(op, ["a", "b"], ["y"])],
+                 X4, {"y": None})
+
+
+def squeeze_excite():
+    """x * sigmoid(GAP(x)): a broadcast Mul of two computed tensors."""
+    return model([node("GlobalAveragePool", ["x"], ["g"]), node("Sigmoid", ["g"], ["s"]),
+                  node("Mul", ["x", "s"], ["y"])], X4, {"y": None})
+
+
+def dense_head(kind):
+    flat = [node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), node("Reshape", ["t", "shape"], ["f"])]
+    inits = [("shape", np.array([1, -1], np.int64))]
+    k = 9 * 8 * 4
+    if kind == "matmul_add":
+        nodes = flat + [node("MatMul", ["f", "w"], ["m"]), node("Add", ["m", "b"], ["y"])]
+        inits += [("w", weights(k, 5, scale=0.1)), ("b", weights(5))]
+    else:
+        nodes = flat + [node("Gemm", ["f", "w", "b"], ["y"], transB=1, alpha=0.5, beta=2.0)]
+        inits += [("w", weights(5, k, scale=0.1)), ("b", weights(5))]
+    return model(nodes + [node("Softmax", ["y"], ["p"])], X4, {"y": None, "p": None}, inits)
+
+
+# (test id, op types it covers, model factory)
+CASES = [
+    ("conv_bias_same", {"Conv"}, lambda: conv_case([1, 1, 1, 1], [1, 1])),
+    ("conv_stride2_asymmetric_pad", {"Conv"}, lambda: conv_case([0, 0, 1, 1], [2, 2], bias=False)),
+    ("conv_pad_more_at_start", {"Conv"}, lambda: conv_case([2, 1, 0, 1], [2, 2])),
+    ("conv_depthwise_dilated", {"Conv"}, lambda: conv_case([2, 2, 2, 2], [1, 1], group=4, dilations=(2, 2))),
+    ("conv_auto_pad_same_upper", {"Conv"}, lambda: conv_case(None, [2, 2], auto_pad="SAME_UPPER")),
+    ("conv_transpose", {"ConvTranspose"}, lambda: model(
+        [node("ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+              output_padding=[1, 1])], X4, {"y": None}, [("w", weights(4, 3, 3, 3)), ("b", weights(3))])),
+    ("conv_transpose_grouped", {"ConvTranspose"}, lambda: model(
+        [node("ConvTranspose", ["x", "w"], ["y"], kernel_shape=[2, 2], strides=[2, 2], group=2)],
+        X4, {"y": None}, [("w", weights(4, 2, 2, 2))])),
+    ("pad_folded_into_conv", {"Pad", "Conv"}, lambda: model(
+        [node("Pad", ["x", "pads"], ["p"]), node("Conv", ["p", "w"], ["y"], kernel_shape=[3, 3], strides=[2, 2])],
+        X4, {"y": None}, [("pads", np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64)), ("w", weights(5, 4, 3, 3))])),
+    ("pad_before_maxpool", {"Pad", "MaxPool"}, lambda: model(
+        [node("Pad", ["x", "pads"], ["p"]), node("MaxPool", ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2])],
+        X4, {"y": None}, [("pads", np.array([0, 0, 1, 0, 0, 0, 1, 2], np.int64))])),
+    ("maxpool_same_asymmetric", {"MaxPool"}, lambda: pool_case("MaxPool", [3, 3], [2, 2], [0, 0, 1, 1])),
+    ("maxpool_floor_on_odd_size", {"MaxPool"}, lambda: pool_case("MaxPool", [2, 2], [2, 2])),
+    ("maxpool_symmetric_pad", {"MaxPool"}, lambda: pool_case("MaxPool", [3, 3], [2, 2], [1, 1, 1, 1])),
+    ("averagepool_valid", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2])),
+    ("averagepool_same_excludes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2], [0, 0, 1, 1])),
+    ("averagepool_symmetric_excludes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [1, 1], [1, 1, 1, 1])),
+    ("averagepool_includes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2], [1, 1, 1, 1],
+                                                                  count_include_pad=1)),
+    ("global_pools", {"GlobalAveragePool", "GlobalMaxPool", "Add"}, lambda: model(
+        [node("GlobalAveragePool", ["x"], ["a"]), node("GlobalMaxPool", ["x"], ["m"]), node("Add", ["a", "m"], ["y"])],
+        X4, {"y": None})),
+    ("reduce_mean_max", {"ReduceMean", "ReduceMax"}, lambda: model(
+        [node("ReduceMean", ["x"], ["a"], axes=[2, 3], keepdims=0), node("ReduceMax", ["x"], ["m"], axes=[2, 3])],
+        X4, {"a": None, "m": None})),
+    ("relu", {"Relu"}, lambda: model([node("Relu", ["x"], ["y"])], X4, {"y": None})),
+    ("leaky_relu", {"LeakyRelu"}, lambda: model([node("LeakyRelu", ["x"], ["y"], alpha=0.2)], X4, {"y": None})),
+    ("clip_relu6", {"Clip"}, lambda: model([node("Clip", ["x", "lo", "hi"], ["y"])], X4, {"y": None},
+                                          [("lo", np.float32(0)), ("hi", np.float32(6))])),
+    ("clip_relu", {"Clip"}, lambda: model([node("Clip", ["x", "lo"], ["y"])], X4, {"y": None}, [("lo", np.float32(0))])),
+    ("sigmoid_tanh", {"Sigmoid", "Tanh"}, lambda: model(
+        [node("Sigmoid", ["x"], ["s"]), node("Tanh", ["s"], ["y"])], X4, {"y": None})),
+    ("neg", {"Neg"}, lambda: model([node("Neg", ["x"], ["y"])], X4, {"y": None})),
+    ("prelu_per_channel", {"PRelu"}, lambda: model([node("PRelu", ["x", "s"], ["y"])], X4, {"y": None},
+                                                  [("s", weights(4, 1, 1))])),
+    ("prelu_per_element", {"PRelu"}, lambda: model([node("PRelu", ["x", "s"], ["y"])], X4, {"y": None},
+                                                  [("s", weights(4, 9, 8))])),
+    ("prelu_shared", {"PRelu"}, lambda: model([node("PRelu", ["x", "s"], ["y"])], X4, {"y": None},
+                                             [("s", np.array([0.3], np.float32))])),
+    ("keras3_prelu_pattern", {"Relu", "Neg", "Mul", "Add"}, lambda: model(
+        [node("Relu", ["x"], ["r"]), node("Neg", ["x"], ["n"]), node("Relu", ["n"], ["rn"]),
+         node("Mul", ["rn", "c"], ["m"]), node("Add", ["r", "m"], ["y"])], X4, {"y": None},
+        [("c", -weights(1, 4, 1, 1))])),
+    ("softmax_4d_axis1", {"Softmax"}, lambda: model([node("Softmax", ["x"], ["y"], axis=1)], X4, {"y": None})),
+    ("softmax_4d_last", {"Softmax"}, lambda: model([node("Softmax", ["x"], ["y"])], X4, {"y": None})),
+    ("dense_matmul_add", {"Transpose", "Reshape", "MatMul", "Add", "Softmax"}, lambda: dense_head("matmul_add")),
+    ("dense_gemm", {"Transpose", "Reshape", "Gemm", "Softmax"}, lambda: dense_head("gemm")),
+    ("matmul_last_axis_of_4d", {"MatMul"}, lambda: model([node("MatMul", ["x", "w"], ["y"])], X4, {"y": None},
+                                                        [("w", weights(8, 3))])),
+    ("add_per_channel_constant", {"Add"}, lambda: binary_const("Add", weights(4, 1, 1))),
+    ("mul_per_channel_constant", {"Mul"}, lambda: binary_const("Mul", weights(1, 4, 1, 1))),
+    ("mul_per_column_constant", {"Mul"}, lambda: binary_const("Mul", weights(8))),
+    ("sub_constant_minus_x", {"Sub"}, lambda: binary_const("Sub", weights(4, 1, 1), constant_first=True)),
+    ("sub_x_minus_scalar", {"Sub"}, lambda: binary_const("Sub", np.float32(0.7))),
+    ("div_by_constant", {"Div"}, lambda: binary_const("Div", np.abs(weights(4, 1, 1)) + 0.5)),
+    ("add_tensors", {"Add"}, lambda: two_branch("Add")),
+    ("sub_tensors", {"Sub"}, lambda: two_branch("Sub")),
+    ("mul_tensors", {"Mul"}, lambda: two_branch("Mul")),
+    ("mul_squeeze_excite", {"Mul", "GlobalAveragePool", "Sigmoid"}, squeeze_excite),
+    ("batchnorm", {"BatchNormalization"}, lambda: model(
+        [node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"], epsilon=1e-3)], X4, {"y": None},
+        [("g", weights(4)), ("b", weights(4)), ("m", weights(4)), ("v", np.abs(weights(4)) + 0.5)])),
+    ("concat_channels", {"Concat"}, lambda: model(
+        [node("Relu", ["x"], ["a"]), node("Concat", ["x", "a"], ["y"], axis=1)], X4, {"y": None})),
+    ("transpose_nhwc", {"Transpose"}, lambda: model([node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], X4, {"y": None})),
+    ("flatten", {"Flatten"}, lambda: model([node("Flatten", ["x"], ["y"], axis=1)], X4, {"y": None})),
+    ("squeeze_unsqueeze", {"GlobalAveragePool", "Squeeze", "Unsqueeze"}, lambda: model(
+        [node("GlobalAveragePool", ["x"], ["g"]), node("Squeeze", ["g", "axes"], ["s"]),
+         node("Unsqueeze", ["s", "axes1"], ["y"])], X4, {"s": None, "y": None},
+        [("axes", np.array([2, 3], np.int64)), ("axes1", np.array([1], np.int64))])),
+    ("identity_dropout", {"Identity", "Dropout"}, lambda: model(
+        [node("Identity", ["x"], ["i"]), node("Dropout", ["i"], ["d"]), node("Relu", ["d"], ["y"])], X4, {"y": None})),
+    ("resize_nearest_x2", {"Resize"}, lambda: resize_case("nearest", "asymmetric", 2, "floor")),
+    ("resize_nearest_half_pixel_x3", {"Resize"}, lambda: resize_case("nearest", "half_pixel", 3, "round_prefer_floor")),
+    ("resize_bilinear_half_pixel_x2", {"Resize"}, lambda: resize_case("linear", "half_pixel", 2)),
+    ("resize_bilinear_half_pixel_x3", {"Resize"}, lambda: resize_case("linear", "half_pixel", 3)),
+    ("resize_bilinear_asymmetric_x2", {"Resize"}, lambda: resize_case("linear", "asymmetric", 2)),
+    ("upsample_opset9", {"Upsample"}, lambda: model(
+        [node("Upsample", ["x", "scales"], ["y"], mode="nearest")], [1, 3, 5, 4], {"y": None},
+        [("scales", np.array([1, 1, 2, 2], np.float32))], opset=9)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_handler_matches_onnxruntime_in_opencv(case, tmp_path):
+    name, _, factory = case
+    proto = factory()
+    inputs = random_inputs([d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim])
+    parity, caffe = opencv_vs_onnxruntime(proto, tmp_path, inputs)
+    assert parity.passed, parity.to_json()
+    assert set(caffe.outputs) == {o.name for o in proto.graph.output}
+
+
+def test_every_registered_handler_has_a_case():
+    covered = set().union(*(ops for _, ops, _ in CASES))
+    missing = sorted(set(HANDLERS) - covered)
+    assert not missing, f"handlers without a test case in CASES: {missing}"
+
+
+def test_cases_really_contain_the_ops_they_claim():
+    for name, ops, factory in CASES:
+        present = {n.op_type for n in factory().graph.node}
+        assert ops <= present, f"{name} claims {sorted(ops - present)} but its model has {sorted(present)}"

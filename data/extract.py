@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgepad.errors import UsageError
 
-from .faces import ALIGNED_SIZE, DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS, DetectorSettings
+from .faces import ALIGNED_SIZE, DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS
 from .siw import SiwVideo, find_videos
 
 DONE_MARKER = ".done.json"
@@ -150,10 +150,13 @@ def _check_options(options: ExtractOptions) -> None:
 def _run(videos: list[SiwVideo], options: ExtractOptions):
     if not videos:
         return
+    from .faces import prepare_detector_models
+
+    models_root = prepare_detector_models()  # here, once: workers building the cache together would race
     if options.workers == 1 or len(videos) == 1:
         from .extract_video import VideoExtractor
 
-        extractor = VideoExtractor(options)
+        extractor = VideoExtractor(options, models_root)
         for video in videos:
             yield extractor.extract(video)
         return
@@ -166,7 +169,7 @@ def _run(videos: list[SiwVideo], options: ExtractOptions):
     context = multiprocessing.get_context("spawn")
     workers = min(options.workers, len(videos))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=extract_video.init_worker,
-                             initargs=(options,)) as pool:
+                             initargs=(options, models_root)) as pool:
         futures = [pool.submit(extract_video.extract_in_worker, video) for video in videos]
         for future in as_completed(futures):
             yield future.result()

@@ -12,17 +12,14 @@ from .siw import SiwVideo, read_face_file
 _worker_extractor = None
 
 
-def init_worker(options: ExtractOptions) -> None:
+def init_worker(options: ExtractOptions, models_root: str) -> None:
     """Each worker owns one core: libraries that spread over every core would fight the other workers."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import cv2
 
     cv2.setNumThreads(1)
     global _worker_extractor
-    _worker_extractor = VideoExtractor(options)
+    _worker_extractor = VideoExtractor(options, models_root, threads=1)
 
 
 def extract_in_worker(video: SiwVideo) -> VideoSummary:
@@ -30,10 +27,10 @@ def extract_in_worker(video: SiwVideo) -> VideoSummary:
 
 
 class VideoExtractor:
-    def __init__(self, options: ExtractOptions):
+    def __init__(self, options: ExtractOptions, models_root: str, threads: int = 0):
         self.options = options
         thresholds = (DEFAULT_THRESHOLDS[0], DEFAULT_THRESHOLDS[1], options.confidence)
-        self.detector = make_detector(DetectorSettings(options.min_face_size, thresholds))
+        self.detector = make_detector(DetectorSettings(options.min_face_size, thresholds), models_root, threads)
 
     def extract(self, video: SiwVideo) -> VideoSummary:
         import cv2

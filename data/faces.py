@@ -1,9 +1,7 @@
 """The two things extraction needs from a face library: find faces with five landmarks, and align one to 112x112.
 
-They are the board runtime's own detector and aligner (runtime/), so crops made here for training and
-calibration are cut exactly as the board cuts them. Until the runtime's MTCNN is importable, the reference
-`mtcnn` package stands in for detection (it is the same network and weights, only slower, and it ignores
-min_face_size, so it is called with its default of 20).
+Both are the board runtime's own (runtime/detector.py with the MTCNN nets edgepad converts into its cache,
+runtime/align.py), so crops made here for training and calibration are cut exactly as the board cuts them.
 """
 from __future__ import annotations
 
@@ -40,90 +38,42 @@ class DetectorSettings:
     thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS
 
 
-def make_detector(settings: DetectorSettings) -> FaceDetector:
-    """The runtime's MTCNN when it is there; the reference package otherwise."""
-    runtime_detector = _runtime_detector(settings)
-    if runtime_detector is not None:
-        return runtime_detector
-    return ReferenceMtcnnDetector(settings)
+def prepare_detector_models() -> str:
+    """The MTCNN nets as `edgepad convert` outputs, built into the cache on first use (once, before any worker)."""
+    from edgepad.convert.mtcnn_models import detector_models
+
+    return str(detector_models())
+
+
+def make_detector(settings: DetectorSettings, models_root: str | None = None, threads: int = 0) -> FaceDetector:
+    """The runtime's MTCNN on onnxruntime; `threads` caps each net's threads (0: onnxruntime's choice)."""
+    import os
+
+    from edgepad.runtime.backends import load_model
+    from edgepad.runtime.detector import DetectorSettings as RuntimeSettings
+    from edgepad.runtime.detector import MtcnnDetector
+
+    root = models_root or prepare_detector_models()
+    nets = [load_model(os.path.join(root, net), "onnxruntime", threads=threads) for net in ("pnet", "rnet", "onet")]
+    runtime_settings = RuntimeSettings(min_face_size=float(settings.min_face_size), thresholds=tuple(settings.thresholds))
+    return RuntimeDetector(MtcnnDetector(*nets, settings=runtime_settings))
+
+
+class RuntimeDetector:
+    def __init__(self, detector):
+        self._detector = detector
+
+    def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        return [DetectedFace(tuple(float(v) for v in face.box[:4]), float(face.score),
+                             np.asarray(face.landmarks, np.float32).reshape(5, 2))
+                for face in self._detector.detect(image_bgr)]
 
 
 def align_face(image_bgr: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
-    """The face warped onto the ArcFace five-point template at size x size, as the runtime aligns it."""
-    try:
-        from edgepad.runtime import align as runtime_align
-    except ImportError:
-        runtime_align = None
-    if runtime_align is not None and hasattr(runtime_align, "align_face"):
-        return runtime_align.align_face(image_bgr, np.asarray(landmarks, np.float32), size)
-    return _align_similarity(image_bgr, np.asarray(landmarks, np.float32), size)
+    """The face warped onto the ArcFace five-point template at size x size, by the runtime's aligner."""
+    from edgepad.runtime.align import align_face as runtime_align_face
 
-
-def _runtime_detector(settings: DetectorSettings) -> FaceDetector | None:
-    try:
-        from edgepad.runtime import mtcnn as runtime_mtcnn  # noqa: F401
-    except ImportError:
-        return None
-    return None  # wired when the runtime's detector API lands
-
-
-class ReferenceMtcnnDetector:
-    """The `mtcnn` package (TensorFlow), used only until the runtime's detector is importable."""
-
-    def __init__(self, settings: DetectorSettings):
-        from mtcnn import MTCNN
-
-        self._mtcnn = MTCNN()
-        self._settings = settings
-
-    def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
-        import cv2
-
-        p, r, o = self._settings.thresholds
-        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        found = self._mtcnn.detect_faces(rgb, box_format="xyxy", threshold_pnet=p, threshold_rnet=r,
-                                         threshold_onet=o)
-        faces = []
-        for face in found:
-            points = face["keypoints"]
-            landmarks = np.array([points[k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")],
-                                 np.float32)
-            x1, y1, x2, y2 = (float(v) for v in face["box"])
-            if min(x2 - x1, y2 - y1) >= self._settings.min_face_size:
-                faces.append(DetectedFace((x1, y1, x2, y2), float(face["confidence"]), landmarks))
-        return faces
-
-
-# insightface's ArcFace template for 112x112 (the seed's).
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
-
-
-def _align_similarity(image_bgr: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    template = ARCFACE_TEMPLATE * (size / 112.0)
-    matrix = _umeyama(landmarks, template)
-    return cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
-
-
-def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform src -> dst (Umeyama 1991), as a 2x3 matrix."""
-    src = src.astype(np.float64)
-    dst = dst.astype(np.float64)
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    covariance = dst_c.T @ src_c / len(src)
-    u, s, vt = np.linalg.svd(covariance)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1
-    rotation = u @ np.diag(d) @ vt
-    scale = (s * d).sum() / src_c.var(0).sum()
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
+    return runtime_align_face(image_bgr, np.asarray(landmarks, np.float32), size)
 
 
 def largest_face(faces: Sequence[DetectedFace], min_score: float = 0.0) -> DetectedFace | None:

@@ -95,3 +95,35 @@ def start(folder: Path) -> LoopbackSshd:
             time.sleep(0.05)
     server.stop()
     raise RuntimeError("sshd did not start listening within 15 s")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def cut_connections(server: LoopbackSshd) -> int:
+    """Drop every client connection the way a pulled cable does: kill the server's session processes."""
+    import os
+    import signal
+
+    killed = 0
+    for pid in descendants(server.process.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    return killed

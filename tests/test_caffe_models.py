@@ -1,0 +1,231 @@
+"""Keras -> ONNX -> Caffe on real architectures: the written prototxt/caffemodel, read by OpenCV 4's own Caffe
+importer, computes what TensorFlow computes (and what TF 2.4.4 computed for the Keras 2 files)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_models
+from conftest import FACES, LEGACY_H5
+from edgepad.convert.caffe.opencv_runner import load_caffe_net
+from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
+from edgepad.convert.pipeline import ConvertOptions, convert_model
+from edgepad.errors import UnsupportedOpError
+
+
+def resnet_style(size=64):
+    """Conv-BN-ReLU stem, 'same' max pooling, identity and projection shortcuts, GAP, softmax head."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Conv2D(16, 7, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    for filters, stride in ((16, 1), (32, 2), (32, 1)):
+        shortcut = x
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+        if stride != 1 or shortcut.shape[-1] != filters:
+            shortcut = layers.BatchNormalization()(layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut))
+        x = layers.ReLU()(layers.Add()([shortcut, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(2, activation="softmax", name="pad_prob")(x)
+    return keras_models.settle_batchnorm(keras.Model(inputs, out, name="resnet_style"), (size, size, 3))
+
+
+def mobilefacenet_style(size=64):
+    """PReLU (per-channel slopes), depthwise blocks, a global depthwise conv and a linear embedding."""
+    import keras
+
+    model = keras_models.prelu_depthwise_embedding(size)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):  # fresh slopes are 0 (plain ReLU): make them matter
+            layer.set_weights([rng.uniform(0.05, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return model
+
+
+def mtcnn(net):
+    from edgepad.convert.mtcnn_keras import build_net
+
+    def build():
+        return build_net(net, 37 if net == "pnet" else None)  # odd size: pooling rounds differently in Caffe
+    build.__name__ = f"mtcnn_{net}"
+    return build
+
+
+MTCNN_NORMALISATION = {"mean": (127.5,), "std": (128.0,)}
+MODELS = {
+    "mobilenet": (lambda: keras_models.mobilenet(96), {}),
+    "mobilenet_v2": (lambda: keras_models.mobilenet_v2(96), {}),
+    "resnet_style": (resnet_style, {}),
+    "mobilefacenet_style": (mobilefacenet_style, {}),
+    "mtcnn_pnet": (mtcnn("pnet"), MTCNN_NORMALISATION),
+    "mtcnn_rnet": (mtcnn("rnet"), MTCNN_NORMALISATION),
+    "mtcnn_onet": (mtcnn("onet"), MTCNN_NORMALISATION),
+}
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """name -> (keras model, convert result, output folder); each model converted once per session."""
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            builder, options = MODELS[name]
+            folder = tmp_path_factory.mktemp(name)
+            model = builder()
+            model.save(folder / f"{name}.h5")
+            result = convert_model(ConvertOptions(model=folder / f"{name}.h5", out=folder / "out",
+                                                  targets=("onnx", "caffe"), sample_images=FACES, **options))
+            cache[name] = (model, result, folder / "out")
+        return cache[name]
+    return get
+
+
+def opencv_outputs(out: Path, x_nhwc: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Read the written files with cv2.dnn.readNetFromCaffe as the board's OpenCV would, from the card alone."""
+    card = json.loads((out / "edgepad.json").read_text())["targets"]["caffe"]
+    net = load_caffe_net(out / card["prototxt"], out / card["caffemodel"])
+    results: dict[str, list[np.ndarray]] = {name: [] for name in card["output_names"]}
+    for x in x_nhwc:
+        net.setInput(np.ascontiguousarray(x.transpose(2, 0, 1)[None]), card["input"])
+        for name, value in zip(card["output_names"], net.forward(card["outputs"])):
+            results[name].append(np.array(value))
+    return results
+
+
+def keras_reference(model, x_nhwc: np.ndarray, names: list[str]) -> dict[str, list[np.ndarray]]:
+    outputs = model(x_nhwc, training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {name: [np.asarray(o)[i:i + 1] for i in range(len(x_nhwc))] for name, o in zip(names, outputs)}
+
+
+def nchw_to_keras_layout(values: dict, reference: dict) -> dict:
+    """OpenCV returns NCHW blobs; a 4-D Keras output is NHWC."""
+    converted = {}
+    for name, arrays in values.items():
+        ref_shape = np.shape(reference[name][0])
+        converted[name] = [a if a.shape == ref_shape else a.transpose(0, 2, 3, 1) for a in arrays]
+    return converted
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_opencv_runs_the_caffe_model_like_tensorflow(name, converted):
+    model, result, out = converted(name)
+    section = result.report["caffe"]
+    assert section["passed"] and section["max_abs"] <= FLOAT32_ATOL and section["vs_keras"]["passed"]
+    assert (out / "model.prototxt").is_file() and (out / "model.caffemodel").is_file()
+
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (3, *model.input_shape[1:])).astype(np.float32)
+    card = result.card["targets"]["caffe"]
+    reference = keras_reference(model, x, card["output_names"])
+    candidate = nchw_to_keras_layout(opencv_outputs(out, x), reference)
+    parity = compare_outputs(reference, candidate, reference_name="tensorflow", candidate_name="opencv-caffe")
+    assert parity.passed, parity.to_json()
+    assert card["input_shape"] == [1, model.input_shape[3], model.input_shape[1], model.input_shape[2]]
+    assert card["layout"] == "nchw"
+
+
+def layer_types(out: Path) -> set[str]:
+    from google.protobuf import text_format
+
+    from edgepad.convert.caffe import caffe_pb2
+
+    net = text_format.Parse((out / "model.prototxt").read_text(), caffe_pb2.NetParameter())
+    return {layer.type for layer in net.layer}
+
+
+def test_mobilenet_v2_keeps_relu6_residuals_and_asymmetric_padding(converted):
+    _, result, out = converted("mobilenet_v2")
+    types = layer_types(out)
+    assert {"ReLU6", "Eltwise", "Convolution", "InnerProduct"} <= types
+    # stride-2 convs pad only bottom/right: the missing row/column is added explicitly, not dropped
+    assert {"Slice", "Power", "Concat"} <= types
+
+
+def test_mtcnn_nets_keep_prelu_and_permute(converted):
+    for net in ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"):
+        _, result, out = converted(net)
+        types = layer_types(out)
+        assert "PReLU" in types and "Pooling" in types, (net, types)
+        if net != "mtcnn_pnet":
+            assert "Permute" in types and "InnerProduct" in types
+
+
+@pytest.mark.parametrize("name", ["pad_mobilenet", "sequential_small"])
+def test_keras2_files_match_tensorflow_2_4_goldens_in_opencv(name, tmp_path):
+    golden = np.load(LEGACY_H5 / f"{name}.golden.npz")
+    result = convert_model(ConvertOptions(model=LEGACY_H5 / f"{name}.h5", out=tmp_path / "out",
+                                          targets=("onnx", "caffe")))
+    assert result.report["caffe"]["passed"]
+    outputs = opencv_outputs(tmp_path / "out", golden["x"].astype(np.float32))
+    (y,) = [np.concatenate(v) for v in outputs.values()]
+    assert y.shape == golden["y"].shape
+    assert np.abs(y - golden["y"]).max() <= FLOAT32_ATOL
+    assert (y.argmax(-1) == golden["y"].argmax(-1)).all()
+
+
+def unsupported_model(path: Path) -> Path:
+    """Two activations Caffe has no layer for (ELU, Softplus) between ordinary layers."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(4, 3, activation="elu", name="conv_elu")(inputs)
+    x = layers.Conv2D(4, 3, activation="softplus", name="conv_softplus")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, layers.Dense(2, activation="softmax")(x)).save(path)
+    return path
+
+
+def test_unsupported_ops_are_all_named_in_one_error_and_nothing_is_written(tmp_path):
+    h5 = unsupported_model(tmp_path / "elu.h5")
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedOpError) as error:
+        convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "caffe")))
+    message = str(error.value)
+    assert "Elu node" in message and "conv_elu" in message
+    assert "Softplus node" in message and "conv_softplus" in message
+    assert "\n" not in message
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["elu.h5"]  # no staging folder left behind
+
+
+def test_cli_converts_to_caffe_and_reports_json(tmp_path):
+    from click.testing import CliRunner
+
+    from edgepad.cli import cli
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["convert", str(LEGACY_H5 / "sequential_small.h5"), "-o", str(out),
+                                      "--to", "onnx,caffe", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    caffe = report["caffe"]
+    assert caffe["passed"] and caffe["max_abs"] <= FLOAT32_ATOL
+    assert caffe["vs_keras"]["passed"] and caffe["files"] == ["model.prototxt", "model.caffemodel"]
+    card = json.loads((out / "edgepad.json").read_text())
+    assert card["targets"]["caffe"]["input"] == "input"
+    assert card["targets"]["caffe"]["input_shape"] == [1, 3, 28, 28]
+    assert {"model.prototxt", "model.caffemodel"} <= set(card["sha256"])
+
+
+def test_cli_unsupported_op_is_one_line_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from edgepad.cli import cli
+
+    h5 = unsupported_model(tmp_path / "elu.h5")
+    result = CliRunner().invoke(cli, ["convert", str(h5), "-o", str(tmp_path / "out"), "--to", "onnx,caffe"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "conv_elu" in lines[0] and "conv_softplus" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,48 @@
+"""Session fixtures of the runtime tests (import them into a test module to use them)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from .runtime_models import build_bundle_dir, classifier_dir, detector_models_dir
+
+
+@pytest.fixture(scope="session")
+def detector_models():
+    return detector_models_dir()
+
+
+@pytest.fixture(scope="session")
+def classifier_model():
+    return classifier_dir()
+
+
+@pytest.fixture(scope="session")
+def runtime_bundle(tmp_path_factory):
+    return build_bundle_dir(tmp_path_factory.mktemp("runtime") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def pipeline(runtime_bundle):
+    from edgepad.runtime.bundle import load_pipeline
+
+    return load_pipeline(str(runtime_bundle), "onnxruntime")
+
+
+@pytest.fixture(scope="session")
+def t1_image(faces_dir):
+    return cv2.imread(str(faces_dir / "t1.jpg"))
+
+
+@pytest.fixture(scope="session")
+def astronaut_image(faces_dir):
+    return cv2.imread(str(faces_dir / "astronaut.png"))
+
+
+def iou(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

@@ -283,7 +283,7 @@ def _export(model, request):
 
 def _onnx_output_name(lid):
     """The toolkit names the layer it attaches to ONNX output X 'attach_X/out0_N'."""
-    match = re.match(r"^attach_(.*)/out\d+_\d+$", lid)
+    match = re.match(r"^attach_(.*)/out\d+(_\d+)?$", lid)
     return match.group(1) if match else lid
 
 

@@ -1,0 +1,65 @@
+"""vim3 backend: VeriSilicon's acuitylite from PyPI, run in the toolkit venv through npu_toolkit_worker.py."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgepad.errors import ExportError, ToolkitError
+
+DISPLAY_NAME = "acuitylite"
+
+
+def check_target(target: str, board: str, home=None) -> None:
+    """Refuse a board the bundled emulator does not know: the exporter would compile for another NPU."""
+    from .toolkit_env import emulator_targets, require_toolkit
+
+    env = require_toolkit(home)
+    known = emulator_targets(env.sdk_dir)
+    if not known:
+        raise ToolkitError(f"{env.sdk_dir}: the unpacked Vivante SDK is missing; run `edgepad toolkit install --force`")
+    if target not in known:
+        version = (env.installed() or {}).get("versions", {}).get("acuitylite")
+        raise ExportError(f"--board {board}: acuitylite {version} cannot compile for {target} (its SDK does not know "
+                          f"that NPU and would silently write a binary for another one); use --npu-backend khadas-sdk "
+                          f"--sdk PATH with Khadas' SDK for {board}, or --board vim3")
+
+
+def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: str, calibration, evaluation,
+            target: str, name: str, options=None, home=None):
+    """ONNX -> quantized -> float/quantized simulation + per-layer table -> NBG and ovxlib case, in the toolkit."""
+    from .toolkit_env import require_toolkit, run_worker
+    from .vim3_npu import NpuCompilation
+
+    env = require_toolkit(home)
+    log = env.new_log(f"vim3-{name}")
+    run_dir = env.home / "runs" / log.stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    request = {
+        "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
+        "outputs": list(outputs), "scheme": scheme, "target": target, "case_name": name,
+        "sdk": str(env.sdk_dir), "out_dir": str(run_dir), "layer_inputs": 4,
+        "evaluation": _save(run_dir / "evaluation.npy", evaluation),
+        "calibration": _save(run_dir / "calibration.npy", calibration) if len(calibration) else None,
+    }
+    result = run_worker(env, "compile", request, log_name=f"vim3-{name}", log=log)
+    names = [o["onnx_name"] for o in result["outputs"]]
+    if sorted(names) != sorted(outputs):
+        raise ExportError(f"acuitylite's outputs {names} do not match the ONNX outputs {list(outputs)} (log: {log})")
+    return NpuCompilation(
+        nbg_dir=Path(result["nbg_dir"]), case_dir=Path(result["case_dir"]), case_name=name, toolkit="acuitylite",
+        toolkit_version=result.get("acuitylite"), quantizer=f"{result['quantizer']} {result['qtype']}",
+        float_outputs=_load(result["float_outputs"], names), quantized_outputs=_load(result["quantized_outputs"], names),
+        layers=json.loads(Path(result["layers"]).read_text()), log=str(log), layers_file=result["layers"],
+    )
+
+
+def _save(path: Path, arrays) -> str:
+    np.save(path, np.stack([np.asarray(a, np.float32) for a in arrays]))
+    return str(path)
+
+
+def _load(path: str, names: list[str]) -> dict[str, list[np.ndarray]]:
+    with np.load(path) as data:
+        return {name: list(data[str(i)]) for i, name in enumerate(names)}

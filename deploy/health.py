@@ -7,6 +7,7 @@ QUANTIZED_MIN_COSINE.
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,8 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
     if backend:
         argv += ["--backend", backend]
     ran = board.connection.run(argv, timeout=HEALTH_TIMEOUT_S)
-    used_backend = backend or "auto"
+    said = re.search(r"\(backend (\w+)\)", ran.stderr.decode(errors="replace"))  # the runtime names its choice
+    used_backend = backend or (said.group(1) if said else "auto")
     if ran.exit_code != 0:
         lines = ran.stderr.decode(errors="replace").strip().splitlines()
         return HealthResult(False, used_backend, error=f"the runtime exited with {ran.exit_code}: "
@@ -69,7 +71,7 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
         board_outputs = {k: data[k] for k in data.files}
     with np.load(Path(bundle_dir) / "reference" / "outputs.npz", allow_pickle=False) as data:
         host_outputs = {k: data[k] for k in data.files}
-    result = compare(host_outputs, board_outputs, backend)
+    result = compare(host_outputs, board_outputs, used_backend)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -77,7 +79,7 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
 def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.ndarray], backend: str | None) -> HealthResult:
     """Per model and output: max abs, cosine, top-1 against the host, with the tolerance of the backend's precision."""
     reported = board_outputs.get("__backend__")
-    used_backend = str(reported) if reported is not None else (backend or "auto")
+    used_backend = str(reported) if reported is not None else (backend or "auto")  # "auto": float tolerance
     atol, min_cosine = tolerance_for(used_backend)
     rows: list[dict] = []
     errors = []

@@ -102,6 +102,7 @@ CASES = [
     ("conv_stride2_asymmetric_pad", {"Conv"}, lambda: conv_case([0, 0, 1, 1], [2, 2], bias=False)),
     ("conv_pad_more_at_start", {"Conv"}, lambda: conv_case([2, 1, 0, 1], [2, 2])),
     ("conv_depthwise_dilated", {"Conv"}, lambda: conv_case([2, 2, 2, 2], [1, 1], group=4, dilations=(2, 2))),
+    ("conv_dilated_asymmetric_pad", {"Conv"}, lambda: conv_case([0, 0, 1, 1], [1, 1], dilations=(2, 2))),
     ("conv_auto_pad_same_upper", {"Conv"}, lambda: conv_case(None, [2, 2], auto_pad="SAME_UPPER")),
     ("conv_transpose", {"ConvTranspose"}, lambda: model(
         [node("ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],

@@ -132,23 +132,36 @@ def test_opencv_runs_the_caffe_model_like_tensorflow(name, converted):
     assert parity.passed, parity.to_json()
     assert card["input_shape"] == [1, model.input_shape[3], model.input_shape[1], model.input_shape[2]]
     assert card["layout"] == "nchw"
+    assert dangling_tops(out) == set(card["outputs"])
 
 
-def layer_types(out: Path) -> set[str]:
+def caffe_net(out: Path):
     from google.protobuf import text_format
 
     from edgepad.convert.caffe import caffe_pb2
 
-    net = text_format.Parse((out / "model.prototxt").read_text(), caffe_pb2.NetParameter())
-    return {layer.type for layer in net.layer}
+    return text_format.Parse((out / "model.prototxt").read_text(), caffe_pb2.NetParameter())
+
+
+def layer_types(out: Path) -> set[str]:
+    return {layer.type for layer in caffe_net(out).layer}
+
+
+def dangling_tops(out: Path) -> set[str]:
+    """Tops no layer reads: Caffe readers (and the NPU toolkit) turn each into an extra network output."""
+    net = caffe_net(out)
+    read = {bottom for layer in net.layer for bottom in layer.bottom}
+    return {top for layer in net.layer for top in layer.top if top not in read}
 
 
 def test_mobilenet_v2_keeps_relu6_residuals_and_asymmetric_padding(converted):
     _, result, out = converted("mobilenet_v2")
-    types = layer_types(out)
-    assert {"ReLU6", "Eltwise", "Convolution", "InnerProduct"} <= types
-    # stride-2 convs pad only bottom/right: the missing row/column is added explicitly, not dropped
-    assert {"Slice", "Power", "Concat"} <= types
+    net = caffe_net(out)
+    assert {"ReLU6", "Eltwise", "Convolution", "InnerProduct"} <= {layer.type for layer in net.layer}
+    # Keras pads stride-2 convs at the bottom/right only. Caffe pads symmetrically: those convs pad 1 on both
+    # sides and carry one zero tap at the top/left, so no extra layers are needed.
+    stride2 = [l.convolution_param for l in net.layer if l.type == "Convolution" and l.convolution_param.stride_h == 2]
+    assert stride2 and all((p.kernel_h, p.kernel_w, p.pad_h, p.pad_w) == (4, 4, 1, 1) for p in stride2)
 
 
 def test_mtcnn_nets_keep_prelu_and_permute(converted):

@@ -130,6 +130,8 @@ def conv(node, cx: Conversion):
     dilations = list(attrs.get("dilations", [1, 1]))
     bias = cx.constant(node, 2, "the bias") if len(node.input) > 2 and node.input[2] else None
     pads = _spatial_pads(node, cx, kernel, strides, dilations)
+    weights, pads = _symmetric_by_zero_taps(weights, pads, dilations)
+    kernel = list(weights.shape[2:])
     out_shape = cx.shape(node.output[0])
 
     def caffe_out(i, size, pad):
@@ -153,6 +155,23 @@ def conv(node, cx: Conversion):
         param.dilation.append(int(dilations[0]))
     _crop_excess(cx, top, excess, final)
     cx.net.bind(node.output[0], final)
+
+
+def _symmetric_by_zero_taps(weights: np.ndarray, pads: list[int], dilations: list[int]):
+    """Asymmetric padding (Keras 'same' with stride 2 pads only the end) made symmetric without extra layers:
+    pad both sides by the larger amount and add zero taps to the kernel on the side padded less, so every
+    window starts where ONNX's does and the output size is ONNX's. Zero taps add exact zeros."""
+    pads = list(pads)
+    for i in range(2):
+        begin, end = pads[i], pads[2 + i]
+        difference = abs(end - begin)
+        if difference == 0 or difference % dilations[i]:
+            continue  # a dilated kernel moves in steps of its dilation: left to explicit padding
+        taps = [(0, 0)] * 4
+        taps[2 + i] = (difference // dilations[i], 0) if end > begin else (0, difference // dilations[i])
+        weights = np.pad(weights, taps)
+        pads[i] = pads[2 + i] = max(begin, end)
+    return weights, pads
 
 
 @handles("ConvTranspose")

@@ -98,6 +98,9 @@ class NetBuilder:
         layer = self.layer("Slice", [blob], tops, name=self._unique(f"{kept}_slice"))
         layer.slice_param.axis = axis
         layer.slice_param.slice_point.extend(points)
+        unused = [t for t in tops if t != kept]
+        if unused:  # an unconsumed top would become an extra output of the net (and of the NPU model)
+            self.layer("Silence", unused, [], name=self._unique(f"{kept}_silence"))
         return kept
 
     def pad_constant(self, blob: str, axis: int, before: int, after: int, value: float = 0.0) -> str:

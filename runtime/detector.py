@@ -75,8 +75,8 @@ class MtcnnDetector:
         self.last_stages = DetectionStages()
 
     # -- public --------------------------------------------------------------------------------------------------
-    def detect(self, image_bgr: np.ndarray) -> List[Face]:
-        """Faces in a uint8 BGR image, best first."""
+    def detect(self, image_bgr: np.ndarray, clip: bool = True) -> List[Face]:
+        """Faces in a uint8 BGR image, best first; boxes clipped to the image unless clip=False (tracking)."""
         image = self._model_order(image_bgr)
         self.last_stages = DetectionStages()
         boxes = self._pnet_stage(image)
@@ -89,8 +89,8 @@ class MtcnnDetector:
         boxes, landmarks = self._onet_stage(image, boxes)
         self.last_stages.onet = len(boxes)
         height, width = image.shape[:2]
-        clipped = clip_boxes(boxes[:, :4], width, height)
-        return [Face(clipped[i], float(boxes[i, 4]), landmarks[i]) for i in range(len(boxes))]
+        final = clip_boxes(boxes[:, :4], width, height) if clip else boxes[:, :4]
+        return [Face(final[i], float(boxes[i, 4]), landmarks[i]) for i in range(len(boxes))]
 
     def refine(self, image_bgr: np.ndarray, boxes: np.ndarray):
         """ONet alone on given boxes (tracking): (boxes with score, landmarks), one row per input box, unfiltered."""

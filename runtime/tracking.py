@@ -26,7 +26,7 @@ TEMPLATE_WIDTH = 32  # faces are matched at this width: cost independent of face
 class TrackerSettings:
     redetect_every: int = 10  # frames between full detections (the timer)
     search_margin: float = 0.5  # the search window extends the last box by this fraction of its size
-    min_face_score: float = 0.6  # ONet face probability below which a track is dropped
+    min_face_score: float = 0.5  # ONet face probability below which a track is dropped
     live_smoothing: float = 0.3  # weight of the newest live probability in the running average
     duplicate_iou: float = 0.5  # two tracks overlapping more than this are one face
 
@@ -61,7 +61,9 @@ class FaceTracker:
             detect_start = time.perf_counter()
             self._add_new_faces(image_bgr, gray)
             timings["detect"] = (time.perf_counter() - detect_start) * 1e3
-        faces = [Face(t.box.copy(), t.score, t.landmarks.copy(), track=t.track_id) for t in self.tracks]
+        height, width = gray.shape
+        boxes = clip_boxes(np.array([t.box for t in self.tracks]).reshape(-1, 4), width, height)
+        faces = [Face(box, t.score, t.landmarks.copy(), track=t.track_id) for t, box in zip(self.tracks, boxes)]
         timings.update(self.pipeline.score(image_bgr, faces))
         for track, face in zip(self.tracks, faces):
             if face.live is not None:
@@ -76,10 +78,14 @@ class FaceTracker:
 
     # -- following ---------------------------------------------------------------------------------------------
     def _follow(self, image_bgr: np.ndarray, gray: np.ndarray) -> None:
-        height, width = gray.shape
+        count = len(self.tracks)
         moved = np.array([self._match(gray, track) for track in self.tracks])
-        refined, landmarks = self.pipeline.detector.refine(image_bgr, moved)
-        refined[:, :4] = clip_boxes(refined[:, :4], width, height)
+        # ONet judges both where the template went and where the face was; the better one wins (a half
+        # visible face at the border can fool the template match).
+        candidates = np.concatenate([moved, np.array([t.box for t in self.tracks])])
+        boxes, points = self.pipeline.detector.refine(image_bgr, candidates)
+        better = np.where(boxes[:count, 4] >= boxes[count:, 4], np.arange(count), np.arange(count) + count)
+        refined, landmarks = boxes[better], points[better]
         kept = []
         for track, box, points in zip(self.tracks, refined, landmarks):
             if box[4] < self.settings.min_face_score or box[2] - box[0] < 4 or box[3] - box[1] < 4:
@@ -95,15 +101,10 @@ class FaceTracker:
         x1, y1, x2, y2 = track.box
         w, h = x2 - x1, y2 - y1
         margin = self.settings.search_margin
-        height, width = gray.shape
-        sx1, sy1 = int(max(0, x1 - margin * w)), int(max(0, y1 - margin * h))
-        sx2, sy2 = int(min(width, x2 + margin * w + 1)), int(min(height, y2 + margin * h + 1))
         scale = TEMPLATE_WIDTH / max(w, 1.0)
-        window = cv2.resize(gray[sy1:sy2, sx1:sx2], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        template = track.template
-        if window.shape[0] < template.shape[0] or window.shape[1] < template.shape[1]:
-            return track.box  # squeezed against the image border: let ONet find it from where it was
-        response = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+        sx1, sy1 = x1 - margin * w, y1 - margin * h
+        window = _resample(gray, sx1, sy1, x2 + margin * w, y2 + margin * h, scale)
+        response = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
         _, _, _, (best_x, best_y) = cv2.minMaxLoc(response)
         nx1, ny1 = sx1 + best_x / scale, sy1 + best_y / scale
         return np.array([nx1, ny1, nx1 + w, ny1 + h])
@@ -116,7 +117,7 @@ class FaceTracker:
             for track in self.tracks:  # tracked faces are not searched again, so they are not found twice
                 x1, y1, x2, y2 = np.round(track.box).astype(int)
                 masked[max(y1, 0):max(y2 + 1, 0), max(x1, 0):max(x2 + 1, 0)] = 0
-        found = self.pipeline.detector.detect(masked)
+        found = self.pipeline.detector.detect(masked, clip=False)
         existing = np.array([t.box for t in self.tracks]) if self.tracks else np.zeros((0, 4))
         for face in found:
             if len(existing) and iou_matrix(face.box[None], existing).max() > self.settings.duplicate_iou:
@@ -127,10 +128,15 @@ class FaceTracker:
 
 def _template(gray: np.ndarray, box: np.ndarray) -> np.ndarray:
     x1, y1, x2, y2 = box
-    crop = gray[int(max(y1, 0)):int(y2) + 1, int(max(x1, 0)):int(x2) + 1]
-    scale = TEMPLATE_WIDTH / max(x2 - x1, 1.0)
-    size = (max(int(round(crop.shape[1] * scale)), 4), max(int(round(crop.shape[0] * scale)), 4))
-    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return _resample(gray, x1, y1, x2, y2, TEMPLATE_WIDTH / max(x2 - x1, 1.0))
+
+
+def _resample(gray: np.ndarray, x1: float, y1: float, x2: float, y2: float, scale: float) -> np.ndarray:
+    """The region x1..x2, y1..y2 scaled by `scale`; parts outside the image repeat its edge, so a face at the
+    border keeps the same geometry in its template and in the search window."""
+    size = (max(int(round((x2 - x1) * scale)), 4), max(int(round((y2 - y1) * scale)), 4))
+    matrix = np.array([[scale, 0, -x1 * scale], [0, scale, -y1 * scale]], np.float32)
+    return cv2.warpAffine(gray, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _drop_duplicates(tracks: List[Track], threshold: float) -> List[Track]:

@@ -2,7 +2,8 @@
 
 Pixels are normalised outside the model, as (x - 127.5) / 127.5 in RGB order, which is `edgepad convert`'s
 default preprocessing, so the saved .h5 converts with no options. Augmentation also lives in the input
-pipeline: the saved graph is only the network the board will run.
+pipeline: the saved graph is only the network the board will run. The saved model is the best checkpoint
+with its batch-norm statistics recomputed over the training images (see recompute_batchnorm_statistics).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .crops import Crop, list_crops, resolve_split
 
 INPUT_SIZE = 112
 MEAN, STD = 127.5, 127.5
+BATCHNORM_BATCHES = 200  # training batches averaged for the final batch-norm statistics
 
 
 @dataclass
@@ -44,12 +46,13 @@ class TrainResult:
     train_images: dict[str, int]
     val_images: dict[str, int]
     devices: list[str]
+    batchnorm_batches: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"out": str(self.out), "epochs_run": self.epochs_run, "monitor": self.monitor, "best": self.best,
                 "train_images": self.train_images, "val_images": self.val_images, "devices": self.devices,
-                "history": self.history, "warnings": self.warnings}
+                "batchnorm_batches": self.batchnorm_batches, "history": self.history, "warnings": self.warnings}
 
 
 def build_classifier(alpha: float, keras):
@@ -97,8 +100,11 @@ def train_classifier(options: TrainOptions, log=None) -> TrainResult:
     try:
         history = model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
                             class_weight=_balanced_weights(train_crops), shuffle=False, verbose=0)
-        if not partial.exists():  # every epoch's monitor was NaN: keep the last weights rather than nothing
-            model.save(str(partial))
+        if partial.exists():  # the best epoch's weights, not the last epoch's
+            model = keras.models.load_model(str(partial), compile=False)
+        plain_train_ds = _dataset(tf, train_crops, batch, training=False, seed=options.seed)
+        batchnorm_batches = recompute_batchnorm_statistics(model, plain_train_ds, keras)
+        model.save(str(partial))
         os.replace(partial, options.out)
     finally:
         if partial.exists():
@@ -106,7 +112,31 @@ def train_classifier(options: TrainOptions, log=None) -> TrainResult:
     values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     return TrainResult(options.out, len(values.get("loss", [])), monitor, min(values.get(monitor, [float("nan")])),
                        values, dict(Counter(c.label for c in train_crops)), dict(Counter(c.label for c in val_crops)),
-                       devices, warnings)
+                       devices, batchnorm_batches, warnings)
+
+
+def recompute_batchnorm_statistics(model, dataset, keras, max_batches: int = BATCHNORM_BATCHES) -> int:
+    """Set every BatchNormalization's inference mean and variance to their average over training batches.
+
+    Keras keeps them as running averages with momentum 0.99, which need many hundred steps to forget their
+    start (mean 0, variance 1); until then the model computes something else at inference than in training,
+    and a short run on a small set scores every face the same. Averaging the batch statistics of the
+    (unaugmented) training images fixes that without changing a learned weight ("precise BN").
+    """
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for count, (images, _) in enumerate(dataset.take(max_batches), start=1):
+            for layer in layers:
+                layer.momentum = (count - 1) / count  # running average of the batch statistics seen so far
+            model(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return count
 
 
 def _check_options(options: TrainOptions) -> None:

@@ -164,6 +164,7 @@ def test_train_writes_the_seed_classifier(trained):
 
     model_path, report = trained
     assert report["epochs_run"] == 2 and report["monitor"] == "val_loss"
+    assert report["batchnorm_batches"] >= 1
     # whole subjects are held out: 1 of the 4 Train subjects (each 1 live, 2 spoof videos, one unreadable)
     assert set(report["train_images"]) == {"live", "spoof"} and set(report["val_images"]) == {"live", "spoof"}
     model = keras.models.load_model(model_path, compile=False)
@@ -185,13 +186,13 @@ def test_train_refuses_to_overwrite(trained):
 def converted(trained, tmp_path_factory):
     model_path, _ = trained
     out = tmp_path_factory.mktemp("converted") / "pad_out"
-    report = run_json("convert", model_path, "-o", out, "--to", "onnx")
+    report = run_json("convert", model_path, "-o", out, "--to", "onnx,caffe")
     return out, report
 
 
 def test_trained_model_converts(converted):
     out, report = converted
-    assert report["onnx"]["passed"]
+    assert report["onnx"]["passed"] and report["caffe"]["passed"]
     card = json.loads((out / "edgepad.json").read_text())
     assert card["labels"] == ["live", "spoof"] and card["preprocess"]["mean"] == [127.5] * 3
 
@@ -227,14 +228,48 @@ def test_evaluate_per_video(trained, extraction):
     assert report["threshold"] == 0.5 and report["threshold_source"] == "given"
 
 
-def test_evaluate_errors_are_one_line(trained, converted, extraction):
+def test_evaluate_errors_are_one_line(trained, converted, extraction, tmp_path):
+    import shutil
+
     model_path, _ = trained
+    onnx_only = tmp_path / "onnx_only"
+    shutil.copytree(converted[0], onnx_only)
+    card = json.loads((onnx_only / "edgepad.json").read_text())
+    del card["targets"]["caffe"]
+    (onnx_only / "edgepad.json").write_text(json.dumps(card))
+    shutil.copytree(extraction["out"] / "Train" / "live", tmp_path / "only_live" / "live")
     for args, expected in [
         ((converted[0], extraction["out"], "--backend", "keras"), "give the .h5 file"),
         ((model_path, extraction["out"], "--backend", "onnx"), "not an `edgepad convert` output folder"),
-        ((converted[0], extraction["out"], "--backend", "caffe"), "--to caffe"),
         ((model_path, extraction["out"], "--threshold", 0.5, "--dev", extraction["out"]), "give one"),
+        ((onnx_only, extraction["out"], "--backend", "caffe"), "--to caffe"),
+        ((model_path, tmp_path / "only_live", "--threshold", 0.5), "only bona fide"),
     ]:
         result = run("evaluate", *args)
         assert result.exit_code != 0, args
         assert expected in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_evaluate_backends_give_the_same_scores(trained, converted, extraction):
+    from edgepad.convert.parity import FLOAT32_ATOL
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+
+    h5, out = trained[0], converted[0]
+    results = {backend: evaluate_model(EvaluateOptions(h5 if backend == "keras" else out, extraction["out"], backend,
+                                                       dev_data=extraction["out"] / "Train"))
+               for backend in ("keras", "onnx", "caffe")}
+    keras_scores = np.array(results["keras"].scores)
+    # the comparison means something: with its batch-norm statistics recomputed, even a two-epoch model
+    # scores faces differently (with Keras' running averages it scored every face the same)
+    assert keras_scores.std() > 1e-3
+    for backend in ("onnx", "caffe"):
+        np.testing.assert_allclose(results[backend].scores, keras_scores, atol=FLOAT32_ATOL, err_msg=backend)
+        assert results[backend].metrics.threshold == pytest.approx(results["keras"].metrics.threshold, abs=FLOAT32_ATOL)
+        assert results[backend].metrics.acer == results["keras"].metrics.acer
+
+
+def test_evaluate_vim3_emulated_is_clear_when_missing(converted, extraction):
+    out = converted[0]
+    result = run("evaluate", out, extraction["out"], "--backend", "vim3-emulated")
+    assert result.exit_code != 0
+    assert "vim3" in result.output and len(result.output.strip().splitlines()) == 1, result.output

@@ -45,8 +45,12 @@ def current_release(root):
 
 
 def op_scan(req):
-    """Complete releases with their manifests ({path: sha256}), leftovers, and what `current` points to."""
+    """Complete releases with their manifests ({path: sha256}), leftovers, and what `current` points to.
+
+    With drop_leftovers, cut uploads and failed releases are removed first (a deploy about to start)."""
     root = req["root"]
+    if req.get("drop_leftovers"):
+        op_prune({"root": root, "keep": 1, "only_leftovers": True})
     releases_dir = os.path.join(root, RELEASES)
     result = {"exists": os.path.isdir(root), "current": current_release(root), "releases": [], "partial": [], "failed": []}
     if not os.path.isdir(releases_dir):
@@ -124,6 +128,12 @@ def op_switch(req):
     os.symlink(os.path.join(RELEASES, release), temporary)
     os.replace(temporary, inside(root, CURRENT))
     return {"previous": previous, "current": release}
+
+
+def op_publish(req):
+    """finalize then switch, in one round trip."""
+    op_finalize(req)
+    return op_switch(req)
 
 
 def op_unset_current(req):
@@ -209,7 +219,7 @@ def op_facts(req):
 
 
 OPERATIONS = {
-    "scan": op_scan, "prepare": op_prepare, "hash": op_hash, "finalize": op_finalize, "switch": op_switch,
+    "scan": op_scan, "prepare": op_prepare, "hash": op_hash, "finalize": op_finalize, "switch": op_switch, "publish": op_publish,
     "unset_current": op_unset_current, "mark_failed": op_mark_failed, "prune": op_prune, "remove": op_remove,
     "facts": op_facts,
 }

@@ -114,7 +114,8 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
         switched = False
         try:
             observer.phase(board.name, phase)
-            plan = plan_release(options.bundle, manifest, board.op("scan"))
+            # leftovers of cut uploads go before new bytes arrive (a dry run changes nothing)
+            plan = plan_release(options.bundle, manifest, board.op("scan", drop_leftovers=not options.dry_run))
             result = DeployResult(board.name, plan.release, plan.current, bytes_uploaded=plan.bytes_to_send,
                                   files_uploaded=len(plan.send), files_reused=len(plan.reuse))
             if options.dry_run:
@@ -123,7 +124,6 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
                 return result
             phase = "upload"
             observer.phase(board.name, phase)
-            board.op("prune", keep=options.keep, only_leftovers=True)  # cut uploads go before new bytes arrive
             upload_release(board, options.bundle, plan, observer)
             phase = "verify"
             observer.phase(board.name, phase)
@@ -132,8 +132,7 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
             result.bytes_uploaded += sum(by_path[p].size for p in result.files_repaired)
             phase = "switch"
             observer.phase(board.name, phase)
-            board.op("finalize", staging=plan.staging, release=plan.release)
-            board.op("switch", release=plan.release)
+            board.op("publish", staging=plan.staging, release=plan.release)  # rename, then the atomic switch
             switched = True
             if options.health_check:
                 phase = "health"

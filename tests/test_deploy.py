@@ -173,3 +173,21 @@ def test_first_deploy_failing_parity_leaves_no_current(board, bundle_dir, tmp_pa
     assert not result.health.passed and result.rolled_back
     assert {(r["model"], r["output"]) for r in result.health.outputs if not r["passed"]} == {("rnet", "face_prob")}
     assert board.current() is None
+
+
+def test_bench_runs_on_the_board_and_the_host_side_by_side(board, bundle_dir, faces_dir, tmp_path):
+    import cv2
+
+    board.deploy(bundle_dir, health_check=False)
+    plot = tmp_path / "bench.png"
+    ran = subprocess.run(EDGEPAD + ["bench", "--image", str(faces_dir / "t1.jpg"), "--runs", "2", "--plot", str(plot),
+                                    "--json", *board.cli_args()], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    for side in ("board", "local"):
+        assert set(result[side]["stages_ms"]) >= {"detect", "classify", "total"}
+        assert result[side]["fps"] > 0
+    assert result["board"]["faces"] == result["local"]["faces"] > 0  # the same runtime finds the same faces
+    assert [row["stage"] for row in result["stages"]] == list(result["board"]["stages_ms"])
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape == (520, 900, 3) and image.std() > 10

@@ -1,0 +1,128 @@
+"""The runtime as the board runs it: the bundle's copy, Python 3.8, numpy, OpenCV and onnxruntime only."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+
+def npu_copy(source, destination, reorder="0 1 2"):
+    """A copy of a convert output with NPU files beside it, as the vim3 target lays them out."""
+    shutil.copytree(str(source), str(destination))
+    (destination / "vim3").mkdir()
+    (destination / "vim3" / "network_binary.nb").write_bytes(b"VPMN" + bytes(60))  # placeholder NBG
+    (destination / "vim3" / f"libnn_{source.name}.so").write_bytes(b"\x7fELF")  # placeholder library
+    card = json.loads((destination / "edgepad.json").read_text())
+    card["targets"]["vim3"] = {"nb": "vim3/network_binary.nb", "library": f"vim3/libnn_{source.name}.so",
+                               "reorder": reorder, "platform": "ONNX"}
+    (destination / "edgepad.json").write_text(json.dumps(card))
+    return destination
+
+
+def test_the_runtime_imports_nothing_from_the_host():
+    import runtime.vim3_infer  # noqa: F401
+    from runtime.backends import available_backends
+
+    assert sys.version_info[:2] >= (3, 8)
+    for heavy in ("tensorflow", "keras", "tf_keras", "click", "paramiko", "rich", "edgepad"):
+        assert heavy not in sys.modules, heavy
+    assert "onnxruntime" in available_backends() and "opencv" in available_backends()
+
+
+def test_pipeline_on_the_astronaut(bundle, faces):
+    from runtime.bundle import load_pipeline
+
+    pipeline = load_pipeline(str(bundle))
+    (face,) = pipeline.process(cv2.imread(str(faces / "astronaut.png"))).faces
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0] and left_eye[1] < nose[1] < mouth_left[1]
+    assert face.score > 0.9 and 0.0 <= face.live <= 1.0
+
+
+@pytest.mark.parametrize("code", [cv2.COLOR_BGR2GRAY, cv2.COLOR_BGR2BGRA])
+def test_gray_and_four_channel_frames(bundle, faces, code):
+    from runtime.bundle import load_pipeline
+    from runtime.frames import as_frame
+
+    image = cv2.cvtColor(cv2.imread(str(faces / "astronaut.png")), code)
+    assert len(load_pipeline(str(bundle)).process(as_frame(image)).faces) == 1
+
+
+def test_opencv_backend_runs_the_caffe_files_with_the_same_numbers(bundle):
+    from runtime.backends import load_model
+
+    rng = np.random.default_rng(0)
+    for name, shape in (("classifier", (3, 112, 112, 3)), ("rnet", (5, 24, 24, 3)), ("pnet", (1, 61, 47, 3))):
+        with_ort = load_model(bundle / "models" / name, "onnxruntime")
+        with_cv = load_model(bundle / "models" / name, "opencv")
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        expected, actual = with_ort.run(x), with_cv.run(x)
+        assert list(expected) == list(actual)
+        for key in expected:
+            np.testing.assert_allclose(actual[key], expected[key], atol=1e-4, err_msg=f"{name}/{key}")
+
+
+def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
+    import ksnn_standin
+    from runtime.backends.ksnn_backend import KsnnModel
+    from runtime.backends import load_model
+
+    folder = npu_copy(bundle / "models" / "onet", tmp_path / "onet")
+    ksnn_standin.StandInKSNN.calls.clear()
+    model = KsnnModel(str(folder), api=ksnn_standin)
+    batch = np.random.default_rng(1).uniform(-1, 1, (3, 48, 48, 3)).astype(np.float32)
+    outputs = model.run(batch)
+
+    calls = ksnn_standin.StandInKSNN.calls
+    assert calls[0] == ("KSNN", "VIM3")
+    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"), 0)
+    assert calls[2:] == [("nn_inference", "ONNX", "0 1 2", 3, ksnn_standin.output_format.OUT_FORMAT_FLOAT32,
+                          (48, 48, 3), np.dtype("float32"))] * 3
+    expected = load_model(bundle / "models" / "onet", "onnxruntime").run(batch)
+    assert list(outputs) == ["bbox_reg", "landmarks", "face_prob"]
+    for name in expected:
+        assert outputs[name].shape == expected[name].shape
+        np.testing.assert_allclose(outputs[name], expected[name], atol=1e-5)
+
+
+def test_ksnn_backend_errors_name_the_fix(bundle, tmp_path):
+    import ksnn_standin
+    from runtime.backends import BackendError
+    from runtime.backends.ksnn_backend import KsnnModel
+
+    with pytest.raises(BackendError, match="--to onnx,vim3"):
+        KsnnModel(str(bundle / "models" / "rnet"), api=ksnn_standin)
+    folder = npu_copy(bundle / "models" / "rnet", tmp_path / "rnet")
+    card = json.loads((folder / "edgepad.json").read_text())
+    card["outputs"][1]["shape"] = [1, 3]  # a card that does not match the compiled model
+    (folder / "edgepad.json").write_text(json.dumps(card))
+    with pytest.raises(BackendError, match="does not match"):
+        KsnnModel(str(folder), api=ksnn_standin).run(np.zeros((1, 24, 24, 3), np.float32))
+
+
+def test_vim3_infer_parity_on_the_npu_path(bundle, tmp_path):
+    """The deploy health check's call, with --backend ksnn: models with NPU files run through KSNN, PNet falls back."""
+    board = tmp_path / "bundle"
+    shutil.copytree(str(bundle / "runtime"), str(board / "runtime"))
+    shutil.copytree(str(bundle / "models" / "pnet"), str(board / "models" / "pnet"))
+    for name in ("rnet", "onet", "classifier"):
+        npu_copy(bundle / "models" / name, board / "models" / name)
+    env = dict(os.environ, EDGEPAD_KSNN_API="ksnn_standin",
+               PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "outputs.npz"
+    completed = subprocess.run([sys.executable, str(board / "runtime" / "vim3_infer.py"), "--bundle", str(board),
+                                "--backend", "ksnn", "--parity", str(bundle / "reference" / "inputs.npz"),
+                                "--out", str(out)], env=env, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert "pnet runs on onnxruntime" in completed.stderr
+    reference = np.load(str(bundle / "reference" / "outputs.npz"))
+    actual = np.load(str(out))
+    assert sorted(actual.files) == sorted(reference.files)
+    for key in reference.files:
+        np.testing.assert_allclose(actual[key], reference[key], atol=1e-4, err_msg=key)

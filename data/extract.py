@@ -186,13 +186,6 @@ def write_summary_csv(path: Path, summaries: list[VideoSummary]) -> None:
     os.replace(partial, path)
 
 
-def read_summary_csv(path: Path) -> list[VideoSummary]:
-    text_columns = {"split", "label", "subject", "video", "attack_type"}
-    with open(path, newline="") as f:
-        return [VideoSummary(**{k: (v if k in text_columns else int(v)) for k, v in row.items()})
-                for row in csv.DictReader(f)]
-
-
 def write_marker(video_dir: Path, summary: VideoSummary) -> None:
     partial = video_dir / f"{DONE_MARKER}.partial"
     partial.write_text(json.dumps(asdict(summary)) + "\n")

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .extract import DONE_MARKER, ORIGINALS, ExtractOptions, VideoSummary, clear_partial, write_marker
+from .extract import ORIGINALS, ExtractOptions, VideoSummary, clear_partial, write_marker
 from .faces import DEFAULT_THRESHOLDS, DetectorSettings, align_face, largest_face, make_detector
 from .siw import SiwVideo, read_face_file
 
@@ -101,5 +101,3 @@ def crop_with_margin(frame: np.ndarray, box, margin: float) -> np.ndarray | None
         return None
     return frame[top:bottom, left:right]
 
-
-__all__ = ["VideoExtractor", "init_worker", "extract_in_worker", "crop_with_margin", "DONE_MARKER"]

@@ -191,3 +191,23 @@ def test_bench_runs_on_the_board_and_the_host_side_by_side(board, bundle_dir, fa
     assert [row["stage"] for row in result["stages"]] == list(result["board"]["stages_ms"])
     image = cv2.imread(str(plot))
     assert image is not None and image.shape == (520, 900, 3) and image.std() > 10
+
+
+def test_keep_prunes_old_releases_but_never_the_current_one(board, bundle_dir, small_bundle_dir, tmp_path):
+    a = board.deploy(small_bundle_dir, health_check=False, keep=2)
+    b = board.deploy(bundle_dir, health_check=False, keep=2)
+    c = board.deploy(small_bundle_dir, health_check=False, keep=2)
+    assert c.pruned == [a.release] and board.complete_releases() == [b.release, c.release]
+    assert_release_matches_manifest(board.remote_dir / "releases" / c.release, small_bundle_dir)  # reused from a
+
+    from edgepad.deploy.pipeline import rollback_host
+
+    rollback_host(board.spec, board.board_options(), to_release=b.release)
+    bad = copy_bundle(small_bundle_dir, tmp_path / "bad")
+    with np.load(bad / "reference" / "outputs.npz") as data:
+        np.savez(bad / "reference" / "outputs.npz", **{k: data[k] + 1.0 for k in data.files})
+    reseal(bad)
+    failed = board.deploy(bad, keep=1)
+
+    assert failed.rolled_back and board.current() == b.release
+    assert board.complete_releases() == [b.release, c.release]  # keep=1 keeps the newest, and current stays

@@ -73,7 +73,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
     lines = []
     for i, x in enumerate(samples):
         np.save(tensors / f"{i:04d}.npy", np.asarray(x, np.float32))
-        lines.append(f"{CONTAINER_WORK}/calibration/{i:04d}.npy")
+        lines.append(f"calibration/{i:04d}.npy")  # relative to the container's working folder
     (work / "dataset.txt").write_text("\n".join(lines) + "\n")
     (work / "request.json").write_text(json.dumps({
         "onnx": "model.onnx", "input_name": input_name, "input_shape": list(input_shape), "outputs": list(outputs),

@@ -204,12 +204,15 @@ def _run_layers(model, x, layer_func=None):
 
 
 def _layer_table(model, float_layers, layer_inputs):
-    """Cosine of each layer's quantized output against float: accumulated (the quantized network end to end) and
-    single-layer (this layer quantized, its inputs taken from the float run), averaged over the inputs."""
+    """Cosine of each layer's quantized output tensor against float, averaged over the inputs:
+    accumulated: the whole network quantized, errors carried from layer to layer;
+    single: this layer alone quantized: its inputs are the float run's, quantized with their own parameters, so
+    the number shows what this layer's quantization costs (RKNN-Toolkit2's accuracy analysis does the same)."""
     import numpy as np
     import tensorflow as tf
 
     model.set_all_tensors_to_fake_quantize()
+    params = {"@%s:out0" % layer.lid: _quant_params(model, layer.lid) for layer in model.execution_sequence()}
     accumulated, single = [], []
     for x, reference in zip(layer_inputs, float_layers):
         accumulated.append(_run_layers(model, x))
@@ -219,7 +222,7 @@ def _layer_table(model, float_layers, layer_inputs):
             for tensor, value in zip(layer.inputs, inputs):
                 float_value = reference.get(tensor.url)
                 if value is not None and float_value is not None and tuple(float_value.shape) == tuple(value.shape):
-                    value = tf.constant(float_value)
+                    value = tf.constant(_fake_quantize(float_value, params.get(tensor.url)))
                 replaced.append(value)
             return layer.compute_out_tensor(constants, replaced + list(inputs[len(replaced):]))
 
@@ -230,14 +233,15 @@ def _layer_table(model, float_layers, layer_inputs):
         url = "@%s:out0" % layer.lid
         if url not in float_layers[0]:
             continue
+        stored = lambda run: _fake_quantize(run[url], params.get(url))  # noqa: E731 - the tensor as the NPU keeps it
         consumers = [getattr(c, "op", "") for c in (layer.output_layers or [])]
         row = {
             "layer": layer.lid,
             "op": layer.op,
             "shape": list(float_layers[0][url].shape),
-            "cosine_accumulated": float(np.mean([_cosine(f[url], q[url]) for f, q in zip(float_layers, accumulated)])),
-            "cosine_single": float(np.mean([_cosine(f[url], q[url]) for f, q in zip(float_layers, single)])),
-            "quantization": _quant_params(model, layer.lid),
+            "cosine_accumulated": float(np.mean([_cosine(f[url], stored(q)) for f, q in zip(float_layers, accumulated)])),
+            "cosine_single": float(np.mean([_cosine(f[url], stored(q)) for f, q in zip(float_layers, single)])),
+            "quantization": params.get(url),
         }
         if len(consumers) == 1 and consumers[0] in ACTIVATIONS_THAT_CLIP:
             # the NPU fuses the activation: this tensor is quantized on the activation's range, so its own
@@ -245,6 +249,39 @@ def _layer_table(model, float_layers, layer_inputs):
             row["fused_into"] = layer.output_layers[0].lid
         table.append(row)
     return table
+
+
+QTYPE_RANGES = {"u8": (0, 255), "uint8": (0, 255), "i8": (-128, 127), "int8": (-128, 127),
+                "i16": (-32768, 32767), "int16": (-32768, 32767), "u16": (0, 65535), "uint16": (0, 65535)}
+
+
+def _fake_quantize(value, params):
+    """value rounded onto the tensor's quantization grid (what the integer NPU can represent), back in float."""
+    import numpy as np
+
+    value = np.asarray(value, dtype=np.float32)
+    if not params:
+        return value
+    quantizer, qtype = params.get("quantizer"), params.get("qtype")
+    if quantizer in ("float16", "bfloat16") or qtype in ("float16", "f16"):
+        return value.astype(np.float16).astype(np.float32)
+    low, high = QTYPE_RANGES.get(qtype, (None, None))
+    if low is None:
+        return value
+    if quantizer == "dynamic_fixed_point" and params.get("fl") is not None:
+        step = 2.0 ** -float(params["fl"])
+        return (np.clip(np.round(value / step), low, high) * step).astype(np.float32)
+    scale, zero_point = params.get("scale"), params.get("zero_point", 0)
+    if scale is None:
+        return value
+    scale, zero_point = np.asarray(scale, np.float32), np.asarray(zero_point, np.float32)
+    if scale.size > 1:  # per channel, along channel_dim
+        shape = [1] * value.ndim
+        shape[int(params.get("channel_dim", -1))] = scale.size
+        scale, zero_point = scale.reshape(shape), np.broadcast_to(zero_point, scale.shape).reshape(shape)
+    if np.any(scale == 0):
+        return value
+    return ((np.clip(np.round(value / scale) + zero_point, low, high) - zero_point) * scale).astype(np.float32)
 
 
 def _quant_params(model, lid):

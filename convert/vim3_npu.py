@@ -238,7 +238,7 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         "quantize": ctx.options.quantize,
         "quantizer": compilation.quantizer,
         "nbg": rel("network_binary.nb"),
-        "meta": rel("nbg_meta.json"),
+        "meta": rel("nbg_meta.json") if "nbg_meta.json" in files else None,
         "layout": "nchw",
         "channel_order": ctx.card["preprocess"]["channel_order"],
         "input": {"name": onnx_entry["input"], "shape": onnx_entry["input_shape"],

@@ -1,0 +1,44 @@
+"""Models for the NPU tests whose outputs really depend on the input, so a quantization error shows in them.
+
+A randomly initialised MobileNetV2 ends in a classifier that gives the same scores for every face (its softmax
+saturates on one fixed direction of the pooled features): any quantization "passes" on it. The head here is fitted
+to the face images instead: its two logits are the two main directions in which the pooled features of the
+calibration faces vary, scaled to a few units, so the scores move from face to face as a trained PAD head's do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def face_inputs(folder: Path, size: int) -> np.ndarray:
+    """The folder's images as the default model card normalises them: RGB, (x - 127.5) / 127.5, NHWC."""
+    images = []
+    for path in sorted(folder.glob("*.png")):
+        image = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (size, size))
+        images.append((cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) / 127.5)
+    return np.stack(images)
+
+
+def mobilenet_v2_face_head(faces: Path, size: int = 112, alpha: float = 0.35, logit_scale: float = 3.0):
+    """MobileNetV2 (ReLU6, residual Add, asymmetric padding) + a 2-class softmax head fitted to the faces' features."""
+    import keras
+
+    import keras_models
+
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None,
+                                          pooling="avg")
+    base = keras_models.settle_batchnorm(base, (size, size, 3))
+    features = np.asarray(base.predict(face_inputs(faces, size), verbose=0), np.float64)
+    centered = features - features.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centered, full_matrices=False)
+    directions = vt[:2].T  # (features, 2)
+    spread = (centered @ directions).std(axis=0)
+    kernel = directions / spread * logit_scale
+    bias = -features.mean(axis=0) @ kernel
+    head = keras.layers.Dense(2, activation="softmax", name="pad_prob")
+    model = keras.Model(base.input, head(base.output), name="mobilenetv2_face")
+    head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return model

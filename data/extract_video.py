@@ -28,6 +28,8 @@ def extract_in_worker(video: SiwVideo) -> VideoSummary:
 
 class VideoExtractor:
     def __init__(self, options: ExtractOptions, models_root: str, threads: int = 0):
+        # An unreadable video is counted in summary.csv; FFmpeg's own complaint would only tear the progress bar.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self.options = options
         thresholds = (DEFAULT_THRESHOLDS[0], DEFAULT_THRESHOLDS[1], options.confidence)
         self.detector = make_detector(DetectorSettings(options.min_face_size, thresholds), models_root, threads)

@@ -1,9 +1,10 @@
 """Models for the NPU tests whose outputs really depend on the input, so a quantization error shows in them.
 
-A randomly initialised MobileNetV2 ends in a classifier that gives the same scores for every face (its softmax
-saturates on one fixed direction of the pooled features): any quantization "passes" on it. The head here is fitted
-to the face images instead: its two logits are the two main directions in which the pooled features of the
-calibration faces vary, scaled to a few units, so the scores move from face to face as a trained PAD head's do.
+A randomly initialised MobileNetV2 gives the same scores for every face: its activations collapse layer after
+layer, and any quantization "passes" on it. Here every BatchNormalization takes the statistics of the face images
+(as training would leave them), so each layer's activations keep a unit spread, and the head is fitted to the
+faces: its two logits are the two main directions in which the pooled features vary, scaled to a few units, so
+the scores move from face to face as a trained PAD head's do.
 """
 from __future__ import annotations
 
@@ -26,12 +27,17 @@ def mobilenet_v2_face_head(faces: Path, size: int = 112, alpha: float = 0.35, lo
     """MobileNetV2 (ReLU6, residual Add, asymmetric padding) + a 2-class softmax head fitted to the faces' features."""
     import keras
 
-    import keras_models
 
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None,
                                           pooling="avg")
-    base = keras_models.settle_batchnorm(base, (size, size, 3))
-    features = np.asarray(base.predict(face_inputs(faces, size), verbose=0), np.float64)
+    inputs = face_inputs(faces, size)
+    batchnorms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batchnorms:
+        layer.momentum = 0.0  # one pass in training mode stores the faces' batch statistics as moving statistics
+    base(inputs, training=True)
+    for layer in batchnorms:
+        layer.momentum = 0.99
+    features = np.asarray(base.predict(inputs, verbose=0), np.float64)
     centered = features - features.mean(axis=0)
     _, singular, vt = np.linalg.svd(centered, full_matrices=False)
     directions = vt[:2].T  # (features, 2)

@@ -151,10 +151,9 @@ class NetBuilder:
     def reshape(self, blob: str, shape: list[int], top: str | None = None) -> str:
         top = top or self.new_blob(f"{blob}_reshaped", shape)
         self.shapes[top] = list(shape)
-        if len(shape) == 2 and len(self.shapes[blob]) > 2 and shape[0] == self.shapes[blob][0]:
-            self.layer("Flatten", [blob], [top])  # the classic Caffe spelling of (N, ...) -> (N, -1)
-        else:
-            self.layer("Reshape", [blob], [top]).reshape_param.shape.dim.extend(shape)
+        # Reshape with every dimension spelled out, not Flatten: the NPU toolkit's Caffe Flatten fails on its
+        # open batch dimension, and explicit dimensions keep each blob's shape equal to its ONNX tensor's.
+        self.layer("Reshape", [blob], [top]).reshape_param.shape.dim.extend(shape)
         return top
 
     # --- outputs ---------------------------------------------------------------------------------------------

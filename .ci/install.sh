@@ -24,3 +24,9 @@ fi
 echo "installing edgepad and its test dependencies"
 .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v -E "^WARNING: Location" || true
 .venv/bin/edgepad --version
+
+# The VeriSilicon NPU toolkit (acuitylite 6.57.1 + torch, about 8 GB) in its own venv inside the clone, built from
+# scratch with a Python acuitylite has wheels for (3.10/3.12/3.8, on PATH or pyenv). The vim3 tests find it through
+# EDGEPAD_HOME, which .ci/run exports as $PWD/.cache/edgepad. Idempotent: a marker file records what was installed.
+export EDGEPAD_HOME=${EDGEPAD_HOME:-$PWD/.cache/edgepad}
+.venv/bin/edgepad toolkit install

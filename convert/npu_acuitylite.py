@@ -63,3 +63,22 @@ def _save(path: Path, arrays) -> str:
 def _load(path: str, names: list[str]) -> dict[str, list[np.ndarray]]:
     with np.load(path) as data:
         return {name: list(data[str(i)]) for i, name in enumerate(names)}
+
+
+def run_caffe(prototxt: Path, caffemodel: Path, inputs_nchw, home=None) -> tuple[list[np.ndarray], list[dict]]:
+    """Import Caffe files with acuitylite's own CaffeLoader and run them in float: an independent Caffe reader.
+
+    Returns the outputs stacked per input for each network output (in the toolkit's output order) and the layers
+    the toolkit made of the files (lid, op)."""
+    from .toolkit_env import require_toolkit, run_worker
+
+    env = require_toolkit(home)
+    log = env.new_log("caffe-import")
+    run_dir = env.home / "runs" / log.stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    request = {"prototxt": str(Path(prototxt).resolve()), "caffemodel": str(Path(caffemodel).resolve()),
+               "inputs": _save(run_dir / "inputs.npy", inputs_nchw), "out_dir": str(run_dir)}
+    result = run_worker(env, "caffe", request, log_name="caffe-import", log=log)
+    with np.load(result["arrays"]) as data:
+        outputs = [data[str(i)] for i in range(len(result["outputs"]))]
+    return outputs, result["layers"]

@@ -1,0 +1,118 @@
+"""Times the VIM3 NPU path: `edgepad toolkit install` from scratch, and `edgepad convert --to onnx,vim3`.
+
+usage: python benchmarks/bench_npu.py [--skip-install] [--models pad_mobilenet,sequential_small] [--quantize uint8]
+
+Baselines measured in the same run:
+- install: a bare `python -m venv` + `pip install acuitylite==6.57.1 torch` (what a user would do by hand), so
+  the ratio shows what edgepad adds (the SDK unpack, the import check). Both use pip's cache as it is.
+- convert: the bare toolkit sequence alone (OnnxLoader -> quantize -> NBG export) in the toolkit venv, on the
+  same ONNX graph and calibration tensors; the ratio shows what edgepad's checks cost (float and quantized
+  simulation on every input, the per-layer table, the ovxlib case export, the header check).
+Needs the toolkit environment for the convert part (`edgepad toolkit install`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "legacy_h5"
+sys.path.insert(0, str(ROOT / "tests"))
+
+BARE_TOOLKIT = """
+import sys, numpy as np
+from acuitylib.interface.importer import OnnxLoader
+from acuitylib.interface.quantization import Quantization
+from acuitylib.interface.exporter import OvxlibExporter
+onnx_path, name, shape, outputs, calibration, sdk, out, licence = sys.argv[1:9]
+model = OnnxLoader(model=onnx_path).load(inputs=[name], input_size_list=[eval(shape)], outputs=outputs.split(","))
+data = np.load(calibration)
+Quantization(model).quantize(input_generator_func=lambda: ([x] for x in data), quantizer="asymmetric_affine",
+                             qtype="uint8", iterations=len(data))
+OvxlibExporter(model).export(out + "/bare", pack_nbg_only=True, viv_sdk=sdk, licence=licence)
+"""
+
+
+def timed(command: list[str], **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - start
+
+
+def bench_install() -> None:
+    from edgepad.convert.toolkit_env import TOOLKIT_REQUIREMENTS, directory_size, find_base_python, human_size
+
+    base = find_base_python()
+    with tempfile.TemporaryDirectory(prefix="bench-npu-") as tmp:
+        bare = timed([str(base), "-m", "venv", f"{tmp}/bare"]) + timed(
+            [f"{tmp}/bare/bin/python", "-m", "pip", "install", "-q", *TOOLKIT_REQUIREMENTS])
+        shutil.rmtree(f"{tmp}/bare")
+        ours = timed([str(ROOT / ".venv" / "bin" / "edgepad"), "toolkit", "install", "--home", f"{tmp}/ours"])
+        size = directory_size(Path(tmp) / "ours")
+        again = timed([str(ROOT / ".venv" / "bin" / "edgepad"), "toolkit", "install", "--home", f"{tmp}/ours"])
+    print(f"toolkit install (from scratch, pip cache as is): {ours:7.1f} s  environment {human_size(size)}")
+    print(f"  baseline bare venv + pip install:              {bare:7.1f} s  ratio {ours / bare:.2f}x")
+    print(f"  second install (already there):                {again:7.1f} s")
+
+
+def bench_convert(models: list[str], quantize: str) -> None:
+    import numpy as np
+
+    from conftest import FACES
+    from edgepad.convert.pipeline import ConvertOptions, convert_model
+    from edgepad.convert.toolkit_env import require_toolkit
+    from edgepad.progress import Steps
+    from support.calibration_faces import calibration_faces_dir
+
+    env = require_toolkit()
+    calibration = calibration_faces_dir(FACES)
+    for name in models:
+        with tempfile.TemporaryDirectory(prefix="bench-npu-") as tmp:
+            steps = Steps(quiet=True)
+            start = time.perf_counter()
+            result = convert_model(ConvertOptions(model=FIXTURES / f"{name}.h5", out=Path(tmp) / "out",
+                                                  targets=("onnx", "vim3"), quantize=quantize,
+                                                  calibration=calibration, calibration_count=32), steps)
+            total = time.perf_counter() - start
+            vim3 = next(v for k, v in steps.timings.items() if k.startswith("Compiling for"))
+            entry = result.card["targets"]["onnx_nchw"]
+            calibration_npy = Path(tmp) / "calibration.npy"
+            np.save(calibration_npy, np.load(_last_run_calibration(env)))
+            licence = Path(tmp) / "licence.txt"
+            licence.write_text("VIPNANOQI_PID0X88")
+            bare = timed([str(env.python), "-c", BARE_TOOLKIT, str(result.out / entry["file"]), entry["input"],
+                          json.dumps(entry["input_shape"]), ",".join(entry["outputs"]), str(calibration_npy),
+                          str(env.sdk_dir), tmp, str(licence)], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+        report = result.report["vim3"]
+        print(f"{name:<17} {quantize}: convert total {total:6.1f} s, vim3 step {vim3:6.1f} s "
+              f"(cosine {report['cosine']:.5f}, top-1 {report['top1_agreement']:.0%})")
+        print(f"  baseline bare toolkit import+quantize+NBG: {bare:6.1f} s  ratio vim3 step / bare {vim3 / bare:.2f}x")
+
+
+def _last_run_calibration(env) -> Path:
+    runs = sorted((env.home / "runs").glob("*-vim3-*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1] / "calibration.npy"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-install", action="store_true", help="do not time the (8 GB) install")
+    parser.add_argument("--models", default="pad_mobilenet,sequential_small")
+    parser.add_argument("--quantize", default="uint8")
+    args = parser.parse_args()
+    if not args.skip_install:
+        bench_install()
+    bench_convert(args.models.split(","), args.quantize)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The vim3 target with the real VeriSilicon toolkit (acuitylite 6.57.1 in its own environment, see `edgepad toolkit`).
+
+Each model is compiled once per session (about 40-80 s each: quantization, host simulation, NBG compile in the
+Vivante emulator). The NBG header is read here byte by byte, not through edgepad's reader; the toolkit's float
+import is checked against onnxruntime, and its Caffe import against TensorFlow 2.4.4's own outputs.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FACES, LEGACY_H5
+from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+from edgepad.convert.pipeline import ConvertOptions, convert_model
+from edgepad.errors import ExportError, InputFileError, ParityError, ToolkitError
+from support.calibration_faces import calibration_faces_dir
+
+pytestmark = pytest.mark.toolkit
+EDGEPAD = [sys.executable, "-m", "edgepad.cli"]
+
+
+@pytest.fixture(scope="session")
+def toolkit():
+    """The toolkit environment .ci/install.sh made (`edgepad toolkit install`, under $EDGEPAD_HOME)."""
+    from edgepad.convert.toolkit_env import default_home, require_toolkit
+
+    try:
+        return require_toolkit()
+    except ToolkitError as error:
+        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")
+
+
+@pytest.fixture(scope="session")
+def calibration(faces_dir) -> Path:
+    """Aligned 112x112 face crops from the fixture photos, and variants of them (54 images)."""
+    return calibration_faces_dir(faces_dir)
+
+
+@pytest.fixture(scope="session")
+def compiled(toolkit, calibration, tmp_path_factory):
+    """(model file, scheme) -> ConvertResult, each compiled once per session."""
+    cache: dict = {}
+
+    def get(model: Path, quantize: str = "uint8", **options):
+        key = (str(model), quantize, tuple(sorted(options.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"{model.stem}-{quantize}") / "out"
+            cache[key] = convert_model(ConvertOptions(
+                model=model, out=out, targets=("onnx", "caffe", "vim3"), quantize=quantize, calibration=calibration,
+                calibration_count=64, sample_images=FACES, **options))
+        return cache[key]
+    return get
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2_h5(calibration, tmp_path_factory) -> Path:
+    from support.npu_models import mobilenet_v2_face_head
+
+    path = tmp_path_factory.mktemp("mobilenet_v2") / "mobilenet_v2_face.h5"
+    mobilenet_v2_face_head(calibration).save(path)
+    return path
+
+
+def nbg_pid(path: Path) -> tuple[bytes, int]:
+    data = path.read_bytes()
+    return data[:4], struct.unpack("<I", data[8:12])[0]
+
+
+@pytest.mark.parametrize("fixture", ["pad_mobilenet", "sequential_small"])
+def test_keras2_fixtures_compile_for_the_vim3(compiled, fixture):
+    result = compiled(LEGACY_H5 / f"{fixture}.h5")
+    out, card = result.out, result.card["targets"]["vim3"]
+
+    assert nbg_pid(out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
+    assert card["target"] == "VIPNANOQI_PID0X88" and card["toolkit_version"] == "6.57.1"
+    report = result.report["vim3"]
+    # the toolkit's float import computes what onnxruntime computes on the same NCHW graph
+    assert report["import"]["max_abs"] <= FLOAT32_ATOL
+    assert report["cosine"] >= QUANTIZED_MIN_COSINE  # the emulated uint8 model stays within cosine 0.98 of float
+    assert report["inputs"] == 54 + 3  # 54 calibration faces + the 3 sample photos
+    # what the board needs to feed the NBG, as the toolkit itself wrote it in nbg_meta.json
+    meta_input = next(iter(json.loads((out / "vim3" / "nbg_meta.json").read_text())["Inputs"].values()))
+    assert card["input"]["dtype"] == "uint8" and card["layout"] == "nchw" and card["channel_order"] == "rgb"
+    assert card["input"]["scale"] == pytest.approx(meta_input["quantize"]["scale"])
+    assert card["input"]["zero_point"] == meta_input["quantize"]["zero_point"]
+    assert [o["name"] for o in card["outputs"]] == result.card["targets"]["onnx_nchw"]["outputs"]
+    # the ovxlib case the board library is built from, named in the card, hashed like every file
+    name = card["case"]["name"]
+    assert f"vim3/vnn_{name}.c" in card["case"]["sources"] and (out / card["case"]["export_data"]).is_file()
+    saved = json.loads((out / "edgepad.json").read_text())
+    assert all(saved["sha256"][Path(f).name] == digest for f, digest in card["files"].items())
+    assert report["layers"] and all(-1.0 <= row["cosine_accumulated"] <= 1.0 + 1e-9 for row in report["layers"])
+
+
+def test_mobilenet_v2_int16_matches_float(compiled, mobilenet_v2_h5):
+    result = compiled(mobilenet_v2_h5, "int16")
+    report = result.report["vim3"]
+    assert nbg_pid(result.out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
+    assert report["quantizer"] == "dynamic_fixed_point int16"
+    assert report["cosine"] >= 0.999 and report["top1_agreement"] >= 0.95
+    assert result.card["targets"]["vim3"]["input"]["dtype"] == "int16"
+
+
+def test_mobilenet_v2_uint8_is_judged_by_min_cosine(compiled, mobilenet_v2_h5, tmp_path, calibration):
+    """uint8 on this MobileNetV2 is measured, not assumed: the table names where it loses precision, and a
+    --min-cosine above what it reaches is one error naming the worst layers and what to try, with no OUT."""
+    result = compiled(mobilenet_v2_h5, "uint8", min_cosine=0.0)
+    report = result.report["vim3"]
+    layers = report["layers"]
+    single = [row["cosine_single"] for row in layers if "fused_into" not in row]
+    assert min(single) < 1.0 and len(layers) > 50
+    assert nbg_pid(result.out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
+
+    from edgepad.convert.vim3_npu import worst_layers
+
+    worst = worst_layers(layers)[0]["layer"]
+    too_strict = min(0.99999, report["cosine"] + (1 - report["cosine"]) / 2)
+    with pytest.raises(ParityError) as error:
+        convert_model(ConvertOptions(model=mobilenet_v2_h5, out=tmp_path / "out", targets=("onnx", "vim3"),
+                                     calibration=calibration, calibration_count=64, sample_images=FACES,
+                                     min_cosine=too_strict))
+    message = str(error.value)
+    assert worst in message and "--quantize int16" in message and "calibration" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_board_vim3l_is_refused_without_writing(toolkit, tmp_path, calibration):
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="VIPNANOQI_PID0X99.*khadas-sdk"):
+        convert_model(ConvertOptions(model=LEGACY_H5 / "sequential_small.h5", out=out, targets=("onnx", "vim3"),
+                                     board="vim3l", calibration=calibration))
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_header_check_rejects_a_binary_for_another_npu(compiled):
+    """The same real NBG passes as 0x88 and is refused when 0x99 (VIM3L) was asked for."""
+    from edgepad.convert.nbg_header import check_nbg_header
+
+    nbg = compiled(LEGACY_H5 / "sequential_small.h5").out / "vim3" / "network_binary.nb"
+    assert check_nbg_header(nbg, 0x88, "VIPNANOQI_PID0X88").pid == 0x88
+    with pytest.raises(ExportError, match="PID 0x88, not 0x99"):
+        check_nbg_header(nbg, 0x99, "VIPNANOQI_PID0X99")
+
+
+def test_caffe_files_import_in_acuitylite(compiled):
+    """A second, independent Caffe reader: acuitylite's CaffeLoader computes what TF 2.4.4 computed."""
+    from edgepad.convert.npu_acuitylite import run_caffe
+
+    result = compiled(LEGACY_H5 / "pad_mobilenet.h5")
+    card = result.card["targets"]["caffe"]
+    golden = np.load(LEGACY_H5 / "pad_mobilenet.golden.npz")
+    x_nchw = [np.ascontiguousarray(x.transpose(2, 0, 1)[None]) for x in golden["x"]]
+    outputs, layers = run_caffe(result.out / card["prototxt"], result.out / card["caffemodel"], x_nchw)
+    assert any(row["op"] == "convolution" for row in layers)
+    parity = compare_outputs({"y": [y[None] for y in golden["y"]]}, {"y": list(outputs[0])},
+                             reference_name="tf 2.4.4", candidate_name="acuitylite CaffeLoader", atol=FLOAT32_ATOL)
+    assert parity.passed, parity.to_json()
+
+
+# --- bad input: one clear line, nothing written -------------------------------------------------------------------
+
+def _small(tmp_path, **options):
+    return ConvertOptions(model=LEGACY_H5 / "sequential_small.h5", out=tmp_path / "out", targets=("onnx", "vim3"),
+                          **options)
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("none", "--calibration: .*none were given.*--calibration DIR"),
+    ("missing", "--calibration .*: no such folder"),
+    ("empty", "--calibration .*: no .jpg or .png images"),
+    ("unreadable", "--calibration: .*broken.jpg is not a readable image"),
+])
+def test_bad_calibration_is_one_clear_error(toolkit, tmp_path, case, pattern):
+    folder = {"none": None, "missing": tmp_path / "nope"}.get(case, tmp_path / "calibration")
+    if case in ("empty", "unreadable"):
+        folder.mkdir()
+    if case == "unreadable":
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(InputFileError, match=pattern):
+        convert_model(_small(tmp_path, calibration=folder))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_toolkit_says_how_to_install(tmp_path, monkeypatch, calibration):
+    monkeypatch.setenv("EDGEPAD_HOME", str(tmp_path / "empty_home"))
+    with pytest.raises(ToolkitError, match="edgepad toolkit install"):
+        convert_model(_small(tmp_path, calibration=calibration))
+    assert not (tmp_path / "out").exists()
+    cli = subprocess.run([*EDGEPAD, "toolkit", "doctor"], capture_output=True, text=True,
+                         env={**__import__("os").environ, "EDGEPAD_HOME": str(tmp_path / "empty_home")})
+    assert cli.returncode != 0 and "edgepad toolkit install" in cli.stderr and "Traceback" not in cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1
+
+
+def test_an_op_the_toolkit_rejects_is_named_with_its_node(toolkit, tmp_path):
+    """ONNX Det has no acuitylite conversion rule: the error names the op and the node, and the log."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgepad.convert import npu_acuitylite
+
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(3, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="stem_conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Det", ["c"], ["d"], name="head/determinant")],
+        "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 3])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "det.onnx"
+    onnx.save(model, path)
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    with pytest.raises(ToolkitError, match=r"ONNX op Det, used by node 'head/determinant'.*full toolkit log: /"):
+        npu_acuitylite.compile(onnx_path=path, input_name="x", input_shape=[1, 3, 4, 4], outputs=["d"],
+                               scheme="uint8", calibration=[x], evaluation=[x], target="VIPNANOQI_PID0X88", name="det")
+
+
+def test_toolkit_doctor_and_idempotent_install(toolkit):
+    doctor = subprocess.run([*EDGEPAD, "toolkit", "doctor", "--json"], capture_output=True, text=True)
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert report["versions"]["acuitylite"] == "6.57.1" and report["versions"]["numpy"].startswith("1.26")
+    assert report["versions"]["tensorflow"].startswith("2.17") and report["versions"]["torch"]
+    assert report["boards"]["vim3"]["can_compile"] and not report["boards"]["vim3l"]["can_compile"]
+    install = subprocess.run([*EDGEPAD, "toolkit", "install", "--json"], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    assert json.loads(install.stdout)["already_installed"] is True

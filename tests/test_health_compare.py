@@ -1,0 +1,33 @@
+"""The health check's tolerance follows the precision of the backend that ran on the board."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepad.deploy.health import compare
+
+
+def _uint8_round_trip(x: np.ndarray) -> np.ndarray:
+    """What an asymmetric uint8 NPU output does to float values: 256 levels over the output's range."""
+    low, high = float(x.min()), float(x.max())
+    scale = (high - low) / 255.0
+    return (np.round((x - low) / scale) * scale + low).astype(np.float32)
+
+
+def test_quantized_backend_is_held_to_cosine_float_backend_to_max_abs():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(8, 2)).astype(np.float32)
+    host = {"classifier/pad_prob": np.exp(logits) / np.exp(logits).sum(1, keepdims=True),
+            "pnet/bbox_reg": rng.normal(size=(8, 19, 19, 4)).astype(np.float32)}
+    board = {k: _uint8_round_trip(v) for k, v in host.items()}
+
+    quantized = compare(host, board, "ksnn")
+    assert quantized.passed and all(row["min_cosine"] is not None for row in quantized.outputs)
+    float_check = compare(host, board, "onnxruntime")
+    assert not float_check.passed and all(row["atol"] is not None for row in float_check.outputs)
+    assert compare(host, {k: v.copy() for k, v in host.items()}, "onnxruntime").passed
+
+
+def test_missing_model_output_fails():
+    host = {"rnet/face_prob": np.ones((2, 2), np.float32), "rnet/bbox_reg": np.ones((2, 4), np.float32)}
+    result = compare(host, {"rnet/face_prob": np.ones((2, 2), np.float32)}, "onnxruntime")
+    assert not result.passed and "bbox_reg" in result.error

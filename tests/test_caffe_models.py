@@ -242,3 +242,34 @@ def test_cli_unsupported_op_is_one_line_and_writes_nothing(tmp_path):
     lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "conv_elu" in lines[0] and "conv_softplus" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.toolkit
+@pytest.mark.parametrize("name", ["mtcnn_onet", "mobilefacenet_style", "resnet_style"])
+def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_path):
+    """A second, independent Caffe reader: acuitylite's CaffeLoader, run in float inside the toolkit environment.
+    (ReLU6 nets are left out: acuitylite 6.57.1 reads Caffe's ReLU6 as a plain ReLU, see the report.)"""
+    from edgepad.convert.onnx_runner import run_onnx
+    from edgepad.convert.toolkit_env import require_toolkit, run_worker
+    from edgepad.errors import ToolkitError
+
+    try:
+        env = require_toolkit()
+    except ToolkitError as error:
+        pytest.skip(str(error))
+    _, result, out = converted(name)
+    card = result.card["targets"]["caffe"]
+    rng = np.random.default_rng(5)
+    inputs = [rng.uniform(-1, 1, card["input_shape"]).astype(np.float32) for _ in range(2)]
+    np.save(tmp_path / "inputs.npy", np.stack(inputs))
+    answer = run_worker(env, "caffe", {"prototxt": str(out / card["prototxt"]), "caffemodel": str(out / card["caffemodel"]),
+                                       "inputs": str(tmp_path / "inputs.npy"), "out_dir": str(tmp_path)},
+                        log_name=f"test-caffe-{name}")
+    with np.load(answer["arrays"]) as arrays:
+        toolkit = [arrays[str(i)] for i in range(len(answer["outputs"]))]
+    assert len(toolkit) == len(card["outputs"])  # no extra outputs from helper layers
+    # acuitylite names and orders outputs itself: pair each ONNX output with the toolkit output it matches
+    for output, values in run_onnx(str(out / "model.nchw.onnx"), inputs).items():
+        reference = np.stack(values)
+        differences = [np.abs(t.reshape(reference.shape) - reference).max() for t in toolkit if t.size == reference.size]
+        assert differences and min(differences) <= FLOAT32_ATOL, (output, differences)

@@ -191,3 +191,18 @@ board-c ansible_host=127.0.0.1 ansible_port={dead_port} ansible_user=root
     for name in ("a", "b"):
         assert (tmp_path / name / "current").is_symlink()
         assert_release_matches_manifest(tmp_path / name / "current", small_bundle_dir)
+
+
+def test_wrong_key_or_missing_board_python_is_one_line_and_writes_nothing(board, small_bundle_dir, tmp_path):
+    loopback_sshd.keygen(tmp_path / "stranger")
+    args = board.cli_args()
+    wrong_key = [str(tmp_path / "stranger") if a == str(board.sshd.client_key) else a for a in args]
+    ran = subprocess.run(EDGEPAD + ["deploy", str(small_bundle_dir), *wrong_key], capture_output=True, text=True)
+    assert ran.returncode != 0 and "Traceback" not in ran.stderr
+    assert "authentication failed" in ran.stderr.strip().splitlines()[-1]
+
+    no_python = [str(tmp_path / "no python here") if a == str(board.python) else a for a in args]
+    ran = subprocess.run(EDGEPAD + ["deploy", str(small_bundle_dir), *no_python], capture_output=True, text=True)
+    assert ran.returncode != 0 and "Traceback" not in ran.stderr
+    assert "--remote-python" in ran.stderr.strip().splitlines()[-1]
+    assert not board.remote_dir.exists()

@@ -1,0 +1,6 @@
+"""ONNX op -> Caffe layers, one small function per op type, grouped by kind. Importing this package fills
+HANDLERS (op type -> function)."""
+from . import activations, convolution, elementwise, layout, linear, pooling, resize  # noqa: F401  (they register)
+from .registry import HANDLERS, Conversion, NotExpressible, handles
+
+__all__ = ["HANDLERS", "Conversion", "NotExpressible", "handles"]

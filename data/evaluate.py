@@ -29,6 +29,7 @@ class EvaluateOptions:
     dev_data: Path | None = None
     unit: str = "frame"  # frame: every crop is a presentation; video: a video's mean score is one
     plot: Path | None = None
+    board: object | None = None  # board_scorer.BoardTarget, for backend "board"
 
 
 @dataclass
@@ -62,7 +63,7 @@ def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
         raise UsageError(f"--threshold {options.threshold}: give a spoof probability between 0 and 1")
     test_crops = list_crops(resolve_split(options.data, "Test"))
     dev_crops = list_crops(resolve_split(options.dev_data, "Train", "--dev"), "--dev") if options.dev_data else []
-    scorer = make_scorer(options.backend, options.model)
+    scorer = make_scorer(options.backend, options.model, options.board)
 
     dev_eer = None
     if dev_crops:

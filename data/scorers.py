@@ -1,5 +1,6 @@
 """Spoof scores of crops from a model on one backend: `keras` (the .h5 as trained), `onnx`, `caffe`,
-`vim3-emulated` (an `edgepad convert` output folder run through the board runtime's backends).
+`vim3-emulated` (an `edgepad convert` output folder run through the board runtime's backends), and `board`
+(the deployed release on a real board, over SSH; see board_scorer.py).
 
 Every scorer reads images from disk, preprocesses them as the model card says (the keras scorer uses
 convert's defaults, the same the card records) and returns the spoof probability per image.
@@ -157,8 +158,20 @@ SCORERS: dict[str, Callable[[Path], Scorer]] = {
 }
 
 
-def make_scorer(backend: str, model: Path) -> Scorer:
+def _board(model_dir: Path, target=None) -> Scorer:
+    from .board_scorer import BoardScorer
+
+    return BoardScorer(model_dir, target)
+
+
+SCORERS["board"] = _board
+
+
+def make_scorer(backend: str, model: Path, board_target=None) -> Scorer:
+    """`board_target` (a board_scorer.BoardTarget) is where --backend board runs."""
     model = Path(model)
     if not model.exists():
         raise InputFileError(f"MODEL {model}: no such file or folder")
+    if backend == "board":
+        return _board(model, board_target)
     return SCORERS[backend](model)

@@ -273,3 +273,39 @@ def test_evaluate_vim3_emulated_is_clear_when_missing(converted, extraction):
     result = run("evaluate", out, extraction["out"], "--backend", "vim3-emulated")
     assert result.exit_code != 0
     assert "vim3" in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.board
+def test_evaluate_on_the_board_matches_the_host(converted, extraction, board, tmp_path):
+    """The converted classifier deployed to a board (loopback OpenSSH, the board's Python 3.8 environment) gives
+    the same scores there, through the runtime's --parity entry point, as onnxruntime on the host."""
+    import shutil
+
+    from edgepad.convert.parity import FLOAT32_ATOL
+    from edgepad.data.board_scorer import BoardTarget
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+    from edgepad.deploy.bundle import BundleOptions, build_bundle
+
+    model_dir, out = converted[0], extraction["out"]
+    build_bundle(BundleOptions(tmp_path / "bundle", model_dir))
+    assert board.deploy(tmp_path / "bundle").passed
+
+    target = BoardTarget(f"root@127.0.0.1:{board.sshd.port}", board.board_options(), "onnxruntime")
+    on_board = evaluate_model(EvaluateOptions(model_dir, out, "board", threshold=0.5, board=target))
+    on_host = evaluate_model(EvaluateOptions(model_dir, out, "onnx", threshold=0.5))
+    np.testing.assert_allclose(on_board.scores, on_host.scores, atol=FLOAT32_ATOL)
+    assert on_board.metrics == on_host.metrics
+    assert not list(board.remote_dir.glob(".evaluate-*")), "scratch files left on the board"
+
+    report = run_json("evaluate", model_dir, out, "--backend", "board", *board.cli_args(), "--threshold", 0.5)
+    assert report["acer"] == on_host.metrics.acer and report["backend"] == "board"
+
+    other = tmp_path / "other_model"
+    shutil.copytree(model_dir, other)
+    card = json.loads((other / "edgepad.json").read_text())
+    card["sha256"]["model.onnx"] = "0" * 64
+    (other / "edgepad.json").write_text(json.dumps(card))
+    result = run("evaluate", other, out, "--backend", "board", *board.cli_args(), "--threshold", 0.5)
+    assert result.exit_code != 0 and "runs another classifier" in result.output
+    result = run("evaluate", model_dir, out, "--backend", "board", "--threshold", 0.5)
+    assert result.exit_code != 0 and "--host" in result.output

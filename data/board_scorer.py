@@ -1,0 +1,104 @@
+"""Spoof scores computed on the board: the crops, normalised on the host as the model card says, go to the
+board's current release and through the runtime's `vim3_infer.py --parity` (the same entry point the deploy
+health check uses), on whichever runtime backend the board runs (onnxruntime, OpenCV, the NPU through KSNN).
+
+MODEL is the classifier's `edgepad convert` folder; the board must run that very classifier (its model card's
+file digests are compared), so the figures are never those of another model.
+"""
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edgepad.errors import DeployError, UsageError
+
+from .scorers import Scorer, _card, _spoof_index
+
+CLASSIFIER = "classifier"  # the bundle's name for the PAD model
+BOARD_TIMEOUT_S = 3600
+
+
+@dataclass
+class BoardTarget:
+    host: str  # [user@]host[:port]
+    board_options: object  # edgepad.deploy.pipeline.BoardOptions
+    runtime_backend: str | None = None  # the runtime's --backend on the board; None lets it choose
+
+
+class BoardScorer(Scorer):
+    def __init__(self, model_dir: Path, target: BoardTarget | None):
+        if target is None:
+            raise UsageError("--backend board: give the board with --host [user@]host[:port]")
+        card = _card(model_dir, "board")
+        self.card = card
+        self.target = target
+        self.default_threshold = float(card.get("threshold", 0.5))
+        self.threshold_source = f"model card {self.default_threshold}"
+        self.layout = card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
+        super().__init__(card["preprocess"], int(card["input"]["height"]), int(card["input"]["width"]),
+                         _spoof_index(card))
+
+    def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """All crops in one round trip: one upload, one runtime run, one download."""
+        from edgepad.deploy.health import runtime_command
+        from edgepad.deploy.inventory import parse_host
+        from edgepad.deploy.pipeline import open_board
+
+        batch = np.stack([self._load(p) for p in paths]).astype(np.float32)
+        if self.layout == "nchw":
+            batch = batch.transpose(0, 3, 1, 2)
+        spec = parse_host(self.target.host, "khadas", 22)
+        token = secrets.token_hex(4)
+        with open_board(spec, self.target.board_options) as board:
+            release = board.op("scan")["current"]
+            if not release:
+                raise DeployError(f"{board.name}: nothing deployed under {board.root}; run `edgepad deploy` first")
+            self._check_same_classifier(board, release)
+            inputs_name, outputs_name = f".evaluate-{token}.npz", f".evaluate-{token}.out.npz"
+            buffer = io.BytesIO()
+            np.savez(buffer, **{CLASSIFIER: batch})
+            buffer.seek(0)
+            board.connection.sftp.putfo(buffer, board.path(inputs_name))
+            try:
+                argv = runtime_command(board, release, "--parity", board.path(inputs_name),
+                                       "--out", board.path(outputs_name))
+                if self.target.runtime_backend:
+                    argv += ["--backend", self.target.runtime_backend]
+                ran = board.connection.run(argv, timeout=BOARD_TIMEOUT_S)
+                if ran.exit_code != 0:
+                    lines = ran.stderr.decode(errors="replace").strip().splitlines()
+                    raise DeployError(f"{board.name}: the runtime exited with {ran.exit_code} scoring the crops: "
+                                      f"{lines[-1] if lines else 'no message'}")
+                received = io.BytesIO()
+                board.connection.sftp.getfo(board.path(outputs_name), received)
+            finally:
+                for name in (inputs_name, outputs_name):
+                    try:
+                        board.op("remove", path=name)
+                    except DeployError:
+                        pass  # a leftover scratch file is no reason to hide the real outcome
+        received.seek(0)
+        with np.load(received, allow_pickle=False) as data:
+            keys = [k for k in data.files if k.startswith(f"{CLASSIFIER}/")]
+            probabilities = data[keys[0]]
+        if progress:
+            progress(len(paths), len(paths))
+        return np.asarray(probabilities, np.float64).reshape(len(paths), -1)[:, self.spoof_index]
+
+    def _check_same_classifier(self, board, release: str) -> None:
+        buffer = io.BytesIO()
+        try:
+            board.connection.sftp.getfo(board.release_path(release, "models", CLASSIFIER, "edgepad.json"), buffer)
+        except OSError:
+            raise DeployError(f"{board.name}: release {release} has no models/{CLASSIFIER}; deploy a bundle "
+                              "built with this classifier") from None
+        remote = json.loads(buffer.getvalue().decode())
+        if remote.get("sha256") != self.card.get("sha256"):
+            raise UsageError(f"MODEL: the board's current release {release} runs another classifier than this "
+                             "convert output; deploy a bundle of it first, or give the folder the bundle was built from")

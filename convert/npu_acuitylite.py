@@ -40,6 +40,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
         "outputs": list(outputs), "scheme": scheme, "target": target, "case_name": name,
         "sdk": str(env.sdk_dir), "out_dir": str(run_dir), "layer_inputs": 4,
+        "min_cosine": getattr(options, "min_cosine", None),
         "evaluation": _save(run_dir / "evaluation.npy", evaluation),
         "calibration": _save(run_dir / "calibration.npy", calibration) if len(calibration) else None,
     }

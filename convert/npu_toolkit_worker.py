@@ -97,8 +97,15 @@ def compile_model(request):
     with open(os.path.join(out_dir, "layers.json"), "w") as f:
         json.dump(layers, f, indent=1)
 
-    _export(model, request)
+    # a quantization the host will refuse anyway is not worth the NBG compile (about 20 s)
+    worst = min(float(np.mean([_cosine(f, q) for f, q in zip(fo, qo)])) for fo, qo in zip(float_outputs, quantized_outputs))
+    exported = worst >= float(request.get("min_cosine") or 0.0)
+    if exported:
+        _export(model, request)
+    else:
+        print("== edgepad: mean cosine %.6f below --min-cosine: not exporting" % worst, flush=True)
     return {
+        "exported": exported,
         "outputs": [{"lid": lid, "onnx_name": _onnx_output_name(lid)} for lid in output_lids],
         "float_outputs": os.path.join(out_dir, "float_outputs.npz"),
         "quantized_outputs": os.path.join(out_dir, "quantized_outputs.npz"),

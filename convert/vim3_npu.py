@@ -75,6 +75,7 @@ def vim3_target(ctx) -> dict:
             outputs=onnx_entry["outputs"], scheme=options.quantize,
             calibration=batches(calibration, "nchw"), evaluation=batches(evaluation, "nchw"),
             target=target, name=name, options=options)
+    parity = _parity_section(ctx, compilation, evaluation, onnx_entry, options)  # raises before any file is kept
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
@@ -85,7 +86,7 @@ def vim3_target(ctx) -> dict:
                "quantize": options.quantize, "quantizer": compilation.quantizer, "nbg": header.to_json(),
                "input_sources": evaluation_sources, "calibration_images": len(calibration),
                "toolkit_log": compilation.log}
-    section.update(_parity_section(ctx, compilation, evaluation, onnx_entry, options))
+    section.update(parity)
     out_dir = ctx.work_dir / "vim3"
     files = _copy_outputs(compilation, out_dir)
     ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)

@@ -1,0 +1,52 @@
+"""edgepad's per-model NPU library: KSNN's `libnn_<case>.so` built from the toolkit's ovxlib case, and its run in
+VeriSilicon's emulator (the `vim3_emulated` report section).
+
+The vim3 target calls `build_npu_library()` once its NBG and case are in OUT/vim3/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .library import NpuLibraryBuild, build_host_library, stage_sources
+
+__all__ = ["NpuLibraryBuild", "build_host_library", "build_npu_library", "stage_sources"]
+
+
+def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation_sources: list[str], out_dir: Path,
+                      target: str, pid: int) -> dict:
+    """Write the wrapper next to the case in out_dir, build the host library, run it in the emulator.
+
+    Adds `npu_library` to the card's vim3 entry and returns the `vim3_emulated` report section (the pipeline puts
+    it at the top of report.json). With the Khadas SDK backend there is no local emulator: sources only.
+    """
+    from edgepad.runtime.preprocess import batches
+
+    from .emulated import emulated_section, run_library
+
+    entry = ctx.card["targets"]["vim3"]
+    rel = lambda name: f"vim3/{name}"  # noqa: E731 - card paths are relative to the card
+    case = compilation.case_name
+    if ctx.options.npu_backend != "acuitylite":
+        sources = stage_sources(out_dir, case, target, pid)
+        entry["npu_library"] = {"case": case, "target": target, "build_script": rel("build_board.sh"),
+                                "sources": [rel(s) for s in sources], "library": None}
+        return {"passed": True, "skipped": f"the {ctx.options.npu_backend} backend has no local emulator"}
+
+    from ..toolkit_env import require_toolkit
+
+    env = require_toolkit()
+    with ctx.steps.step(f"Building libnn_{case}.so (edgepad's NPU library) for the emulator"):
+        build = build_host_library(out_dir, case, target, pid, env.sdk_dir, env.logs_dir)
+    entry["npu_library"] = build.card_entry(rel)
+    with ctx.steps.step(f"Running libnn_{case}.so in the VIM3 emulator ({len(evaluation)} inputs)"):
+        inputs = batches(evaluation, "nchw")
+        outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, env.logs_dir,
+                              env.logs_dir / f"npu-emulated-{case}.log")
+        reference = ctx.onnx_nchw_outputs(inputs)
+        section = emulated_section(outputs, reference, compilation.quantized_outputs, compilation.toolkit,
+                                   ctx.options.min_cosine, list(evaluation_sources))
+    section["library"] = rel(build.library.name)
+    section["target"] = target
+    return section

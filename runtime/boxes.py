@@ -1,6 +1,7 @@
 """Box arithmetic shared by detection and tracking: NMS, IoU, squaring, clipping. Boxes are x1, y1, x2, y2[, score]."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -24,6 +25,11 @@ def nms(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarra
     """Indices kept by greedy non-maximum suppression, highest score (column 4) first."""
     if not len(boxes):
         return np.zeros(0, dtype=int)
+    if method == "union" and len(boxes) > 16:  # OpenCV's C++ loop; PNet hands over hundreds of boxes
+        rects = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+        kept = cv2.dnn.NMSBoxes(rects.astype(np.float64).tolist(), boxes[:, 4].astype(np.float64).tolist(),
+                                0.0, float(threshold))
+        return np.asarray(kept, dtype=int).reshape(-1)
     x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
     areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     order = np.argsort(-boxes[:, 4], kind="stable")
@@ -31,8 +37,8 @@ def nms(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarra
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
-        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        w = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0)
+        h = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0)
         inter = w * h
         if method == "min":
             overlap = inter / np.maximum(np.minimum(areas[best], areas[rest]), 1e-9)

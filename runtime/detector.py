@@ -126,9 +126,11 @@ class MtcnnDetector:
         settings = self.settings
         candidates = []
         self.last_stages.scales = self.scales(height, width)
+        scaled = image
         for scale in self.last_stages.scales:
             h, w = int(math.ceil(height * scale)), int(math.ceil(width * scale))
-            scaled = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            # each level from the one before: area averaging over a 0.709 step costs a fraction of the full image
+            scaled = cv2.resize(scaled, (w, h), interpolation=cv2.INTER_AREA)
             out = self.pnet.run(self._normalise(scaled)[None])
             boxes = _pnet_boxes(out["bbox_reg"][0], out["face_prob"][0], scale, settings.thresholds[0])
             if len(boxes):

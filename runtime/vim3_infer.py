@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-track", action="store_true", help="video/camera: detect on every frame instead of tracking")
     parser.add_argument("--redetect-every", type=int, default=10, help="video/camera: frames between full detections (default 10)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
+    parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
     return parser
 
 
@@ -68,6 +69,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run(args, parser: argparse.ArgumentParser) -> int:
+    if args.threads:
+        os.environ["EDGEPAD_THREADS"] = str(args.threads)
     if args.parity:
         if not args.out:
             parser.error("--parity needs --out OUTPUTS.npz")

@@ -95,9 +95,10 @@ def test_video_with_frames_gives_one_json_line_per_frame(tmp_path, capsys, runti
 @pytest.fixture()
 def host_cache(tmp_path, monkeypatch, detector_models):
     """EDGEPAD_HOME whose model cache already holds the detector (so `edgepad run` does not rebuild it)."""
-    from edgepad.convert.mtcnn_keras import mtcnn_package_version
+    from edgepad.convert.mtcnn_models import default_cache_dir
 
-    cache = tmp_path / "home" / "models" / f"mtcnn-{mtcnn_package_version()}"
+    monkeypatch.setenv("EDGEPAD_HOME", str(tmp_path / "home"))
+    cache = default_cache_dir()
     cache.parent.mkdir(parents=True)
     cache.symlink_to(detector_models, target_is_directory=True)
     monkeypatch.setenv("EDGEPAD_HOME", str(tmp_path / "home"))

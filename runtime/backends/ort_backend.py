@@ -1,11 +1,15 @@
 """onnxruntime: the open-shape model.open.onnx when the folder has it (any PNet size, batched crops), else model.onnx."""
 from __future__ import annotations
 
+import os
 from typing import Dict
 
 import numpy as np
 
 from .base import BackendError, InferenceModel, nhwc_to
+
+
+THREADS_ENV = "EDGEPAD_THREADS"  # onnxruntime's threads per model when not given (0: one per core)
 
 
 class OnnxRuntimeModel(InferenceModel):
@@ -23,6 +27,7 @@ class OnnxRuntimeModel(InferenceModel):
         self.layout = self.entry.get("layout", "nhwc")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads:
             options.intra_op_num_threads = threads
         # Busy-waiting worker threads steal the cores the camera, OpenCV and the other nets need.

@@ -7,7 +7,6 @@ convert's defaults, the same the card records) and returns the spoof probability
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -73,7 +72,7 @@ class KerasScorer(Scorer):
 class RuntimeScorer(Scorer):
     """A convert output folder through the board runtime's backend registry (runtime/backends)."""
 
-    def __init__(self, model_dir: Path, runtime_backend: str, requires: str, name: str):
+    def __init__(self, model_dir: Path, runtime_backend: str, requires: str, name: str, **backend_options):
         card = _card(model_dir, name)
         if requires not in card.get("targets", {}):
             raise UsageError(f"--backend {name}: {model_dir} has no {requires} model; convert with "
@@ -82,7 +81,7 @@ class RuntimeScorer(Scorer):
             from edgepad.runtime.backends import load_model
         except ImportError:
             raise UsageError(f"--backend {name}: this edgepad has no runtime backends yet; use --backend onnx or keras") from None
-        self.model = load_model(str(model_dir), runtime_backend)
+        self.model = load_model(str(model_dir), runtime_backend, **backend_options)
         self.threshold_source = f"model card {card.get('threshold', 0.5)}"
         self.default_threshold = float(card.get("threshold", 0.5))
         super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
@@ -140,14 +139,17 @@ def _spoof_index(card: dict) -> int:
 
 
 def _vim3_emulated(model_dir: Path) -> Scorer:
-    if not os.environ.get("EDGEPAD_KSNN_API"):
-        try:
-            import edgepad.runtime.npu_emulator  # noqa: F401  (issue 8's emulator loader, when it lands)
-            os.environ["EDGEPAD_KSNN_API"] = "edgepad.runtime.npu_emulator"
-        except ImportError:
-            raise UsageError("--backend vim3-emulated: not available in this edgepad (the NPU emulator loader "
-                             "has not landed); use --backend onnx or caffe") from None
-    return RuntimeScorer(model_dir, "ksnn", "vim3", "vim3-emulated")
+    """The convert folder's NPU library (vim3/libnn_*.so, built for the host) in VeriSilicon's VIM3 emulator,
+    through the runtime's ksnn backend with the runtime's KSNN-compatible loader in place of Khadas' KSNN."""
+    from types import SimpleNamespace
+
+    try:
+        from edgepad.runtime import npu_loader
+    except ImportError:
+        raise UsageError("--backend vim3-emulated: not available in this edgepad (it has no NPU emulator loader, "
+                         "runtime/npu_loader.py); use --backend onnx or caffe") from None
+    api = SimpleNamespace(KSNN=npu_loader.KSNN, output_format=npu_loader.output_format)
+    return RuntimeScorer(model_dir, "ksnn", "vim3", "vim3-emulated", api=api)
 
 
 SCORERS: dict[str, Callable[[Path], Scorer]] = {

@@ -95,7 +95,7 @@ def caffe_target(ctx) -> dict:
         reference = ctx.onnx_nchw_outputs(inputs)
         candidate = run_caffe(prototxt, caffemodel, inputs, caffe.input_blob, caffe.outputs)
         candidate = {name: candidate[name] for name in reference}
-        parity = compare_outputs(reference, candidate, reference_name="onnxruntime:model.nchw.onnx",
+        parity = compare_outputs(reference, candidate, reference_name=f"onnxruntime:{Path(ctx.onnx_nchw_path).name}",
                                  candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
         keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values())}
         vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name="keras",

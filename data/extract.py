@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from edgepad.errors import UsageError
+from edgepad.errors import InputFileError, UsageError
 
 from .faces import ALIGNED_SIZE, DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS
 from .siw import SiwVideo, find_videos
@@ -112,7 +112,11 @@ def extract_dataset(options: ExtractOptions, progress=None) -> ExtractResult:
     """The Python API behind `edgepad extract`. `progress(done, total, video_key)` is called per video."""
     _check_options(options)
     videos = find_videos(options.root)
+    if not videos:
+        raise InputFileError(f"{options.root}: no videos under Train|Test/live|spoof/<subject>/ (.mov, .mp4, .avi)")
     selected = videos[options.start:options.end]
+    range_text = f"--start {options.start}" + (f" --end {options.end}" if options.end is not None else "")
+    warnings = [] if selected else [f"{range_text}: no video in that range (the dataset has {len(videos)})"]
     options.out.mkdir(parents=True, exist_ok=True)
     todo = [v for v in selected if not (options.out / v.key / DONE_MARKER).is_file()]
     skipped = len(selected) - len(todo)
@@ -129,7 +133,7 @@ def extract_dataset(options: ExtractOptions, progress=None) -> ExtractResult:
     seconds = time.perf_counter() - started
     summaries = [s for s in (_read_marker(options.out / v.key / DONE_MARKER) for v in videos) if s is not None]
     write_summary_csv(options.out / SUMMARY_CSV, summaries)
-    return ExtractResult(options.out, summaries, len(todo), skipped, seconds, frames, _disk_bytes(options.out))
+    return ExtractResult(options.out, summaries, len(todo), skipped, seconds, frames, _disk_bytes(options.out), warnings)
 
 
 def _check_options(options: ExtractOptions) -> None:

@@ -115,6 +115,8 @@ def _print_extract_overview(result) -> None:
             table.add_row(v.video, f"{v.split}/{v.label}", str(v.frames), str(v.frames_lost), str(v.no_box), str(v.no_face))
         console.print(table)
     console.print(f"per-video figures: {result.out / 'summary.csv'}")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def _percent(part: int, whole: int) -> str:

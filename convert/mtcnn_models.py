@@ -96,8 +96,10 @@ def _write_open_onnx(net: str, folder: Path) -> None:
     }
     card["mtcnn"] = {
         "net": net, "package": f"mtcnn {mtcnn_package_version()}",
-        "note": ("fully convolutional: the NPU needs one compiled model per pyramid scale size (H, W); "
-                 "model.onnx is exported at 48x48" if net == "pnet" else "one face crop per call on the NPU"),
+        "note": ("fully convolutional: the NPU needs one compiled model per pyramid size (H, W), listed by "
+                 "runtime.detector.pyramid_sizes(frame_h, frame_w, min_face_size), under targets.vim3.sizes "
+                 "{'HxW': {nb, library}}; model.onnx is exported at 48x48" if net == "pnet"
+                 else "one face crop per call on the NPU"),
     }
     card["sha256"] = {p.name: _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("edgepad.json", "report.json")}
     card_path.write_text(json.dumps(card, indent=2) + "\n")

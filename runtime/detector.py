@@ -103,16 +103,7 @@ class MtcnnDetector:
         return self._apply_onet(squared, out)
 
     def scales(self, height: int, width: int) -> List[float]:
-        """Pyramid scales: the first maps min_face_size to PNet's 12 px window, the last keeps >= 12 px."""
-        first = PNET_CELL / max(float(self.settings.min_face_size), 1.0)
-        shortest = min(height, width) * first
-        scales = []
-        scale = first
-        while shortest >= PNET_CELL:
-            scales.append(scale)
-            scale *= self.settings.scale_factor
-            shortest *= self.settings.scale_factor
-        return scales
+        return pyramid_scales(height, width, self.settings.min_face_size, self.settings.scale_factor)
 
     # -- stages --------------------------------------------------------------------------------------------------
     def _model_order(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -180,6 +171,24 @@ class MtcnnDetector:
             crops[i] = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return self._normalise(crops)
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: float = 0.709) -> List[float]:
+    """PNet's scales: the first maps min_face_size to its 12 px window, the last keeps the image >= 12 px."""
+    scale = PNET_CELL / max(float(min_face_size), 1.0)
+    shortest = min(height, width) * scale
+    scales = []
+    while shortest >= PNET_CELL:
+        scales.append(scale)
+        scale *= scale_factor
+        shortest *= scale_factor
+    return scales
+
+
+def pyramid_sizes(height: int, width: int, min_face_size: float, scale_factor: float = 0.709):
+    """(H, W) of every PNet input for frames of this size: the fixed sizes an NPU needs one PNet model for."""
+    return [(int(math.ceil(height * s)), int(math.ceil(width * s)))
+            for s in pyramid_scales(height, width, min_face_size, scale_factor)]
 
 
 def _pnet_boxes(regression: np.ndarray, probability: np.ndarray, scale: float, threshold: float) -> np.ndarray:

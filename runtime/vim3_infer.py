@@ -21,7 +21,6 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import json
-import time
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np

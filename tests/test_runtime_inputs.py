@@ -143,3 +143,13 @@ def test_edgepad_run_unreadable_image_is_one_line(tmp_path, runtime_bundle):
     result = edgepad("run", bad, "--bundle", runtime_bundle)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [f"error: {bad}: not a readable image (OpenCV cannot decode it); give a JPEG or PNG image"]
+
+
+def test_edgepad_run_on_a_video_tracks_faces(runtime_bundle, astronaut_image, tmp_path):
+    video = write_video([astronaut_image] * 5, tmp_path / "clip.avi")
+    result = edgepad("run", video, "--bundle", runtime_bundle, "--json", "--max-frames", "3")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [f["frame"] for f in data["frames"]] == [0, 1, 2]
+    assert all([face["track"] for face in f["faces"]] == [1] for f in data["frames"])
+    assert "track" in data["timings_ms"] and "total" in data["timings_ms"]

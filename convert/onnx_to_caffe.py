@@ -97,11 +97,16 @@ def caffe_target(ctx) -> dict:
         candidate = {name: candidate[name] for name in reference}
         parity = compare_outputs(reference, candidate, reference_name=f"onnxruntime:{Path(ctx.onnx_nchw_path).name}",
                                  candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
+        # Against Keras too, for the report: each step was checked against the one before it, so this can exceed
+        # the tolerance only by the sum of two in-tolerance differences; that is a warning, not a failure.
         keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values())}
         vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name="keras",
                                    candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
-    parity.raise_if_failed(str(ctx.options.model), hint="see report.json section 'caffe'")
-    vs_keras.raise_if_failed(str(ctx.options.model), hint="see report.json section 'caffe'")
+    parity.raise_if_failed(str(ctx.options.model), hint="a Caffe layer computes something else than its ONNX op: "
+                           "convert with --to onnx meanwhile, or allow more with --atol")
+    if not vs_keras.passed:
+        ctx.warnings.append(f"Caffe vs Keras: max abs {vs_keras.max_abs:.3g} exceeds --atol {ctx.options.atol:g} "
+                            "(each step is within it)")
     ctx.card["targets"]["caffe"] = {
         "prototxt": PROTOTXT,
         "caffemodel": CAFFEMODEL,
@@ -113,7 +118,6 @@ def caffe_target(ctx) -> dict:
     }
     section = parity.to_json()
     section.update({"files": [PROTOTXT, CAFFEMODEL], "layers": caffe.layer_types, "vs_keras": vs_keras.to_json()})
-    section["passed"] = parity.passed and vs_keras.passed
     return section
 
 

@@ -273,3 +273,34 @@ def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_pa
         reference = np.stack(values)
         differences = [np.abs(t.reshape(reference.shape) - reference).max() for t in toolkit if t.size == reference.size]
         assert differences and min(differences) <= FLOAT32_ATOL, (output, differences)
+
+
+def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
+    """The real target on a real model, with a tolerance below float32 summation noise: OpenCV's sums differ
+    from onnxruntime's in the last bits, so the check must fail and name the output."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgepad.convert.onnx_runner import run_onnx
+    from edgepad.convert.onnx_to_caffe import caffe_target
+    from edgepad.convert.pipeline import ConvertContext
+    from edgepad.errors import ParityError
+    from edgepad.progress import Steps
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["features"], kernel_shape=[5, 5], pads=[2, 2, 2, 2])],
+        "noise", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 12, 12])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 32, 12, 12])],
+        [numpy_helper.from_array(rng.standard_normal((32, 16, 5, 5)).astype(np.float32), "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx_path = tmp_path / "model.nchw.onnx"
+    onnx.save(proto, onnx_path)
+    images = [rng.standard_normal((12, 12, 16)).astype(np.float32) for _ in range(2)]
+    ctx = ConvertContext(ConvertOptions(model=tmp_path / "m.h5", out=tmp_path / "out", atol=1e-12), tmp_path,
+                         {"name": "noise", "targets": {}}, Steps(quiet=True), onnx_path, images, ["a", "b"], {})
+    ctx.keras_outputs = run_onnx(str(onnx_path), ctx.inputs_as("nchw"))
+    with pytest.raises(ParityError) as error:
+        caffe_target(ctx)
+    assert "output 'features'" in str(error.value) and "max abs <= 1e-12" in str(error.value)
+    assert "caffe" not in ctx.card["targets"]

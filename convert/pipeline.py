@@ -73,6 +73,7 @@ class ConvertContext:
     parity_sources: list[str]
     keras_outputs: dict[str, list[np.ndarray]]  # per output name, per input
     warnings: list[str] = field(default_factory=list)
+    report_sections: dict = field(default_factory=dict)  # extra top-level report.json sections (e.g. vim3_emulated)
 
     def inputs_as(self, layout: str) -> list[np.ndarray]:
         from edgepad.runtime.preprocess import batches
@@ -130,6 +131,7 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
         for name in targets:
             section = runners[name](ctx)
             report[name] = section
+        report.update(ctx.report_sections)
         ctx.card["sha256"] = {p.name: _sha256(p) for p in sorted(work_dir.rglob("*")) if p.is_file()}
         _write_json(work_dir / "edgepad.json", ctx.card)
         report["timings_s"] = {k: round(v, 3) for k, v in steps.timings.items()}

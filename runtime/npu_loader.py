@@ -6,8 +6,7 @@ output_format=)`) over the library edgepad builds from the toolkit's generated o
 
 The host build of the library runs in VeriSilicon's x86 emulator configured as the VIM3's NPU. The emulator reads
 its configuration from the environment when it is loaded, so this loader reads the build facts embedded in the
-library file (case, target, emulator SDK) *before* loading it, sets VIVANTE_SDK_DIR / VSIMULATOR_CONFIG and
-preloads the SDK's libraries in dependency order. acuitylite 6.57.1's emulator stops with an MMU exception when it
+library file (case, target, emulator SDK) *before* loading it and sets VIVANTE_SDK_DIR / VSIMULATOR_CONFIG. acuitylite 6.57.1's emulator stops with an MMU exception when it
 runs an NBG, so on the host the library runs the case's weights (`<case>.export.data`, next to the .nb: the same
 quantized graph the NBG was compiled from); the NBG's header is still checked against the library's target.
 
@@ -32,9 +31,6 @@ import numpy as np
 
 NBG_MAGIC = b"VPMN"
 ELF_MACHINES = {3: "x86", 62: "x86-64", 40: "arm", 183: "aarch64"}
-# The emulator SDK's libraries, leaves first: each one's DT_NEEDED is loaded before it (RTLD_GLOBAL).
-SDK_LIBRARIES = ("libvdtproxy.so", "libEmulator.so", "libGAL.so", "libVSC.so", "libCLC.so", "libNNArchPerf.so",
-                 "libArchModelSw.so", "libOpenVX.so.1", "libOpenVXU.so", "libovxlib.so")
 # ovxlib's vsi_nn_type_e (OpenVX's vx_type_e values) -> numpy
 DTYPES = {0x002: np.int8, 0x003: np.uint8, 0x004: np.int16, 0x005: np.uint16, 0x006: np.int32, 0x007: np.uint32,
           0x00F: np.float16, 0x010: np.float32}
@@ -145,21 +141,20 @@ def host_machine() -> str:
 
 
 def prepare_emulator(info: Dict[str, str], library: str) -> None:
-    """Environment and preloaded SDK libraries for an emulator build; must happen before the library loads."""
-    sdk = os.environ.get("VIVANTE_SDK_DIR") or info.get("sdk", "")
-    lib_dir = os.path.join(sdk, "lib")
-    if not sdk or not os.path.isfile(os.path.join(lib_dir, "libEmulator.so")):
-        raise NpuError(f"{library}: the Vivante emulator SDK it runs on is missing ({sdk or 'not recorded'}); run "
-                       "`edgepad toolkit install`, or set VIVANTE_SDK_DIR to an unpacked vsi_sdk/prebuilt-sdk/x86_64_linux")
+    """The environment the emulator reads when it loads; must be set before the library loads.
+
+    The library finds the SDK's own libraries through the RPATH its host build records (so LD_LIBRARY_PATH, which
+    only counts when a process starts, is not needed); the emulator itself still needs VIVANTE_SDK_DIR (to compile
+    its shaders) and VSIMULATOR_CONFIG (which NPU to be)."""
+    sdk = info.get("sdk", "")
+    if not os.path.isfile(os.path.join(sdk, "lib", "libEmulator.so")):
+        raise NpuError(f"{library}: the Vivante emulator SDK it was built against is missing ({sdk}); run "
+                       "`edgepad toolkit install`, then convert again so the library is rebuilt against it")
     os.environ["VIVANTE_SDK_DIR"] = sdk
     configured = os.environ.setdefault("VSIMULATOR_CONFIG", info["target"])
     if configured != info["target"]:
         raise NpuError(f"VSIMULATOR_CONFIG={configured}, but {os.path.basename(library)} was built for "
                        f"{info['target']}; unset VSIMULATOR_CONFIG")
-    for name in SDK_LIBRARIES:
-        path = os.path.join(lib_dir, name)
-        if os.path.exists(path):
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
 class NpuLibrary:

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Optional
 
-from .backends import BackendError, default_backend, load_model
+from .backends import BackendError, MissingTargetError, default_backend, load_model
 from .classifier import LiveClassifier
 from .detector import DetectorSettings, MtcnnDetector
 from .pipeline import FacePipeline
@@ -30,12 +30,12 @@ def load_any(model_dir: str, backend: Optional[str], warn=None):
     the CPU backend, saying so once on stderr."""
     try:
         return load_model(model_dir, backend)
-    except BackendError:
+    except MissingTargetError:
         fallback = default_backend()
         if backend in (None, fallback):
             raise
         model = load_model(model_dir, fallback)
-        (warn or _stderr)(f"note: {os.path.basename(model_dir.rstrip('/'))} runs on {fallback}: "
+        (warn or _stderr)(f"{os.path.basename(model_dir.rstrip('/'))} runs on {fallback}: "
                           f"it has no {backend} model in its folder")
         return model
 
@@ -59,4 +59,4 @@ def load_pipeline(bundle_dir: str, backend: Optional[str] = None, settings: Opti
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(f"note: {message}", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .base import BackendError, InferenceModel, read_card
+from .base import BackendError, InferenceModel, MissingTargetError, read_card
 
 BACKENDS = {
     "onnxruntime": ".ort_backend:OnnxRuntimeModel",
@@ -19,7 +19,7 @@ BACKENDS = {
     "ksnn": ".ksnn_backend:KsnnModel",
 }
 
-__all__ = ["BACKENDS", "BackendError", "InferenceModel", "available_backends", "default_backend", "load_model",
+__all__ = ["BACKENDS", "BackendError", "InferenceModel", "MissingTargetError", "available_backends", "default_backend", "load_model",
            "read_card"]
 
 

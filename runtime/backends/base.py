@@ -12,6 +12,10 @@ class BackendError(Exception):
     """A model folder or backend that cannot run: the message names the file or option and the fix."""
 
 
+class MissingTargetError(BackendError):
+    """The model folder has no files for this backend (e.g. no NPU binary): another backend can still run it."""
+
+
 def read_card(model_dir: str | os.PathLike) -> dict:
     path = os.path.join(str(model_dir), "edgepad.json")
     if not os.path.isfile(path):

@@ -30,7 +30,7 @@ from typing import Dict
 
 import numpy as np
 
-from .base import BackendError, InferenceModel
+from .base import BackendError, InferenceModel, MissingTargetError
 
 BOARD = "VIM3"
 API_ENV = "EDGEPAD_KSNN_API"
@@ -58,7 +58,7 @@ class KsnnModel(InferenceModel):
         super().__init__(model_dir, card)
         self.entry = self.card.get("targets", {}).get("vim3")
         if self.entry is None:
-            raise BackendError(f"{model_dir}: no NPU model in it (the card has no vim3 target); "
+            raise MissingTargetError(f"{model_dir}: no NPU model in it (the card has no vim3 target); "
                                "convert with --to onnx,vim3, or choose --backend onnxruntime")
         self.api = api or load_ksnn_api()
         self.reorder = self.entry.get("reorder", "0 1 2")
@@ -104,7 +104,7 @@ class KsnnModel(InferenceModel):
             return self.entry, "default", self.outputs
         key = f"{height}x{width}"
         if key not in sizes:
-            raise BackendError(f"{self.model_dir}: no NPU model compiled for input {key} (have {', '.join(sorted(sizes))}); "
+            raise MissingTargetError(f"{self.model_dir}: no NPU model compiled for input {key} (have {', '.join(sorted(sizes))}); "
                                "compile this size or run this model with --backend onnxruntime")
         entry = sizes[key]
         return entry, key, entry.get("outputs") or self.outputs

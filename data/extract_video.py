@@ -10,6 +10,7 @@ from .faces import DEFAULT_THRESHOLDS, DetectorSettings, align_face, largest_fac
 from .siw import SiwVideo, read_face_file
 
 _worker_extractor = None
+DETECT_BOX_SIZE = 120  # px: the longer side of a .face box once shrunk for detection (SiW faces are ~300 px)
 
 
 def init_worker(options: ExtractOptions, models_root: str) -> None:
@@ -76,11 +77,11 @@ class VideoExtractor:
                     continue
                 if self.options.keep_original:
                     cv2.imwrite(str(originals_dir / f"{index:05d}.png"), crop)
-                face = largest_face(self.detector.detect(crop), self.options.confidence)
-                if face is None:
+                landmarks = self._landmarks(crop, box)
+                if landmarks is None:
                     summary.no_face += 1
                     continue
-                aligned = align_face(crop, face.landmarks, self.options.size)
+                aligned = align_face(crop, landmarks, self.options.size)
                 cv2.imwrite(str(video_dir / f"{index:05d}.png"), aligned)
                 summary.faces_aligned += 1
         finally:
@@ -90,6 +91,17 @@ class VideoExtractor:
         summary.frames_lost = summary.frames - summary.faces_aligned
         write_marker(video_dir, summary)  # last: the video counts as done only now
         return summary
+
+
+    def _landmarks(self, crop: np.ndarray, box) -> np.ndarray | None:
+        """Five landmarks in crop pixels. A big face is found on a shrunk copy (its box DETECT_BOX_SIZE px):
+        MTCNN's pyramid costs grow with the image, and the landmarks are as good; alignment uses full resolution."""
+        import cv2
+
+        scale = min(1.0, DETECT_BOX_SIZE / max(box[2] - box[0], box[3] - box[1]))
+        image = crop if scale == 1.0 else cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        face = largest_face(self.detector.detect(image), self.options.confidence)
+        return None if face is None else face.landmarks / scale
 
 
 def crop_with_margin(frame: np.ndarray, box, margin: float) -> np.ndarray | None:

@@ -309,3 +309,20 @@ def test_evaluate_on_the_board_matches_the_host(converted, extraction, board, tm
     assert result.exit_code != 0 and "runs another classifier" in result.output
     result = run("evaluate", model_dir, out, "--backend", "board", "--threshold", 0.5)
     assert result.exit_code != 0 and "--host" in result.output
+
+
+def test_large_faces_are_detected_on_a_shrunk_copy(faces_dir, tmp_path):
+    """SiW's faces are ~300 px: detection runs on a copy shrunk to a 120 px box, alignment on the full crop."""
+    from mtcnn import MTCNN
+
+    dataset = build_siw_dataset(tmp_path / "siw", faces_dir, frames_per_video=5, subjects=2, frame_size=600,
+                                face_width=300)
+    report = run_json("extract", dataset.root, "-o", tmp_path / "out")
+    readable = [row for row in read_summary(tmp_path / "out").values() if row["unreadable"] == "0"]
+    assert all(row["faces_aligned"] == row["frames"] == "5" for row in readable), readable
+    assert report["totals"]["faces_aligned"] == 5 * len(readable)
+    detector = MTCNN()
+    for path in sorted((tmp_path / "out").glob("Train/live/*/*/*.png")):
+        faces = detector.detect_faces(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), min_face_size=20)
+        eyes = np.array([faces[0]["keypoints"]["left_eye"], faces[0]["keypoints"]["right_eye"]], float)
+        assert np.abs(eyes - ARCFACE_EYES).max() < 6, f"{path}: eyes at {eyes.tolist()}"

@@ -44,11 +44,13 @@ class BuiltDataset:
     unreadable_video: str
 
 
-def subject_scene(faces_dir: Path, index: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """A FRAME_SIZE square picture of subject `index` and its face box (x1, y1, x2, y2) in it."""
+def subject_scene(faces_dir: Path, index: int, frame_size: int = FRAME_SIZE,
+                  face_width: int = FACE_WIDTH) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A frame_size square picture of subject `index` and its face box (x1, y1, x2, y2) in it."""
+    FRAME_SIZE = frame_size  # noqa: N806 - the module default, overridden
     name, (x, y, w, h) = PHOTO_FACES[index]
     photo = cv2.imread(str(faces_dir / name))
-    scale = FACE_WIDTH / w
+    scale = face_width / w
     cx, cy = x + w / 2, y + h / 2
     # Place the face centre at the frame centre; pad the photo so any context outside it is grey.
     matrix = np.float32([[scale, 0, FRAME_SIZE / 2 - scale * cx], [0, scale, FRAME_SIZE / 2 - scale * cy]])
@@ -113,13 +115,14 @@ def face_lines(boxes) -> list[str]:
 
 
 def build_siw_dataset(root: Path, faces_dir: Path, frames_per_video: int = 10,
-                      subjects: int = len(PHOTO_FACES)) -> BuiltDataset:
+                      subjects: int = len(PHOTO_FACES), frame_size: int = FRAME_SIZE,
+                      face_width: int = FACE_WIDTH) -> BuiltDataset:
     """Train holds the first half of the subjects, Test the rest; each subject has a live, a print and a replay video."""
     videos: dict[str, Path] = {}
     for index in range(subjects):
         subject = f"{index + 1:03d}"
         split = "Train" if index < subjects // 2 else "Test"
-        scene, box = subject_scene(faces_dir, index)
+        scene, box = subject_scene(faces_dir, index, frame_size, face_width)
         for kind in (TYPE_LIVE, TYPE_PRINT, TYPE_REPLAY):
             name = f"{subject}-1-{kind}-1-1"
             label = "live" if kind == TYPE_LIVE else "spoof"

@@ -41,13 +41,18 @@ def load_ksnn_api():
     module_name = os.environ.get(API_ENV)
     if module_name:
         module = importlib.import_module(module_name)
-        return SimpleNamespace(KSNN=module.KSNN, output_format=module.output_format)
+        return SimpleNamespace(KSNN=module.KSNN, output_format=module.output_format,
+                               NpuError=getattr(module, "NpuError", ()))
     try:
         from ksnn.api import KSNN
         from ksnn.types import output_format
     except ImportError:
-        raise BackendError("--backend ksnn: the ksnn package is not installed here (it exists only on the "
-                           f"board); install Khadas' KSNN wheel, or set {API_ENV} to a KSNN-compatible module") from None
+        # No KSNN (a board without the wheel, or the host): edgepad's own loader speaks the same calls over the
+        # same libnn_*.so; on the host it runs the library's emulator build.
+        from .. import npu_loader
+
+        return SimpleNamespace(KSNN=npu_loader.KSNN, output_format=npu_loader.output_format,
+                               NpuError=npu_loader.NpuError)
     return SimpleNamespace(KSNN=KSNN, output_format=output_format)
 
 
@@ -85,7 +90,13 @@ class KsnnModel(InferenceModel):
             nb = self._one(entry.get("nb"), "vim3/*.nb", "the compiled model (.nb)")
             library = self._one(entry.get("library"), "vim3/libnn_*.so", "the model's library (libnn_*.so)")
             ksnn = self.api.KSNN(BOARD)
-            ksnn.nn_init(library=library, model=nb, level=0)
+            try:
+                ksnn.nn_init(library=library, model=nb, level=0)
+                if hasattr(ksnn, "check_card"):  # edgepad's npu_loader: the card must describe the library's tensors
+                    ksnn.check_card({"input": entry.get("input", self.entry.get("input", {})),
+                                     "outputs": entry.get("outputs") or self.outputs})
+            except getattr(self.api, "NpuError", ()) as error:
+                raise BackendError(f"{self.model_dir}: {error}") from None
             self._instances[key] = ksnn
         return self._instances[key]
 
@@ -113,9 +124,12 @@ class KsnnModel(InferenceModel):
         image = batch[0]
         entry, key, outputs = self._entry_for(image.shape[0], image.shape[1])
         ksnn = self._instance(entry, key)
-        flat = ksnn.nn_inference([image], platform=self.platform, reorder=self.reorder,
-                                 output_tensor=len(outputs),
-                                 output_format=self.api.output_format.OUT_FORMAT_FLOAT32)
+        try:
+            flat = ksnn.nn_inference([image], platform=self.platform, reorder=self.reorder,
+                                     output_tensor=len(outputs),
+                                     output_format=self.api.output_format.OUT_FORMAT_FLOAT32)
+        except getattr(self.api, "NpuError", ()) as error:
+            raise BackendError(f"{self.model_dir}: {error}") from None
         if len(flat) != len(outputs):
             raise BackendError(f"{self.model_dir}: the NPU returned {len(flat)} outputs, the card lists {len(outputs)}")
         result = {}

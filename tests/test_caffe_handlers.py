@@ -177,6 +177,10 @@ CASES = [
         [("axes", np.array([2, 3], np.int64)), ("axes1", np.array([1], np.int64))])),
     ("identity_dropout", {"Identity", "Dropout"}, lambda: model(
         [node("Identity", ["x"], ["i"]), node("Dropout", ["i"], ["d"]), node("Relu", ["d"], ["y"])], X4, {"y": None})),
+    ("tile_keras3_upsampling", {"Unsqueeze", "Tile", "Reshape"}, lambda: model(
+        [node("Unsqueeze", ["x", "axes"], ["u"]), node("Tile", ["u", "reps"], ["t"]), node("Reshape", ["t", "shape"], ["y"])],
+        X4, {"y": None}, [("axes", np.array([3], np.int64)), ("reps", np.array([1, 1, 1, 2, 1], np.int64)),
+                          ("shape", np.array([1, 4, 18, 8], np.int64))])),
     ("resize_nearest_x2", {"Resize"}, lambda: resize_case("nearest", "asymmetric", 2, "floor")),
     ("resize_nearest_half_pixel_x3", {"Resize"}, lambda: resize_case("nearest", "half_pixel", 3, "round_prefer_floor")),
     ("resize_bilinear_half_pixel_x2", {"Resize"}, lambda: resize_case("linear", "half_pixel", 2)),

@@ -50,6 +50,35 @@ def mobilefacenet_style(size=64):
     return model
 
 
+def keras_layer_zoo(size=32):
+    """Keras 3 layers whose tf2onnx spelling needs more than one Caffe layer: UpSampling2D (nearest: Tile;
+    bilinear: Resize), Conv2DTranspose 'same', squeeze-and-excitation Multiply, AveragePooling2D 'same',
+    SeparableConv2D, PReLU without shared axes, Dense on a 4-D tensor, BatchNorm on the input and after Dense."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((size, size, 3))
+    x = layers.BatchNormalization()(inputs)
+    x = layers.LeakyReLU(0.1)(layers.Conv2D(8, 3, strides=2, padding="same")(x))
+    x = layers.SeparableConv2D(12, 3, padding="same", activation="tanh")(x)
+    excitation = layers.Conv2D(12, 1, activation="sigmoid")(layers.GlobalAveragePooling2D(keepdims=True)(x))
+    x = layers.Multiply()([x, excitation])
+    pooled = layers.AveragePooling2D(3, strides=2, padding="same")(x)
+    x = layers.Concatenate()([
+        x, layers.UpSampling2D(2, interpolation="nearest")(pooled),
+        layers.UpSampling2D(2, interpolation="bilinear")(pooled),
+        layers.Conv2DTranspose(6, 3, strides=2, padding="same")(pooled)])
+    x = layers.MaxPooling2D(2)(layers.PReLU()(x))
+    x = layers.Reshape((-1,))(layers.Dense(5)(layers.Dropout(0.3)(x)))
+    x = layers.BatchNormalization()(layers.Dense(16, activation="relu")(x))
+    model = keras.Model(inputs, layers.Dense(3, activation="softmax", name="scores")(x), name="layer_zoo")
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.set_weights([rng.uniform(0.05, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return keras_models.settle_batchnorm(model, (size, size, 3))
+
+
 def mtcnn(net):
     from edgepad.convert.mtcnn_keras import build_net
 
@@ -65,6 +94,7 @@ MODELS = {
     "mobilenet_v2": (lambda: keras_models.mobilenet_v2(96), {}),
     "resnet_style": (resnet_style, {}),
     "mobilefacenet_style": (mobilefacenet_style, {}),
+    "keras_layer_zoo": (keras_layer_zoo, {}),
     "mtcnn_pnet": (mtcnn("pnet"), MTCNN_NORMALISATION),
     "mtcnn_rnet": (mtcnn("rnet"), MTCNN_NORMALISATION),
     "mtcnn_onet": (mtcnn("onet"), MTCNN_NORMALISATION),

@@ -24,8 +24,6 @@ def reshape(node, cx: Conversion):
     if in_shape == out_shape and node.output[0] not in cx.graph.output_names:
         cx.net.bind(node.output[0], bottom)
         return
-    if out_shape[:1] != in_shape[:1]:
-        raise NotExpressible(f"reshape {in_shape} -> {out_shape} changes the batch axis")
     cx.net.reshape(bottom, out_shape, top=cx.top(node.output[0]))
 
 
@@ -34,3 +32,24 @@ def identity(node, cx: Conversion):
     if len(node.output) > 1 and node.output[1] and cx.graph.consumers.get(node.output[1]):
         raise NotExpressible("the Dropout mask output is used")
     cx.net.bind(node.output[0], cx.bottom(node.input[0]))
+
+
+@handles("Tile")
+def tile(node, cx: Conversion):
+    """Tile repeats the whole tensor along each axis: Concat of copies (how Keras 3 spells UpSampling2D)."""
+    repeats = [int(r) for r in cx.constant(node, 1, "repeats")]
+    blob = cx.bottom(node.input[0])
+    shape = list(cx.shape(node.input[0]))
+    axes = [axis for axis, count in enumerate(repeats) if count > 1]
+    if not axes:
+        cx.net.bind(node.output[0], blob)
+        return
+    if 0 in axes:
+        raise NotExpressible("repeats along the batch axis")
+    for n, axis in enumerate(axes):
+        shape[axis] *= repeats[axis]
+        top = cx.top(node.output[0]) if n == len(axes) - 1 else cx.net.new_blob(f"{blob}_tiled", shape)
+        cx.net.shapes[top] = list(shape)
+        cx.net.layer("Concat", [blob] * repeats[axis], [top]).concat_param.axis = axis
+        blob = top
+    cx.net.bind(node.output[0], blob)

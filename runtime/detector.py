@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from .backends import InferenceModel, load_model
-from .boxes import nms, square, clip_boxes
+from .boxes import clip_boxes, nms, square
+from .preprocess import to_bgr
 
 PNET_CELL = 12
 PNET_STRIDE = 2
@@ -77,7 +78,7 @@ class MtcnnDetector:
     # -- public --------------------------------------------------------------------------------------------------
     def detect(self, image_bgr: np.ndarray, clip: bool = True) -> List[Face]:
         """Faces in a uint8 BGR image, best first; boxes clipped to the image unless clip=False (tracking)."""
-        image = self._model_order(image_bgr)
+        image = self._model_order(to_bgr(image_bgr))
         self.last_stages = DetectionStages()
         boxes = self._pnet_stage(image)
         self.last_stages.pnet = len(boxes)
@@ -94,7 +95,7 @@ class MtcnnDetector:
 
     def refine(self, image_bgr: np.ndarray, boxes: np.ndarray):
         """ONet alone on given boxes (tracking): (boxes with score, landmarks), one row per input box, unfiltered."""
-        image = self._model_order(image_bgr)
+        image = self._model_order(to_bgr(image_bgr))
         if not len(boxes):
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         squared = square(np.asarray(boxes, np.float64)[:, :4])
@@ -216,22 +217,8 @@ def _run_batched(model: InferenceModel, crops: np.ndarray) -> dict:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def load_detector(models_root: str, backend: Optional[str] = None, settings: Optional[DetectorSettings] = None,
-                  fallback_backend: Optional[str] = None) -> MtcnnDetector:
-    """The detector from a folder holding pnet/, rnet/, onet/ (a bundle's models/, or the host's cache).
-
-    A net the chosen backend cannot run (e.g. PNet on the NPU without per-size models) runs on
-    `fallback_backend` instead, when given.
-    """
-    from .backends import BackendError
-
-    nets = []
-    for name in ("pnet", "rnet", "onet"):
-        folder = os.path.join(models_root, name)
-        try:
-            nets.append(load_model(folder, backend))
-        except BackendError:
-            if fallback_backend is None or fallback_backend == backend:
-                raise
-            nets.append(load_model(folder, fallback_backend))
+def load_detector(models_root: str, backend: Optional[str] = None,
+                  settings: Optional[DetectorSettings] = None) -> MtcnnDetector:
+    """The detector from a folder holding pnet/, rnet/, onet/ (a bundle's models/, or the host's cache)."""
+    nets = [load_model(os.path.join(models_root, name), backend) for name in ("pnet", "rnet", "onet")]
     return MtcnnDetector(*nets, settings=settings)

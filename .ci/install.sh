@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
-apt_packages=(openssh-server openssh-client gcc-aarch64-linux-gnu)
+# gcc and the aarch64 cross compiler (with its C library headers) build the NPU library for the emulator and the board
+apt_packages=(openssh-server openssh-client gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

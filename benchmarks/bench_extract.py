@@ -2,7 +2,7 @@
 
 The data is the tests' tiny SiW-layout set made from real face photos (160x160 videos), scaled up with more
 frames per video. Each setting extracts into a fresh folder; the figure includes worker start-up, as a user
-would see it. Usage: .venv/bin/python benchmarks/bench_extract.py [--frames 60] [--subjects 8]
+would see it. Usage: .venv/bin/python benchmarks/bench_extract.py [--frames 60] [--subjects 8] [--frame-size 160 --face-width 72]
 """
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60, help="frames per video")
     parser.add_argument("--subjects", type=int, default=8, help="subjects (3 videos each)")
+    parser.add_argument("--frame-size", type=int, default=160, help="square frame side in px")
+    parser.add_argument("--face-width", type=int, default=72, help="face width in px inside the frame")
     args = parser.parse_args()
 
     prepare_detector_models()  # the converted MTCNN cache, built before timing
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        dataset = build_siw_dataset(tmp / "siw", ROOT / "tests" / "fixtures" / "faces", args.frames, args.subjects)
-        print(f"{len(dataset.videos)} videos x {args.frames} frames of 160x160 (one unreadable)")
+        dataset = build_siw_dataset(tmp / "siw", ROOT / "tests" / "fixtures" / "faces", args.frames, args.subjects,
+                                    args.frame_size, args.face_width)
+        print(f"{len(dataset.videos)} videos x {args.frames} frames of {args.frame_size}x{args.frame_size}, "
+              f"faces {args.face_width} px wide (one video unreadable)")
         figures = {}
         for workers in (1, 2):
             started = time.perf_counter()

@@ -124,6 +124,8 @@ CASES = [
     ("averagepool_symmetric_excludes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [1, 1], [1, 1, 1, 1])),
     ("averagepool_includes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2], [1, 1, 1, 1],
                                                                   count_include_pad=1)),
+    ("maxpool_ceil_mode", {"MaxPool"}, lambda: pool_case("MaxPool", [3, 3], [2, 2], ceil_mode=1)),
+    ("averagepool_ceil_mode", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2], ceil_mode=1)),
     ("global_pools", {"GlobalAveragePool", "GlobalMaxPool", "Add"}, lambda: model(
         [node("GlobalAveragePool", ["x"], ["a"]), node("GlobalMaxPool", ["x"], ["m"]), node("Add", ["a", "m"], ["y"])],
         X4, {"y": None})),
@@ -181,6 +183,8 @@ CASES = [
         [node("Unsqueeze", ["x", "axes"], ["u"]), node("Tile", ["u", "reps"], ["t"]), node("Reshape", ["t", "shape"], ["y"])],
         X4, {"y": None}, [("axes", np.array([3], np.int64)), ("reps", np.array([1, 1, 1, 2, 1], np.int64)),
                           ("shape", np.array([1, 4, 18, 8], np.int64))])),
+    ("identity_as_graph_output", {"Relu", "Identity"}, lambda: model(
+        [node("Relu", ["x"], ["r"]), node("Identity", ["r"], ["y"])], X4, {"r": None, "y": None})),
     ("resize_nearest_x2", {"Resize"}, lambda: resize_case("nearest", "asymmetric", 2, "floor")),
     ("resize_nearest_half_pixel_x3", {"Resize"}, lambda: resize_case("nearest", "half_pixel", 3, "round_prefer_floor")),
     ("resize_bilinear_half_pixel_x2", {"Resize"}, lambda: resize_case("linear", "half_pixel", 2)),

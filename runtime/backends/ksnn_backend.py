@@ -14,7 +14,8 @@ under "sizes": {"HxW": {"nb": ..., "library": ...}}.
 
 The card's `targets.vim3` entry (written by the vim3 target) is read with these keys, each optional:
     nb (default: the one vim3/*.nb), library (default: the one vim3/libnn_*.so), reorder, platform,
-    outputs [{name, shape}] (default: the card's outputs), sizes (see above).
+    input_layout ("hwc", as Khadas' ONNX examples pass images, or "chw", as its Caffe examples do; default by
+    platform), outputs [{name, shape}] (default: the card's outputs), sizes (see above).
 
 Pluggable API: anything with a `KSNN` class and an `output_format` holding OUT_FORMAT_FLOAT32 can stand in for
 the ksnn package: pass `api=` or set EDGEPAD_KSNN_API=<importable module> (e.g. a ctypes loader that runs the
@@ -68,6 +69,7 @@ class KsnnModel(InferenceModel):
         self.api = api or load_ksnn_api()
         self.reorder = self.entry.get("reorder", "0 1 2")
         self.platform = self.entry.get("platform", "ONNX")
+        self.input_layout = self.entry.get("input_layout", "chw" if self.platform == "CAFFE" else "hwc")
         self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
         if not self.output_names:
             self.output_names = [o["name"] for o in self.outputs]
@@ -124,6 +126,8 @@ class KsnnModel(InferenceModel):
         image = batch[0]
         entry, key, outputs = self._entry_for(image.shape[0], image.shape[1])
         ksnn = self._instance(entry, key)
+        if self.input_layout == "chw":
+            image = np.ascontiguousarray(image.transpose(2, 0, 1))
         try:
             flat = ksnn.nn_inference([image], platform=self.platform, reorder=self.reorder,
                                      output_tensor=len(outputs),

@@ -12,6 +12,7 @@ import numpy as np
 from .library import NpuLibraryBuild, build_host_library, stage_sources
 
 __all__ = ["NpuLibraryBuild", "build_host_library", "build_npu_library", "stage_sources"]
+EMULATED_INPUTS = 8
 
 
 def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation_sources: list[str], out_dir: Path,
@@ -38,14 +39,18 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
 
     env = require_toolkit()
     with ctx.steps.step(f"Building libnn_{case}.so (edgepad's NPU library) for the emulator"):
-        build = build_host_library(out_dir, case, target, pid, env.sdk_dir, env.logs_dir)
+        build = build_host_library(out_dir, case, target, pid, env.sdk_dir, env.new_log(f"npu-library-{case}"))
     entry["npu_library"] = build.card_entry(rel)
-    with ctx.steps.step(f"Running libnn_{case}.so in the VIM3 emulator ({len(evaluation)} inputs)"):
+    # the emulator takes about a second per inference: the sample images (last) and the last calibration images
+    count = min(EMULATED_INPUTS, len(evaluation))
+    evaluation, evaluation_sources = evaluation[-count:], list(evaluation_sources)[-count:]
+    simulation = ({name: values[-count:] for name, values in compilation.quantized_outputs.items()}
+                  if compilation.quantized_outputs is not None else None)
+    with ctx.steps.step(f"Running libnn_{case}.so in the VIM3 emulator ({count} inputs)"):
         inputs = batches(evaluation, "nchw")
-        outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, env.logs_dir,
-                              env.logs_dir / f"npu-emulated-{case}.log")
+        outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, env.new_log(f"npu-emulated-{case}"))
         reference = ctx.onnx_nchw_outputs(inputs)
-        section = emulated_section(outputs, reference, compilation.quantized_outputs, compilation.toolkit,
+        section = emulated_section(outputs, reference, simulation, compilation.toolkit,
                                    ctx.options.min_cosine, list(evaluation_sources))
     section["library"] = rel(build.library.name)
     section["target"] = target

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +24,21 @@ LIBRARY_VS_SIMULATION_MIN_COSINE = 0.99
 RUN_TIMEOUT_S = 1800
 
 
-def run_library(library: Path, model: Path, inputs_nchw: list[np.ndarray], work_dir: Path, log: Path) -> list[np.ndarray]:
+def run_library(library: Path, model: Path, inputs_nchw: list[np.ndarray], log: Path) -> list[np.ndarray]:
     """Per library output, the stacked outputs (N, ...) for the inputs, computed in the emulator."""
-    inputs_path = work_dir / "npu_inputs.npy"
-    outputs_path = work_dir / "npu_outputs.npz"
-    np.save(inputs_path, np.stack([np.asarray(x, np.float32) for x in inputs_nchw]))
-    command = [sys.executable, "-m", "edgepad.runtime.npu_loader", "--library", str(library), "--model", str(model),
-               "--inputs", str(inputs_path), "--out", str(outputs_path)]
-    with open(log, "w") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
-    inputs_path.unlink(missing_ok=True)
-    if result.returncode != 0 or not outputs_path.is_file():
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
-        reason = lines[-1][len("error: "):] if lines else "it stopped without saying why"
-        raise ExportError(f"running {library.name} in the emulator failed: {reason} (log: {log})")
-    with np.load(outputs_path) as data:
-        outputs = [data[str(i)] for i in range(len(data.files))]
-    outputs_path.unlink()
-    return outputs
+    with tempfile.TemporaryDirectory(prefix="edgepad-npu-run-") as work:
+        inputs_path, outputs_path = Path(work) / "inputs.npy", Path(work) / "outputs.npz"
+        np.save(inputs_path, np.stack([np.asarray(x, np.float32) for x in inputs_nchw]))
+        command = [sys.executable, "-m", "edgepad.runtime.npu_loader", "--library", str(library), "--model",
+                   str(model), "--inputs", str(inputs_path), "--out", str(outputs_path)]
+        with open(log, "w") as out:
+            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
+        if result.returncode != 0 or not outputs_path.is_file():
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
+            reason = lines[-1][len("error: "):] if lines else "it stopped without saying why"
+            raise ExportError(f"running {library.name} in the emulator failed: {reason} (log: {log})")
+        with np.load(outputs_path) as data:
+            return [data[str(i)] for i in range(len(data.files))]
 
 
 def emulated_section(library_outputs: list[np.ndarray], float_reference: dict[str, list[np.ndarray]],

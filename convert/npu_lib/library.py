@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,22 +87,19 @@ def emulator_sdk(sdk_dir: Path) -> Path:
     return prebuilt
 
 
-def build_host_library(vim3_dir: Path, case: str, target: str, pid: int, sdk_dir: Path, log_dir: Path) -> NpuLibraryBuild:
+def build_host_library(vim3_dir: Path, case: str, target: str, pid: int, sdk_dir: Path, log: Path) -> NpuLibraryBuild:
     """Stage the sources and build vim3_dir/libnn_<case>.so for the x86 emulator with build_board.sh."""
     sources = stage_sources(vim3_dir, case, target, pid)
     prebuilt = emulator_sdk(sdk_dir)
     compiler = shutil.which("gcc")
     if compiler is None:
         raise ToolkitError("gcc not found: the NPU library is built with it; install gcc (apt-get install gcc)")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"npu-library-{case}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     library = vim3_dir / f"libnn_{case}.so"
-    build_dir = log_dir / f"npu-build-{case}-{os.getpid()}"
-    env = dict(os.environ, CC=compiler, EMULATOR_SDK=str(prebuilt), OUT=str(library), BUILD_DIR=str(build_dir))
-    with open(log, "w") as out:
+    with tempfile.TemporaryDirectory(prefix="edgepad-npu-build-") as build_dir, open(log, "w") as out:
+        env = dict(os.environ, CC=compiler, EMULATOR_SDK=str(prebuilt), OUT=str(library), BUILD_DIR=build_dir)
         result = subprocess.run(["bash", str(vim3_dir / "build_board.sh")], cwd=vim3_dir, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
-    shutil.rmtree(build_dir, ignore_errors=True)
     if result.returncode != 0 or not library.is_file():
         raise ExportError(f"building {library.name} from the ovxlib case failed (gcc against {prebuilt}); log: {log}")
     return NpuLibraryBuild(case, target, library, sources, log)

@@ -172,11 +172,17 @@ def _run(videos: list[SiwVideo], options: ExtractOptions):
 
     context = multiprocessing.get_context("spawn")
     workers = min(options.workers, len(videos))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=extract_video.init_worker,
-                             initargs=(options, models_root)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=extract_video.init_worker,
+                               initargs=(options, models_root))
+    try:
         futures = [pool.submit(extract_video.extract_in_worker, video) for video in videos]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:
+        # Ctrl-C or a failed video: stop now; unfinished videos have no done marker and are redone next run.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def write_summary_csv(path: Path, summaries: list[VideoSummary]) -> None:

@@ -144,12 +144,13 @@ def test_header_check_rejects_a_binary_for_another_npu(compiled):
 
 
 def test_caffe_files_import_in_acuitylite(compiled):
-    """A second, independent Caffe reader: acuitylite's CaffeLoader computes what TF 2.4.4 computed."""
+    """A second, independent Caffe reader: acuitylite's CaffeLoader computes what TF 2.4.4 computed.
+    (sequential_small: acuitylite 6.57.1 reads Caffe's ReLU6 as a plain ReLU, so MobileNet's Caffe files differ.)"""
     from edgepad.convert.npu_acuitylite import run_caffe
 
-    result = compiled(LEGACY_H5 / "pad_mobilenet.h5")
+    result = compiled(LEGACY_H5 / "sequential_small.h5")
     card = result.card["targets"]["caffe"]
-    golden = np.load(LEGACY_H5 / "pad_mobilenet.golden.npz")
+    golden = np.load(LEGACY_H5 / "sequential_small.golden.npz")
     x_nchw = [np.ascontiguousarray(x.transpose(2, 0, 1)[None]) for x in golden["x"]]
     outputs, layers = run_caffe(result.out / card["prototxt"], result.out / card["caffemodel"], x_nchw)
     assert any(row["op"] == "convolution" for row in layers)

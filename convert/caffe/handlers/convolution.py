@@ -92,10 +92,8 @@ def conv_transpose(node, cx: Conversion):
         if total[i] < begin[i]:
             raise NotExpressible("output_padding beyond the end padding adds rows Caffe cannot compute")
     final = cx.top(node.output[0])
-    full_top = cx.net.new_blob(f"{final}_full", out_shape[:2] + full)
     needs_crop = any(full[i] != out_shape[2 + i] for i in range(2))
-    top = full_top if needs_crop else final
-    cx.net.shapes[top] = out_shape[:2] + full
+    top = cx.net.new_blob(f"{final}_full", out_shape[:2] + full) if needs_crop else final
     layer = cx.net.layer("Deconvolution", [cx.bottom(node.input[0])], [top],
                          blobs=(weights,) if bias is None else (weights, bias))
     param = layer.convolution_param
@@ -139,7 +137,6 @@ def pad(node, cx: Conversion):
     if foldable:  # the consuming conv takes the padding (Caffe convolutions pad with zeros)
         cx.pending_pads[node.output[0]] = spatial
         cx.net.bind(node.output[0], cx.bottom(node.input[0]))
-        cx.net.shapes.setdefault(cx.bottom(node.input[0]), cx.shape(node.input[0]))
         return
     blob = cx.bottom(node.input[0])
     blob = cx.net.pad_constant(blob, 2, spatial[0], spatial[2], value)

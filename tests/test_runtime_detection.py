@@ -1,6 +1,8 @@
 """The runtime's MTCNN against the `mtcnn` package itself: same nets, same faces, and a minimum face size that works."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,8 +57,6 @@ def test_keras_nets_reproduce_the_package_nets():
 
 
 def test_converted_nets_report_parity_with_keras(detector_models):
-    import json
-
     for net in ("pnet", "rnet", "onet"):
         report = json.loads((detector_models / net / "report.json").read_text())
         assert report["onnx"]["passed"] and report["onnx_open"]["passed"], net
@@ -112,3 +112,21 @@ def test_opencv_backend_finds_the_same_faces_as_onnxruntime(detector_models, t1_
     for a, b in zip(with_ort, with_opencv):
         np.testing.assert_allclose(a.box, b.box, atol=0.5)
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.5)
+
+
+def test_edgepad_models_detector_writes_checked_convert_outputs(tmp_path):
+    from click.testing import CliRunner
+
+    from edgepad.cli import cli
+
+    out = tmp_path / "detector"
+    result = CliRunner().invoke(cli, ["models", "detector", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["folder"] == str(out)
+    for net in ("pnet", "rnet", "onet"):
+        assert summary["nets"][net]["onnx"]["passed"] and summary["nets"][net]["onnx_open"]["passed"]
+        card = json.loads((out / net / "edgepad.json").read_text())
+        assert {"onnx", "onnx_open"} <= set(card["targets"]) and card["mtcnn"]["net"] == net
+    again = CliRunner().invoke(cli, ["models", "detector", "-o", str(out)])
+    assert again.exit_code != 0 and "--force" in again.stderr

@@ -44,20 +44,32 @@ def current_release(root):
     return os.path.basename(os.readlink(link).rstrip("/"))
 
 
+def finished_files(folder):
+    """{relative path: sha256} of the completely uploaded files of a cut upload (no `.part-` temporaries)."""
+    found = {}
+    for directory, _dirs, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            if ".part-" not in name and os.path.isfile(path) and not os.path.islink(path):
+                found[os.path.relpath(path, folder).replace(os.sep, "/")] = sha256(path)
+    return found
+
+
 def op_scan(req):
     """Complete releases with their manifests ({path: sha256}), leftovers, and what `current` points to.
 
-    With drop_leftovers, cut uploads and failed releases are removed first (a deploy about to start)."""
+    Files that a cut upload finished (renamed from their temporary name) are hashed and listed too, so the next
+    deploy resumes from them instead of sending them again."""
     root = req["root"]
-    if req.get("drop_leftovers"):
-        op_prune({"root": root, "keep": 1, "only_leftovers": True})
     releases_dir = os.path.join(root, RELEASES)
-    result = {"exists": os.path.isdir(root), "current": current_release(root), "releases": [], "partial": [], "failed": []}
+    result = {"exists": os.path.isdir(root), "current": current_release(root), "releases": [], "partial": [], "failed": [],
+              "resumable": []}
     if not os.path.isdir(releases_dir):
         return result
     for name in sorted(os.listdir(releases_dir)):
         if name.startswith(PARTIAL):
             result["partial"].append(name)
+            result["resumable"].append({"id": name, "files": finished_files(os.path.join(releases_dir, name))})
         elif name.startswith(FAILED):
             result["failed"].append(name)
         elif not name.startswith("."):

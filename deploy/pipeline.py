@@ -114,8 +114,7 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
         switched = False
         try:
             observer.phase(board.name, phase)
-            # leftovers of cut uploads go before new bytes arrive (a dry run changes nothing)
-            plan = plan_release(options.bundle, manifest, board.op("scan", drop_leftovers=not options.dry_run))
+            plan = plan_release(options.bundle, manifest, board.op("scan"))
             result = DeployResult(board.name, plan.release, plan.current, bytes_uploaded=plan.bytes_to_send,
                                   files_uploaded=len(plan.send), files_reused=len(plan.reuse))
             if options.dry_run:

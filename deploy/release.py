@@ -40,7 +40,7 @@ class ReleasePlan:
     release: str
     current: str | None
     send: list[ManifestFile]
-    reuse: list[tuple[str, str, str]]  # (release on the board, its path, path in the new release)
+    reuse: list[tuple[str, str, str]]  # (release or cut upload on the board, its path, path in the new release)
     files: list[ManifestFile]  # everything the release holds, manifest.json included
     stale: list[str] = field(default_factory=list)  # leftovers of cut uploads and failed releases
 
@@ -80,7 +80,7 @@ def new_release_id(bundle_dir: Path, taken: set[str]) -> str:
 def plan_release(bundle_dir: Path, manifest: Manifest, scan: dict) -> ReleasePlan:
     """What to send and what the board can copy from its own complete releases (same sha256, any path)."""
     on_board: dict[str, tuple[str, str]] = {}
-    for release in scan["releases"]:  # newest last, so the newest copy wins
+    for release in scan.get("resumable", []) + scan["releases"]:  # complete releases win, the newest last
         for path, digest in release["files"].items():
             on_board[digest] = (release["id"], path)
     files = release_files(bundle_dir, manifest)
@@ -100,6 +100,8 @@ def upload_release(board: Board, bundle_dir: Path, plan: ReleasePlan, observer: 
     """Create the staging folder, link reused files, send the rest (temporary name, then rename)."""
     dirs = sorted({posixpath.dirname(f.path) for f in plan.files} - {""})
     board.op("prepare", staging=plan.staging, dirs=dirs, reuse=[list(r) for r in plan.reuse])
+    # cut uploads and failed releases go now: what was worth keeping is linked into the new release
+    board.op("prune", keep=1, only_leftovers=True, protect=[plan.staging])
     send_files(board, bundle_dir, plan.staging, plan.send, observer)
 
 

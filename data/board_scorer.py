@@ -18,7 +18,7 @@ import numpy as np
 
 from edgepad.errors import DeployError, UsageError
 
-from .scorers import Scorer, _card, _spoof_index
+from .scorers import Scorer, read_model_card, spoof_index
 
 CLASSIFIER = "classifier"  # the bundle's name for the PAD model
 BOARD_TIMEOUT_S = 3600
@@ -35,14 +35,14 @@ class BoardScorer(Scorer):
     def __init__(self, model_dir: Path, target: BoardTarget | None):
         if target is None:
             raise UsageError("--backend board: give the board with --host [user@]host[:port]")
-        card = _card(model_dir, "board")
+        card = read_model_card(model_dir, "board")
         self.card = card
         self.target = target
         self.default_threshold = float(card.get("threshold", 0.5))
         self.threshold_source = f"model card {self.default_threshold}"
         self.layout = card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
         super().__init__(card["preprocess"], int(card["input"]["height"]), int(card["input"]["width"]),
-                         _spoof_index(card))
+                         spoof_index(card))
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """All crops in one round trip: one upload, one runtime run, one download."""

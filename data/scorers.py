@@ -73,7 +73,7 @@ class RuntimeScorer(Scorer):
     """A convert output folder through the board runtime's backend registry (runtime/backends)."""
 
     def __init__(self, model_dir: Path, runtime_backend: str, requires: str, name: str, **backend_options):
-        card = _card(model_dir, name)
+        card = read_model_card(model_dir, name)
         if requires not in card.get("targets", {}):
             raise UsageError(f"--backend {name}: {model_dir} has no {requires} model; convert with "
                              f"`edgepad convert MODEL.h5 -o {model_dir} --to {requires} --force`")
@@ -85,7 +85,7 @@ class RuntimeScorer(Scorer):
         self.threshold_source = f"model card {card.get('threshold', 0.5)}"
         self.default_threshold = float(card.get("threshold", 0.5))
         super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
-                         int(card["input"]["width"]), _spoof_index(card))
+                         int(card["input"]["width"]), spoof_index(card))
 
     def _run(self, batch):
         outputs = self.model.run(batch.astype(np.float32))
@@ -98,7 +98,7 @@ class OnnxScorer(Scorer):
     def __init__(self, model_dir: Path):
         from edgepad.convert.onnx_runner import onnx_session
 
-        card = _card(model_dir, "onnx")
+        card = read_model_card(model_dir, "onnx")
         entry = card.get("targets", {}).get("onnx")
         if not entry:
             raise InputFileError(f"{model_dir}/edgepad.json: no onnx target; run `edgepad convert` again")
@@ -108,7 +108,7 @@ class OnnxScorer(Scorer):
         self.default_threshold = float(card.get("threshold", 0.5))
         self.threshold_source = f"model card {self.default_threshold}"
         super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
-                         int(card["input"]["width"]), _spoof_index(card))
+                         int(card["input"]["width"]), spoof_index(card))
 
     def _run(self, batch):
         rows = batch.transpose(0, 3, 1, 2) if self.layout == "nchw" else batch
@@ -117,7 +117,7 @@ class OnnxScorer(Scorer):
                                for row in rows])
 
 
-def _card(model_dir: Path, backend: str) -> dict:
+def read_model_card(model_dir: Path, backend: str) -> dict:
     import json
 
     model_dir = Path(model_dir)
@@ -131,7 +131,7 @@ def _card(model_dir: Path, backend: str) -> dict:
         raise InputFileError(f"{card_path}: not valid JSON ({error}); convert the model again") from None
 
 
-def _spoof_index(card: dict) -> int:
+def spoof_index(card: dict) -> int:
     labels = card.get("labels") or ["live", "spoof"]
     if len(labels) != 2:
         raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof classifier")

@@ -216,7 +216,10 @@ def evaluate(model, data, backend, threshold, dev_data, unit, plot, host, identi
         raise UsageError("--host is for --backend board; the other backends run on this machine")
     options = EvaluateOptions(model=model, data=data, backend=backend, threshold=threshold, dev_data=dev_data,
                               unit=unit, plot=plot, board=board)
-    result = evaluate_model(options)
+    from edgepad.progress import Steps
+
+    with Steps(quiet=as_json).step(f"Scoring crops with {model.name} ({backend})"):
+        result = evaluate_model(options)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -239,7 +242,7 @@ def _print_metrics(result) -> None:
     from rich.table import Table
 
     m = result.metrics
-    table = Table(title=f"{result.model} ({result.backend}) on {result.data}, per {result.unit}", title_justify="left")
+    table = Table(title=f"{result.model.name} ({result.backend}) on {result.data}, per {result.unit}", title_justify="left")
     for column in ("", "presentations", "error"):
         table.add_column(column)
     for attack, rate in m.apcer_per_type.items():

@@ -57,7 +57,7 @@ class FaceTracker:
         if self.tracks:
             self._follow(image_bgr, gray)
             timings["track"] = (time.perf_counter() - start) * 1e3
-        if self.frame_index % max(self.settings.redetect_every, 1) == 0 or not self.tracks and self.frame_index == 0:
+        if self.frame_index % max(self.settings.redetect_every, 1) == 0:  # the re-detection timer
             detect_start = time.perf_counter()
             self._add_new_faces(image_bgr, gray)
             timings["detect"] = (time.perf_counter() - detect_start) * 1e3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 
 from .board_env import test_cache
@@ -22,12 +23,21 @@ def _source_key(*paths: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _drop_stale(current: Path, prefix: str, min_age_s: float = 3600) -> None:
+    """Caches made from older sources (the converter changes often, so they would pile up); only those
+    untouched for an hour, so a test run still using one is not pulled from under it."""
+    for old in current.parent.glob(f"{prefix}*"):
+        if old != current and old.is_dir() and time.time() - old.stat().st_mtime > min_age_s:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def detector_models_dir() -> Path:
     """pnet/, rnet/, onet/ made by edgepad's own convert pipeline from the mtcnn package's weights."""
     from edgepad.convert.mtcnn_keras import mtcnn_package_version
     from edgepad.convert.mtcnn_models import detector_models
 
     folder = test_cache() / f"mtcnn-{mtcnn_package_version()}-{_source_key(ROOT / 'convert')}"
+    _drop_stale(folder, "mtcnn-")
     return detector_models(folder)
 
 
@@ -36,6 +46,7 @@ def classifier_dir() -> Path:
     from edgepad.convert.pipeline import ConvertOptions, convert_model
 
     folder = test_cache() / f"classifier-{_source_key(ROOT / 'convert', LEGACY_CLASSIFIER)}"
+    _drop_stale(folder, "classifier-")
     if not (folder / "edgepad.json").is_file():
         convert_model(ConvertOptions(model=LEGACY_CLASSIFIER, out=folder, force=True))
     return folder

@@ -80,7 +80,9 @@ class NetBuilder:
 
     # --- shared patterns -------------------------------------------------------------------------------------
     def crop(self, blob: str, axis: int, start: int, length: int, top: str | None = None) -> str:
-        """blob[..., start:start+length, ...] along `axis`, with a Slice layer (Caffe has no strided crop)."""
+        """blob[..., start:start+length, ...] along `axis`: Slice layers (Caffe has no strided crop), one cut
+        each, the part cut off consumed by a Silence layer, since an unread top would become a net output.
+        (Two-way Slices only: the NPU toolkit's Caffe reader mis-wires three-way ones.)"""
         shape = self.shapes[blob]
         if start == 0 and length == shape[axis]:
             return blob
@@ -88,24 +90,26 @@ class NetBuilder:
         kept_shape[axis] = length
         kept = top or self.new_blob(f"{blob}_crop", kept_shape)
         self.shapes[kept] = kept_shape
-        points = [p for p in (start, start + length) if 0 < p < shape[axis]]
-        tops = []
         if start > 0:
-            tops.append(self.new_blob(f"{kept}_head", []))
-        tops.append(kept)
-        if start + length < shape[axis]:
-            tops.append(self.new_blob(f"{kept}_tail", []))
-        layer = self.layer("Slice", [blob], tops, name=self._unique(f"{kept}_slice"))
+            rest_shape = list(shape)
+            rest_shape[axis] -= start
+            last = start + length == shape[axis]
+            rest = kept if last else self.new_blob(f"{kept}_rest", rest_shape)
+            blob = self._cut(blob, axis, start, [self.new_blob(f"{kept}_head", []), rest], keep=1)
+            if last:
+                return kept
+        return self._cut(blob, axis, length, [kept, self.new_blob(f"{kept}_tail", [])], keep=0)
+
+    def _cut(self, blob: str, axis: int, point: int, tops: list[str], keep: int) -> str:
+        layer = self.layer("Slice", [blob], tops, name=self._unique(f"{tops[keep]}_slice"))
         layer.slice_param.axis = axis
-        layer.slice_param.slice_point.extend(points)
-        unused = [t for t in tops if t != kept]
-        if unused:  # an unconsumed top would become an extra output of the net (and of the NPU model)
-            self.layer("Silence", unused, [], name=self._unique(f"{kept}_silence"))
-        return kept
+        layer.slice_param.slice_point.append(point)
+        self.layer("Silence", [tops[1 - keep]], [], name=self._unique(f"{tops[keep]}_silence"))
+        return tops[keep]
 
     def pad_constant(self, blob: str, axis: int, before: int, after: int, value: float = 0.0) -> str:
         """Pad `blob` along `axis` with `value`: a constant slab made from one slice of the input times 0 plus
-        `value` (Power), then Concat. Plain BVLC layers, since Caffe has no Pad layer."""
+        `value`, then Concat. Plain BVLC layers, since Caffe has no Pad layer."""
         if before == 0 and after == 0:
             return blob
         shape = self.shapes[blob]
@@ -115,10 +119,7 @@ class NetBuilder:
                 parts.append(None)
                 continue
             piece = self.crop(blob, axis, 0, 1)
-            slab = self.new_blob(f"{blob}_padvalue", self.shapes[piece])
-            power = self.layer("Power", [piece], [slab])
-            power.power_param.scale = 0.0
-            power.power_param.shift = value
+            slab = self.affine(piece, 0.0, value, self.new_blob(f"{blob}_padvalue", self.shapes[piece]))
             parts.append(self._repeat(slab, axis, count))
         padded_shape = list(shape)
         padded_shape[axis] += before + after
@@ -139,6 +140,19 @@ class NetBuilder:
         self.layer("Concat", bottoms, [padded]).concat_param.axis = axis
         return padded
 
+    def affine(self, blob: str, scale: float, shift: float, top: str) -> str:
+        """scale * blob + shift as a per-channel Scale layer (the values repeated per channel). Not Power: the NPU
+        toolkit's Caffe reader ignores Power's scale and shift."""
+        shape = self.shapes[blob]
+        axis = 1 if len(shape) > 1 else 0
+        channels = shape[axis]
+        blobs = [np.full(channels, scale, np.float32)] + ([np.full(channels, shift, np.float32)] if shift else [])
+        self.shapes[top] = list(shape)
+        layer = self.layer("Scale", [blob], [top], blobs=tuple(blobs))
+        layer.scale_param.axis = axis
+        layer.scale_param.bias_term = bool(shift)
+        return top
+
     def _repeat(self, blob: str, axis: int, count: int) -> str:
         if count == 1:
             return blob
@@ -158,19 +172,30 @@ class NetBuilder:
 
     # --- outputs ---------------------------------------------------------------------------------------------
     def finalize_outputs(self) -> dict[str, str]:
-        """Make each ONNX output a blob produced as top 0 of a layer of the same name: OpenCV's
-        net.forward(name) looks layers up by name and returns their first top."""
-        for tensor, wanted in self.output_blobs.items():
+        """Make each ONNX output a blob that no layer reads, produced as top 0 of a layer of the same name.
+        Caffe readers take the unread tops as the net's outputs; OpenCV's net.forward(name) looks layers up by
+        name and returns their first top."""
+        for tensor, wanted in self.output_blobs.items():  # outputs held by another blob (Identity, Pad, crops)
             current = self.blobs[tensor]
-            producer = next((l for l in self.net.layer if current in l.top), None)
-            if current == wanted and producer is not None and producer.name == wanted and producer.top[0] == wanted:
-                continue
-            if current == wanted:  # produced under the right name, but not as a first top: rename it
-                current = self._rename_blob(wanted, self._unique(f"{wanted}_pre"))
-            self.reshape(current, self.shapes[current], top=wanted)
-            self.layer_by_top(wanted).name = wanted
-            self.blobs[tensor] = wanted
+            producer = self.layer_by_top(current)
+            if current != wanted or producer.name != wanted or producer.top[0] != wanted:
+                self._expose(current, wanted)
+                self.blobs[tensor] = wanted
+        for tensor, wanted in self.output_blobs.items():  # outputs other layers also read
+            if any(wanted in layer.bottom for layer in self.net.layer):
+                self._expose(wanted, wanted)
         return dict(self.output_blobs)
+
+    def _expose(self, current: str, wanted: str) -> None:
+        """An identity Reshape named `wanted` from `current`, moving any blob or layer already named so."""
+        if current == wanted or wanted in self.shapes:
+            moved = self._rename_blob(wanted, self._unique(f"{wanted}_pre"))
+            current = moved if current == wanted else current
+        for layer in self.net.layer:
+            if layer.name == wanted:
+                layer.name = self._unique(f"{wanted}_pre")
+        self.layer("Reshape", [current], [wanted]).reshape_param.shape.dim.extend(self.shapes[current])
+        self.shapes[wanted] = list(self.shapes[current])
 
     def layer_by_top(self, blob: str):
         return next(l for l in reversed(self.net.layer) if blob in l.top)

@@ -40,7 +40,7 @@ def clip(node, cx: Conversion):
 
 @handles("Neg")
 def neg(node, cx: Conversion):
-    cx.net.layer("Power", [cx.bottom(node.input[0])], [cx.top(node.output[0])]).power_param.scale = -1.0
+    cx.net.affine(cx.bottom(node.input[0]), -1.0, 0.0, cx.top(node.output[0]))
 
 
 @handles("Sigmoid", "Tanh")
@@ -68,8 +68,7 @@ def prelu(node, cx: Conversion):
     # written as ReLU(x) - slope * ReLU(-x) from layers that exist in Caffe.
     positive = cx.net.new_blob(f"{top}_pos", in_shape)
     cx.net.layer("ReLU", [bottom], [positive])
-    negated = cx.net.new_blob(f"{top}_neg", in_shape)
-    cx.net.layer("Power", [bottom], [negated]).power_param.scale = -1.0
+    negated = cx.net.affine(bottom, -1.0, 0.0, cx.net.new_blob(f"{top}_neg", in_shape))
     negative = cx.net.new_blob(f"{top}_negrelu", in_shape)
     cx.net.layer("ReLU", [negated], [negative])
     scaled = cx.net.new_blob(f"{top}_negscaled", in_shape)

@@ -1,5 +1,5 @@
-"""Add, Sub, Mul, Div, BatchNormalization and Concat: Eltwise between computed tensors, Scale or Power
-with constants."""
+"""Add, Sub, Mul, Div, BatchNormalization and Concat: Eltwise between computed tensors, Scale with
+constants."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,12 +17,9 @@ def scale_by_constant(cx: Conversion, bottom: str, scale: np.ndarray | None, bia
         raise NotExpressible(f"constant of shape {[list(np.shape(a)) for a in (scale, bias) if a is not None]} "
                              f"would enlarge the tensor {shape}")
     varying = [i for i in range(len(shape)) if any(np.ptp(a, axis=i).any() for a in arrays)]
-    if not varying:  # one number: Power computes shift + scale * x
-        layer = cx.net.layer("Power", [bottom], [top])
-        if scale is not None:
-            layer.power_param.scale = float(np.ravel(scale)[0])
-        if bias is not None:
-            layer.power_param.shift = float(np.ravel(bias)[0])
+    if not varying:  # one number for every element
+        scalar_scale = float(np.ravel(scale)[0]) if scale is not None else 1.0
+        cx.net.affine(bottom, scalar_scale, float(np.ravel(bias)[0]) if bias is not None else 0.0, top)
         return
     first, last = varying[0], varying[-1]
     index = tuple(slice(None) if first <= i <= last else 0 for i in range(len(shape)))

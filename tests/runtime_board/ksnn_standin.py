@@ -45,8 +45,10 @@ class StandInKSNN:
             raise ValueError(f"nn_init: level must be 0, 1 or 2, got {level!r}")
         import onnxruntime as ort
 
-        folder = os.path.dirname(os.path.dirname(model))  # <model dir>/vim3/network_binary.nb
-        self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), providers=["CPUExecutionProvider"])
+        folder = os.path.dirname(os.path.dirname(model))  # <model dir>/vim3/<name>.nb
+        # PNet's per-size binaries all come from one fully convolutional graph: the open-size ONNX runs every size
+        onnx_file = "model.open.onnx" if os.path.isfile(os.path.join(folder, "model.open.onnx")) else "model.onnx"
+        self.session = ort.InferenceSession(os.path.join(folder, onnx_file), providers=["CPUExecutionProvider"])
         StandInKSNN.calls.append(("nn_init", library, model, level))
 
     def nn_inference(self, inputs, platform="TENSORFLOW", reorder="0 1 2", output_tensor=1,

@@ -126,3 +126,47 @@ def test_vim3_infer_parity_on_the_npu_path(bundle, tmp_path):
     assert sorted(actual.files) == sorted(reference.files)
     for key in reference.files:
         np.testing.assert_allclose(actual[key], reference[key], atol=1e-4, err_msg=key)
+
+
+def pnet_output_hw(height, width):
+    """PNet's output map size: conv 3x3 valid, pool 2x2 'same', two more 3x3 valid convs."""
+    return (height - 2 + 1) // 2 - 4, (width - 2 + 1) // 2 - 4
+
+
+def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
+    """PNet compiled once per pyramid size (the NPU's static shapes), RNet and ONet once: the same faces."""
+    import ksnn_standin
+    from runtime.backends import load_model
+    from runtime.backends.ksnn_backend import KsnnModel
+    from runtime.detector import DetectorSettings, MtcnnDetector, pyramid_sizes
+
+    image = cv2.imread(str(faces / "astronaut.png"))
+    sizes = pyramid_sizes(image.shape[0], image.shape[1], 40)
+    pnet = tmp_path / "pnet"
+    shutil.copytree(str(bundle / "models" / "pnet"), str(pnet))
+    (pnet / "vim3").mkdir()
+    entries = {}
+    for h, w in sizes:
+        key = f"{h}x{w}"
+        (pnet / "vim3" / f"pnet_{key}.nb").write_bytes(b"VPMN" + bytes(60))
+        (pnet / "vim3" / f"libnn_pnet_{key}.so").write_bytes(b"\x7fELF")
+        oh, ow = pnet_output_hw(h, w)
+        entries[key] = {"nb": f"vim3/pnet_{key}.nb", "library": f"vim3/libnn_pnet_{key}.so",
+                        "outputs": [{"name": "bbox_reg", "shape": [1, oh, ow, 4]},
+                                    {"name": "face_prob", "shape": [1, oh, ow, 2]}]}
+    card = json.loads((pnet / "edgepad.json").read_text())
+    card["targets"]["vim3"] = {"platform": "ONNX", "sizes": entries}
+    (pnet / "edgepad.json").write_text(json.dumps(card))
+    rnet = npu_copy(bundle / "models" / "rnet", tmp_path / "rnet")
+    onet = npu_copy(bundle / "models" / "onet", tmp_path / "onet")
+
+    ksnn_standin.StandInKSNN.calls.clear()
+    on_npu = MtcnnDetector(*(KsnnModel(str(f), api=ksnn_standin) for f in (pnet, rnet, onet)), DetectorSettings(40))
+    on_cpu = MtcnnDetector(*(load_model(bundle / "models" / n, "onnxruntime") for n in ("pnet", "rnet", "onet")),
+                           DetectorSettings(40))
+    npu_faces, cpu_faces = on_npu.detect(image), on_cpu.detect(image)
+    assert len(npu_faces) == len(cpu_faces) == 1
+    np.testing.assert_allclose(npu_faces[0].box, cpu_faces[0].box, atol=1e-2)
+    np.testing.assert_allclose(npu_faces[0].landmarks, cpu_faces[0].landmarks, atol=1e-2)
+    inits = [c for c in ksnn_standin.StandInKSNN.calls if c[0] == "nn_init"]
+    assert len(inits) == len(sizes) + 2  # one NBG per pyramid size, RNet, ONet

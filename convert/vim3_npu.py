@@ -90,11 +90,13 @@ def vim3_target(ctx) -> dict:
     out_dir = ctx.work_dir / "vim3"
     files = _copy_outputs(compilation, out_dir)
     ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)
-    # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/)
-    from .npu_lib import build_npu_library
+    # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/);
+    # the emulator comes with acuitylite, so the Khadas SDK backend leaves the library to the board build
+    if options.npu_backend == "acuitylite":
+        from .npu_lib import build_npu_library
 
-    ctx.report_sections["vim3_emulated"] = build_npu_library(ctx, compilation, evaluation, evaluation_sources,
-                                                             out_dir, target, target_pid(target))
+        ctx.report_sections["vim3_emulated"] = build_npu_library(ctx, compilation, evaluation, evaluation_sources,
+                                                                 out_dir, target, target_pid(target))
     return section
 
 

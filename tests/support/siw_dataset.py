@@ -47,17 +47,16 @@ class BuiltDataset:
 def subject_scene(faces_dir: Path, index: int, frame_size: int = FRAME_SIZE,
                   face_width: int = FACE_WIDTH) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A frame_size square picture of subject `index` and its face box (x1, y1, x2, y2) in it."""
-    FRAME_SIZE = frame_size  # noqa: N806 - the module default, overridden
     name, (x, y, w, h) = PHOTO_FACES[index]
     photo = cv2.imread(str(faces_dir / name))
     scale = face_width / w
     cx, cy = x + w / 2, y + h / 2
     # Place the face centre at the frame centre; pad the photo so any context outside it is grey.
-    matrix = np.float32([[scale, 0, FRAME_SIZE / 2 - scale * cx], [0, scale, FRAME_SIZE / 2 - scale * cy]])
-    scene = cv2.warpAffine(photo, matrix, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA,
+    matrix = np.float32([[scale, 0, frame_size / 2 - scale * cx], [0, scale, frame_size / 2 - scale * cy]])
+    scene = cv2.warpAffine(photo, matrix, (frame_size, frame_size), flags=cv2.INTER_AREA,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
     fw, fh = w * scale, h * scale
-    box = (int(FRAME_SIZE / 2 - fw / 2), int(FRAME_SIZE / 2 - fh / 2), int(FRAME_SIZE / 2 + fw / 2), int(FRAME_SIZE / 2 + fh / 2))
+    box = (int(frame_size / 2 - fw / 2), int(frame_size / 2 - fh / 2), int(frame_size / 2 + fw / 2), int(frame_size / 2 + fh / 2))
     return scene, box
 
 

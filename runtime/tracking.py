@@ -18,6 +18,7 @@ import numpy as np
 from .boxes import clip_boxes, iou_matrix
 from .detector import Face
 from .pipeline import FacePipeline, FrameResult
+from .preprocess import to_bgr
 
 TEMPLATE_WIDTH = 32  # faces are matched at this width: cost independent of face size
 
@@ -52,6 +53,7 @@ class FaceTracker:
 
     def process(self, image_bgr: np.ndarray) -> FrameResult:
         start = time.perf_counter()
+        image_bgr = to_bgr(image_bgr)
         gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
         timings: Dict[str, float] = {"detect": 0.0, "track": 0.0}
         if self.tracks:

@@ -1,0 +1,243 @@
+"""edgepad's NPU library (libnn_<case>.so from the toolkit's ovxlib case) run in VeriSilicon's VIM3 emulator.
+
+The PAD classifier and MTCNN's RNet and ONet are converted once per session with `--to onnx,vim3` (acuitylite in
+its own environment, see `edgepad toolkit`); each conversion builds the library and runs it in the emulator. The
+tests then run those libraries through the runtime's `ksnn` backend (edgepad's KSNN-compatible loader) against
+onnxruntime's float outputs, and the whole detect -> align -> classify pipeline against the same pipeline on
+onnxruntime. The emulator takes seconds per model load: the tests are few and share the converted folders.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FACES, LEGACY_H5
+from edgepad.convert.parity import QUANTIZED_BOX_MIN_IOU, QUANTIZED_MIN_COSINE, QUANTIZED_SCORE_ATOL, compare_outputs
+from edgepad.errors import ToolkitError
+
+pytestmark = pytest.mark.toolkit
+ELF_MACHINE = {62: "x86-64", 183: "aarch64"}
+MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # what the mtcnn package feeds its nets
+
+
+@pytest.fixture(scope="session")
+def toolkit():
+    from edgepad.convert.toolkit_env import default_home, require_toolkit
+
+    try:
+        return require_toolkit()
+    except ToolkitError as error:
+        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")
+
+
+# What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
+NPU_SOURCES = ["convert/npu_lib/*", "convert/vim3_npu.py", "convert/npu_acuitylite.py", "convert/npu_toolkit_worker.py",
+               "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/keras_to_onnx.py", "tests/support/calibration_faces.py"]
+
+
+@dataclass
+class Converted:
+    out: Path
+    card: dict
+
+
+def _sources_key(*extra: Path) -> str:
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for pattern in NPU_SOURCES:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.name.encode() + path.read_bytes())
+    for path in extra:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def npu_models(toolkit, faces_dir, tmp_path_factory) -> dict:
+    """classifier, rnet, onet -> the folder `--to onnx,vim3` wrote (NBG, case, libnn_<case>.so, vim3_emulated)."""
+    from edgepad.convert.mtcnn_keras import build_net
+    from edgepad.convert.pipeline import ConvertOptions, convert_model
+    from support.board_env import test_cache
+    from support.calibration_faces import calibration_faces_dir
+
+    calibration = calibration_faces_dir(faces_dir)  # aligned real face crops: what RNet, ONet and the PAD model see
+    cache = test_cache() / f"npu_library-{_sources_key(LEGACY_H5 / 'pad_mobilenet.h5')}"
+    scratch = tmp_path_factory.mktemp("npu_models")
+    sources = {"classifier": (LEGACY_H5 / "pad_mobilenet.h5", 127.5, 127.5), "rnet": (None, MTCNN_MEAN, MTCNN_STD),
+               "onet": (None, MTCNN_MEAN, MTCNN_STD)}
+    results = {}
+    for name, (h5, mean, std) in sources.items():
+        out = cache / name
+        if not (out / "report.json").is_file():
+            if h5 is None:
+                h5 = scratch / f"{name}.h5"
+                build_net(name).save(h5)
+            convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "vim3"), mean=(mean,), std=(std,),
+                                         calibration=calibration, calibration_count=64, sample_images=FACES,
+                                         force=True))
+        results[name] = Converted(out, json.loads((out / "edgepad.json").read_text()))
+    return results
+
+
+def elf_machine(path: Path) -> str:
+    data = path.read_bytes()[:20]
+    assert data[:4] == b"\x7fELF", path
+    return ELF_MACHINE.get(int.from_bytes(data[18:20], "little"), "other")
+
+
+def face_inputs(folder: Path, size: int, mean: float, std: float, count: int = 6) -> np.ndarray:
+    """Aligned face crops (what RNet, ONet and the classifier see in the pipeline), normalised as the cards say."""
+    paths = sorted(folder.glob("*.png"))
+    images = []
+    for path in paths[::max(1, len(paths) // count)][:count]:
+        rgb = cv2.cvtColor(cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (size, size)), cv2.COLOR_BGR2RGB)
+        images.append((rgb.astype(np.float32) - mean) / std)
+    return np.stack(images)
+
+
+def test_convert_builds_the_library_and_reports_it_in_the_emulator(npu_models):
+    for name, result in npu_models.items():
+        entry = result.card["targets"]["vim3"]["npu_library"]
+        library = result.out / entry["library"]
+        assert elf_machine(library) == "x86-64"
+        for source in entry["sources"]:  # what the board builds from, in the output folder
+            assert (result.out / source).is_file(), source
+        emulated = json.loads((result.out / "report.json").read_text())["vim3_emulated"]
+        assert emulated["passed"], (name, emulated["diagnosis"])
+        assert emulated["vs_float"]["cosine"] >= QUANTIZED_MIN_COSINE, name
+        assert emulated["vs_simulation"]["cosine"] >= 0.99, name
+        assert emulated["inputs"] >= 3 and "speed" not in json.dumps(emulated).replace("not a speed figure", "")
+
+
+def test_ksnn_backend_runs_the_libraries_like_onnxruntime(npu_models, faces_dir):
+    """The runtime's NPU backend (KSNN's calls over the library, no ksnn package here) against float onnxruntime."""
+    from edgepad.runtime.backends import load_model
+    from support.calibration_faces import calibration_faces_dir
+
+    for name, result in npu_models.items():
+        card = result.card
+        size = card["input"]["height"]
+        inputs = face_inputs(calibration_faces_dir(faces_dir), size, card["preprocess"]["mean"][0],
+                             card["preprocess"]["std"][0])
+        npu = load_model(result.out, "ksnn")
+        assert type(npu).__name__ == "KsnnModel"
+        float_outputs = load_model(result.out, "onnxruntime").run(inputs)
+        npu_outputs = npu.run(inputs)
+        assert list(npu_outputs) == list(float_outputs)
+        parity = compare_outputs({k: list(v) for k, v in float_outputs.items()},
+                                 {k: list(v) for k, v in npu_outputs.items()}, reference_name="onnxruntime",
+                                 candidate_name=f"{name} NPU library", atol=None, min_cosine=QUANTIZED_MIN_COSINE)
+        parity.raise_if_failed(name)
+
+
+def test_npu_pipeline_finds_the_same_faces_and_scores(npu_models):
+    """detect -> align -> classify with RNet, ONet and the classifier on the NPU library, PNet on onnxruntime
+    (the NPU needs one binary per pyramid size), against the whole pipeline on onnxruntime."""
+    from edgepad.convert.mtcnn_models import detector_models
+    from edgepad.runtime.backends import load_model
+    from edgepad.runtime.boxes import iou_matrix
+    from edgepad.runtime.classifier import LiveClassifier
+    from edgepad.runtime.detector import MtcnnDetector
+    from edgepad.runtime.pipeline import FacePipeline
+
+    detector_dir = detector_models()
+    pnet = load_model(detector_dir / "pnet", "onnxruntime")
+    reference = FacePipeline(
+        MtcnnDetector(pnet, load_model(detector_dir / "rnet", "onnxruntime"), load_model(detector_dir / "onet", "onnxruntime")),
+        LiveClassifier(load_model(npu_models["classifier"].out, "onnxruntime")))
+    on_npu = FacePipeline(
+        MtcnnDetector(pnet, load_model(npu_models["rnet"].out, "ksnn"), load_model(npu_models["onet"].out, "ksnn")),
+        LiveClassifier(load_model(npu_models["classifier"].out, "ksnn")))
+    image = cv2.imread(str(FACES / "astronaut.png"), cv2.IMREAD_COLOR)
+    expected, actual = reference.process(image).faces, on_npu.process(image).faces
+    assert len(expected) >= 1
+    assert len(actual) == len(expected)
+    overlaps = iou_matrix(np.array([f.box for f in expected]), np.array([f.box for f in actual]))
+    for face, row in zip(expected, overlaps):
+        match = actual[int(row.argmax())]
+        assert row.max() >= QUANTIZED_BOX_MIN_IOU
+        assert np.abs(np.asarray(face.landmarks) - np.asarray(match.landmarks)).max() <= 4.0
+        assert abs(face.live - match.live) <= QUANTIZED_SCORE_ATOL
+
+
+def test_board_script_compiles_the_same_sources_for_aarch64(npu_models, toolkit, tmp_path):
+    """The board builds with build_board.sh; here Debian's cross compiler makes its objects (linking needs the
+    board's ovxlib, which only the board has). The ovxlib headers are the toolkit SDK's."""
+    compiler = shutil.which("aarch64-linux-gnu-gcc")
+    assert compiler, "install gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (.ci/install.sh does)"
+    result = npu_models["rnet"]
+    board = tmp_path / "vim3"
+    shutil.copytree(result.out / "vim3", board)
+    objects = tmp_path / "objects"
+    env = dict(os.environ, CC=compiler, BUILD_DIR=str(objects),
+               OVXLIB_INCLUDE=str(toolkit.sdk_dir / "prebuilt-sdk" / "x86_64_linux" / "include"))
+    done = subprocess.run(["bash", str(board / "build_board.sh"), "--objects-only"], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    built = sorted(p.name for p in objects.glob("*.o"))
+    case = result.card["targets"]["vim3"]["npu_library"]["case"]
+    assert built == sorted(["edgepad_npu.o", f"vnn_{case}.o", f"vnn_{case}_tensor.o"])
+    assert {elf_machine(p) for p in objects.glob("*.o")} == {"aarch64"}
+
+
+def test_a_library_built_for_another_npu_is_refused(npu_models, toolkit, tmp_path):
+    from edgepad.convert.npu_lib import build_host_library
+    from edgepad.runtime.npu_loader import KSNN, NpuError
+
+    result = npu_models["classifier"]
+    case = result.card["targets"]["vim3"]["npu_library"]["case"]
+    other = tmp_path / "vim3"
+    shutil.copytree(result.out / "vim3", other)
+    build = build_host_library(other, case, "VIPNANOQI_PID0X99", 0x99, toolkit.sdk_dir, tmp_path / "build.log")
+    ksnn = KSNN("VIM3")
+    with pytest.raises(NpuError) as error:
+        ksnn.nn_init(library=str(build.library), model=str(result.out / "vim3" / "network_binary.nb"))
+    assert "built for NPU pid 0x99" in str(error.value) and "pid 0x88" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_card_that_does_not_match_the_library_is_refused(npu_models, tmp_path):
+    from edgepad.runtime.backends import BackendError, load_model
+
+    folder = tmp_path / "classifier"
+    shutil.copytree(npu_models["classifier"].out, folder)
+    card = json.loads((folder / "edgepad.json").read_text())
+    card["targets"]["vim3"]["input"]["scale"] *= 2  # a card from another quantization of the model
+    (folder / "edgepad.json").write_text(json.dumps(card))
+    with pytest.raises(BackendError) as error:
+        load_model(folder, "ksnn")
+    message = str(error.value)
+    assert "model card input 0" in message and "scale" in message and "convert again" in message
+    assert "\n" not in message
+
+
+def test_a_missing_emulator_sdk_is_one_line(npu_models, toolkit, tmp_path):
+    from edgepad.convert.npu_lib import build_host_library
+    from edgepad.runtime.npu_loader import NpuError, NpuLibrary
+
+    result = npu_models["onet"]
+    case = result.card["targets"]["vim3"]["npu_library"]["case"]
+    moved = tmp_path / "vim3"
+    shutil.copytree(result.out / "vim3", moved)
+    with pytest.raises(ToolkitError, match="Vivante emulator SDK is missing.*edgepad toolkit install"):
+        build_host_library(moved, case, "VIPNANOQI_PID0X88", 0x88, tmp_path / "no_sdk", tmp_path / "build.log")
+
+    # a library whose SDK went away after the build (the toolkit removed, or reinstalled elsewhere)
+    sdk = tmp_path / "sdk"
+    sdk.symlink_to(toolkit.sdk_dir, target_is_directory=True)
+    build = build_host_library(moved, case, "VIPNANOQI_PID0X88", 0x88, sdk, tmp_path / "build.log")
+    sdk.unlink()
+    with pytest.raises(NpuError) as error:
+        NpuLibrary(str(build.library))
+    message = str(error.value)
+    assert "emulator SDK it was built against is missing" in message and "edgepad toolkit install" in message
+    assert "\n" not in message

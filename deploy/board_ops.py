@@ -237,10 +237,33 @@ OPERATIONS = {
 }
 
 
-def main():
-    request = json.loads(sys.stdin.read() or "{}")
+def hold_deploy_lock(req):
+    """Hold ROOT/.deploy.lock (flock) until the deploy closes this command's stdin, or its connection drops:
+    the lock can never outlive the deploy that took it."""
+    import fcntl
+
+    root = req["root"]
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(inside(root, ".deploy.lock"), os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        result = {"ok": True, "result": OPERATIONS[sys.argv[1]](request)}
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return {"ok": False, "error": "busy"}
+    sys.stdout.write(json.dumps({"ok": True, "result": {"locked": True}}) + "\n")
+    sys.stdout.flush()
+    sys.stdin.read()
+    return None
+
+
+def main():
+    request = json.loads(sys.stdin.readline() or "{}")  # one JSON line; the lock keeps stdin open after it
+    try:
+        if sys.argv[1] == "lock":
+            result = hold_deploy_lock(request)
+            if result is None:
+                return
+        else:
+            result = {"ok": True, "result": OPERATIONS[sys.argv[1]](request)}
     except (OSError, ValueError, KeyError) as error:
         result = {"ok": False, "error": "%s: %s" % (type(error).__name__, error)}
     sys.stdout.write(json.dumps(result))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,12 +108,12 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
     observer = observer or DeployObserver()
     start = time.perf_counter()
     manifest = manifest or load_bundle(options.bundle)
-    with open_board(spec, options.board) as board:
-        phase = "scan"
-        plan = None
-        switched = False
+    with open_board(spec, options.board) as board, ExitStack() as held:
+        phase, plan, switched = "scan", None, False
         try:
             observer.phase(board.name, phase)
+            if not options.dry_run:  # a dry run writes nothing, not even the lock file
+                held.enter_context(board.deploy_lock())
             plan = plan_release(options.bundle, manifest, board.op("scan"))
             result = DeployResult(board.name, plan.release, plan.current, bytes_uploaded=plan.bytes_to_send,
                                   files_uploaded=len(plan.send), files_reused=len(plan.reuse))

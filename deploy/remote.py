@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgepad.errors import DeployError, UsageError
@@ -43,7 +44,7 @@ class Board:
     def op(self, operation: str, **request) -> dict:
         request["root"] = self.root
         result = self.connection.run([self.python, "-c", BOARD_OPS_SOURCE, operation],
-                                     stdin=json.dumps(request).encode(), timeout=BOARD_OP_TIMEOUT_S)
+                                     stdin=json.dumps(request).encode() + b"\n", timeout=BOARD_OP_TIMEOUT_S)
         try:
             answer = json.loads(result.stdout.decode() or "null")
         except ValueError:
@@ -62,3 +63,26 @@ class Board:
 
     def release_path(self, release: str, *parts: str) -> str:
         return posixpath.join(self.root, "releases", release, *parts)
+
+    @contextmanager
+    def deploy_lock(self):
+        """One deploy at a time per remote dir. The lock lives in a board-side process tied to this connection,
+        so a deploy that dies or loses its connection never leaves a stale lock behind."""
+        channel = self.connection.start([self.python, "-c", BOARD_OPS_SOURCE, "lock"],
+                                        stdin=json.dumps({"root": self.root}).encode() + b"\n",
+                                        timeout=BOARD_OP_TIMEOUT_S)
+        try:
+            line = channel.makefile("rb").readline()
+            try:
+                answer = json.loads(line.decode() or "null")
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict):
+                raise DeployError(f"{self.name}: `{self.python}` could not take the deploy lock under {self.root}; "
+                                  "pass --remote-python with a Python 3.8+ that exists on the board")
+            if not answer.get("ok"):
+                raise DeployError(f"{self.name}: another deploy to {self.root} is running (its lock "
+                                  f"{self.root}/.deploy.lock is held); wait for it to finish")
+            yield
+        finally:
+            channel.close()

@@ -80,13 +80,18 @@ class BoardConnection:
             self._sftp = self.client.open_sftp()
         return self._sftp
 
-    def run(self, argv: list[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT_S) -> CommandResult:
-        """Run argv on the board. Every element is quoted: names and paths never reach the shell as syntax."""
+    def start(self, argv: list[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT_S):
+        """Start argv (quoted) and leave its channel open: for a board-side process that lives as long as we do."""
         channel = self.transport.open_session()
         channel.settimeout(timeout)
         channel.exec_command(shlex.join(str(a) for a in argv))
         if stdin:
             channel.sendall(stdin)
+        return channel
+
+    def run(self, argv: list[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT_S) -> CommandResult:
+        """Run argv on the board. Every element is quoted: names and paths never reach the shell as syntax."""
+        channel = self.start(argv, stdin, timeout)
         channel.shutdown_write()
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout

@@ -213,3 +213,19 @@ def test_wrong_key_or_missing_board_python_is_one_line_and_writes_nothing(board,
     assert ran.returncode != 0 and "Traceback" not in ran.stderr
     assert "--remote-python" in ran.stderr.strip().splitlines()[-1]
     assert not board.remote_dir.exists()
+
+
+def test_one_deploy_at_a_time_and_the_lock_dies_with_its_connection(board, small_bundle_dir):
+    from edgepad.deploy.pipeline import open_board
+    from edgepad.errors import DeployError
+
+    first = board.deploy(small_bundle_dir, health_check=False)
+    with open_board(board.spec, board.board_options()) as other:
+        with other.deploy_lock():
+            with pytest.raises(DeployError, match="another deploy .* is running"):
+                board.deploy(small_bundle_dir, health_check=False)
+        assert board.complete_releases() == [first.release]
+        other.deploy_lock().__enter__()  # taken, never released by us: only the connection cut frees it
+        loopback_sshd.cut_connections(board.sshd)
+    second = board.deploy(small_bundle_dir, health_check=False)
+    assert board.current() == second.release

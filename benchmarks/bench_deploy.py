@@ -5,7 +5,8 @@ usage: python benchmarks/bench_deploy.py [--repeat N] [--bundle DIR] [--remote-p
 In one run: a full deploy into an empty remote dir, a redeploy of the same bundle (files reused on the board),
 each with and without the on-board health check, and the baseline `scp -r BUNDLE` (no verification, no atomic
 switch). Prints median seconds and each figure's ratio to scp. Loopback has no network latency, so the ratios
-show edgepad's own overhead (hashing, board-side steps, Python start-up on the "board"), not a slow link.
+show edgepad's own overhead (hashing, board-side steps, Python start-up on the "board"), not a slow link; the
+last line shows what one remote command costs on this host (a login shell that runs pyenv init adds ~0.3 s).
 """
 from __future__ import annotations
 
@@ -91,6 +92,10 @@ def main() -> int:
                 sent[f"redeploy, {label}"] = again.bytes_uploaded
             figures.setdefault("scp -r (baseline)", []).append(timed(lambda: scp(work / f"scp-{i}")))
             sent["scp -r (baseline)"] = size
+        from edgepad.deploy.ssh import connect
+
+        with connect(spec, SshOptions(server.client_key, known_hosts)) as connection:
+            round_trips = [timed(lambda: connection.run(["true"])) for _ in range(5)]
         baseline = statistics.median(figures["scp -r (baseline)"])
         print(f"bundle: {files} files, {size / 1e6:.2f} MB; loopback OpenSSH; board Python {python}; "
               f"median of {args.repeat} runs")
@@ -98,6 +103,8 @@ def main() -> int:
         for label, values in figures.items():
             seconds = statistics.median(values)
             print(f"{label:34}{seconds:>9.2f}{seconds / baseline:>8.2f}{sent[label] / 1e6:>10.2f}")
+        # every board-side step is one remote command; its fixed cost is the login shell's start-up on that host
+        print(f"one remote command (`true`) round trip: {statistics.median(round_trips):.3f} s")
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -204,6 +204,9 @@ def test_handler_matches_onnxruntime_in_opencv(case, tmp_path):
     parity, caffe = opencv_vs_onnxruntime(proto, tmp_path, inputs)
     assert parity.passed, parity.to_json()
     assert set(caffe.outputs) == {o.name for o in proto.graph.output}
+    # Caffe readers take the tops no layer reads as the net's outputs: exactly the ONNX outputs
+    read = {bottom for layer in caffe.net.layer for bottom in layer.bottom}
+    assert {t for layer in caffe.net.layer for t in layer.top if t not in read} == set(caffe.outputs.values())
 
 
 def test_every_registered_handler_has_a_case():

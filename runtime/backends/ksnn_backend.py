@@ -38,7 +38,7 @@ API_ENV = "EDGEPAD_KSNN_API"
 
 
 def load_ksnn_api():
-    """The KSNN API: $EDGEPAD_KSNN_API's module if set, else the ksnn package."""
+    """The KSNN API: $EDGEPAD_KSNN_API's module if set, else the ksnn package, else edgepad's npu_loader."""
     module_name = os.environ.get(API_ENV)
     if module_name:
         module = importlib.import_module(module_name)

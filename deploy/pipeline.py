@@ -144,6 +144,7 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
             observer.phase(board.name, phase)
             protect = [plan.release, ".failed-" + plan.release]  # a failed release stays for a look until the next deploy
             result.pruned = board.op("prune", keep=options.keep, protect=protect)["removed"]
+            observer.phase(board.name, "done" if result.passed else "rolled back")
         except CONNECTION_ERRORS as error:
             raise DeployError(_lost_message(board.name, phase, error, plan, switched)) from None
     result.seconds = time.perf_counter() - start

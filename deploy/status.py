@@ -4,10 +4,9 @@ from __future__ import annotations
 import io
 import json
 
-from .manifest import MANIFEST_NAME
+from .manifest import MANIFEST_NAME, ManifestFile
 from .pipeline import BoardOptions, open_board
 from .release import verify_release
-from .manifest import ManifestFile
 from .ssh import HostSpec
 
 VIM3_SERIAL_PREFIX = "290b"  # Amlogic A311D; a VIM3L's S905D3 reports another prefix

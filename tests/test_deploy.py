@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +41,13 @@ def test_deploy_passes_health_check_on_the_board(board, bundle_dir):
     assert_release_matches_manifest(board.remote_dir / "current", bundle_dir)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     assert result.bytes_uploaded == sum(f["size"] for f in manifest["files"]) + (bundle_dir / "manifest.json").stat().st_size
+
+
+def test_health_check_with_the_opencv_backend_on_the_board(board, bundle_dir):
+    """cv2.dnn on the board (Caffe files where the model has them) against the host's onnxruntime."""
+    result = board.deploy(bundle_dir, backend="opencv")
+    assert result.health.passed and result.health.backend == "opencv"
+    assert all(row["atol"] is not None for row in result.health.outputs)  # float backend: held to max abs
 
 
 def test_second_deploy_of_the_same_bundle_uploads_almost_nothing(board, bundle_dir):

@@ -34,7 +34,9 @@ def target_pid(target: str) -> int:
 
 
 def default_home() -> Path:
-    """$EDGEPAD_HOME/toolkit, else ~/.cache/edgepad/toolkit (CI points EDGEPAD_HOME into its clone)."""
+    """$EDGEPAD_TOOLKIT_HOME, else $EDGEPAD_HOME/toolkit, else ~/.cache/edgepad/toolkit (CI sets EDGEPAD_HOME)."""
+    if os.environ.get("EDGEPAD_TOOLKIT_HOME"):
+        return Path(os.environ["EDGEPAD_TOOLKIT_HOME"]).expanduser()
     base = os.environ.get("EDGEPAD_HOME") or Path.home() / ".cache" / "edgepad"
     return Path(base).expanduser() / "toolkit"
 

@@ -10,7 +10,7 @@ from edgepad.cli import verbose_option
 
 _home_option = click.option(
     "--home", type=click.Path(path_type=Path), envvar="EDGEPAD_TOOLKIT_HOME",
-    help="Toolkit folder (default: $EDGEPAD_HOME/toolkit, else ~/.cache/edgepad/toolkit).")
+    help="Toolkit folder (default: $EDGEPAD_TOOLKIT_HOME, else $EDGEPAD_HOME/toolkit, else ~/.cache/edgepad/toolkit).")
 
 
 @click.group()

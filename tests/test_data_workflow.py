@@ -326,3 +326,39 @@ def test_large_faces_are_detected_on_a_shrunk_copy(faces_dir, tmp_path):
         faces = detector.detect_faces(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), min_face_size=20)
         eyes = np.array([faces[0]["keypoints"]["left_eye"], faces[0]["keypoints"]["right_eye"]], float)
         assert np.abs(eyes - ARCFACE_EYES).max() < 6, f"{path}: eyes at {eyes.tolist()}"
+
+
+@pytest.mark.toolkit
+def test_evaluate_the_npu_model_in_the_emulator(trained, extraction, tmp_path):
+    """The classifier compiled for the VIM3 (int16) and run by its NPU library in VeriSilicon's emulator, through
+    the runtime's ksnn backend: PAD scores within the quantization tolerance of the float ONNX model."""
+    import shutil
+
+    from edgepad.convert.parity import QUANTIZED_SCORE_ATOL
+    from edgepad.convert.toolkit_env import default_home, require_toolkit
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+    from edgepad.errors import ToolkitError
+
+    try:
+        require_toolkit()
+    except ToolkitError as error:
+        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")
+    out = extraction["out"]
+    calibration = tmp_path / "calibration"  # one crop of every Train video: varied, unlike the first 32 of one video
+    calibration.mkdir()
+    for crop in sorted(out.glob("Train/*/*/*/00004.png")):
+        shutil.copy(crop, calibration / f"{crop.parent.name}.png")
+    report = run_json("convert", trained[0], "-o", tmp_path / "npu", "--to", "onnx,vim3", "--quantize", "int16",
+                      "--calibration", calibration)
+    assert report["vim3"]["passed"]
+    # the emulator takes about a second per face: one crop of each Test video
+    few = tmp_path / "few"
+    for crop in sorted(out.glob("Test/*/*/*/00002.png")):
+        target = few / crop.relative_to(out / "Test")
+        target.parent.mkdir(parents=True)
+        shutil.copy(crop, target)
+    emulated = evaluate_model(EvaluateOptions(tmp_path / "npu", few, "vim3-emulated", threshold=0.5))
+    float_onnx = evaluate_model(EvaluateOptions(tmp_path / "npu", few, "onnx", threshold=0.5))
+    assert emulated.metrics.counts == {"live": 4, "print": 4, "replay": 4}
+    np.testing.assert_allclose(emulated.scores, float_onnx.scores, atol=QUANTIZED_SCORE_ATOL)
+    assert not np.array_equal(emulated.scores, float_onnx.scores)  # it really ran the quantized model

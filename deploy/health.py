@@ -16,6 +16,7 @@ import numpy as np
 
 from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 
+from . import manifest as manifest_io
 from .reference import per_input
 from .remote import Board
 
@@ -71,20 +72,25 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
         board_outputs = {k: data[k] for k in data.files}
     with np.load(Path(bundle_dir) / "reference" / "outputs.npz", allow_pickle=False) as data:
         host_outputs = {k: data[k] for k in data.files}
-    result = compare(host_outputs, board_outputs, used_backend)
+    cards = manifest_io.load(bundle_dir).models
+    result = compare(host_outputs, board_outputs, used_backend, cards)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.ndarray], backend: str | None) -> HealthResult:
-    """Per model and output: max abs, cosine, top-1 against the host, with the tolerance of the backend's precision."""
+def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.ndarray], backend: str | None,
+            cards: dict | None = None) -> HealthResult:
+    """Per model and output: max abs, cosine, top-1 against the host, with the tolerance of the precision the
+    model ran at: quantized only on the NPU backend and only when the model has an NPU binary (the runtime runs
+    the others, e.g. PNet, on the CPU)."""
     reported = board_outputs.get("__backend__")
     used_backend = str(reported) if reported is not None else (backend or "auto")  # "auto": float tolerance
-    atol, min_cosine = tolerance_for(used_backend)
     rows: list[dict] = []
     errors = []
     models = sorted({key.split("/", 1)[0] for key in host_outputs})
     for model in models:
+        has_npu_binary = cards is None or "vim3" in cards.get(model, {}).get("targets", {})
+        atol, min_cosine = tolerance_for(used_backend if has_npu_binary else "onnxruntime")
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]
         if missing:

@@ -31,3 +31,15 @@ def test_missing_model_output_fails():
     host = {"rnet/face_prob": np.ones((2, 2), np.float32), "rnet/bbox_reg": np.ones((2, 4), np.float32)}
     result = compare(host, {"rnet/face_prob": np.ones((2, 2), np.float32)}, "onnxruntime")
     assert not result.passed and "bbox_reg" in result.error
+
+
+def test_npu_backend_holds_models_without_an_npu_binary_to_float_tolerance():
+    rng = np.random.default_rng(1)
+    host = {"classifier/pad_prob": rng.random((4, 2)).astype(np.float32),
+            "pnet/face_prob": rng.random((4, 19, 19, 2)).astype(np.float32)}
+    board = {k: _uint8_round_trip(v) for k, v in host.items()}
+    cards = {"classifier": {"targets": {"onnx": {}, "vim3": {}}}, "pnet": {"targets": {"onnx": {}}}}
+    result = compare(host, board, "ksnn", cards)
+    by_model = {row["model"]: row for row in result.outputs}
+    assert by_model["classifier"]["passed"] and by_model["classifier"]["min_cosine"] is not None
+    assert not by_model["pnet"]["passed"] and by_model["pnet"]["atol"] is not None  # ran on the CPU: float

@@ -41,7 +41,7 @@ def toolkit():
 
 
 # What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
-NPU_SOURCES = ["convert/npu_lib/*", "convert/vim3_npu.py", "convert/npu_acuitylite.py", "convert/npu_toolkit_worker.py",
+NPU_SOURCES = ["convert/npu_lib/*", "runtime/npu_loader.py", "convert/vim3_npu.py", "convert/npu_acuitylite.py", "convert/npu_toolkit_worker.py",
                "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/keras_to_onnx.py", "tests/support/calibration_faces.py"]
 
 
@@ -117,6 +117,10 @@ def test_convert_builds_the_library_and_reports_it_in_the_emulator(npu_models):
         assert emulated["vs_float"]["cosine"] >= QUANTIZED_MIN_COSINE, name
         assert emulated["vs_simulation"]["cosine"] >= 0.99, name
         assert emulated["inputs"] >= 3 and "speed" not in json.dumps(emulated).replace("not a speed figure", "")
+        estimate = emulated["estimated_board_time"]  # the toolkit's performance model, marked as an estimate
+        assert estimate["estimate"] is True and "not a measurement" in estimate["note"]
+        assert estimate["ms_per_inference"] > 0 and len(estimate["operations"]) >= 3
+        assert sum(o["cycles"] for o in estimate["operations"]) == estimate["total_cycles"]
 
 
 def test_ksnn_backend_runs_the_libraries_like_onnxruntime(npu_models, faces_dir):

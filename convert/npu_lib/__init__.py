@@ -25,6 +25,7 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     from edgepad.runtime.preprocess import batches
 
     from .emulated import emulated_section, run_library
+    from .perf_estimate import estimate_from_log
 
     entry = ctx.card["targets"]["vim3"]
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - card paths are relative to the card
@@ -48,10 +49,13 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
                   if compilation.quantized_outputs is not None else None)
     with ctx.steps.step(f"Running libnn_{case}.so in the VIM3 emulator ({count} inputs)"):
         inputs = batches(evaluation, "nchw")
-        outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, env.new_log(f"npu-emulated-{case}"))
+        log = env.new_log(f"npu-emulated-{case}")
+        outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, log)
         reference = ctx.onnx_nchw_outputs(inputs)
         section = emulated_section(outputs, reference, simulation, compilation.toolkit,
                                    ctx.options.min_cosine, list(evaluation_sources))
     section["library"] = rel(build.library.name)
     section["target"] = target
+    section["estimated_board_time"] = estimate_from_log(log.read_text(errors="replace"), target)
+    section["log"] = str(log)
     return section

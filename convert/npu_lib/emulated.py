@@ -7,6 +7,7 @@ is not reported: it says nothing about the board's speed.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ import numpy as np
 from edgepad.errors import ExportError
 
 from ..parity import compare_outputs
+from .perf_estimate import SHOW_PERF_ENV
 
 # The library runs the graph the toolkit simulated, on the NPU's integer arithmetic: it should agree with the
 # simulation much more closely than the quantized model agrees with float.
@@ -31,8 +33,9 @@ def run_library(library: Path, model: Path, inputs_nchw: list[np.ndarray], log: 
         np.save(inputs_path, np.stack([np.asarray(x, np.float32) for x in inputs_nchw]))
         command = [sys.executable, "-m", "edgepad.runtime.npu_loader", "--library", str(library), "--model",
                    str(model), "--inputs", str(inputs_path), "--out", str(outputs_path)]
+        env = dict(os.environ, **SHOW_PERF_ENV)  # the performance model's estimate, printed into the log
         with open(log, "w") as out:
-            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
+            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=RUN_TIMEOUT_S)
         if result.returncode != 0 or not outputs_path.is_file():
             lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
             reason = lines[-1][len("error: "):] if lines else "it stopped without saying why"

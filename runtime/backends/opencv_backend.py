@@ -44,8 +44,13 @@ class OpenCVModel(InferenceModel):
         if not self.output_names:
             self.output_names = list(self.net_outputs)
         # Ask for the card's outputs by name where the net knows them, else take its outputs in order.
+        # Caffe nets list Silence layers (pooling crops) among their unconnected outputs: fetch the card's blobs.
+        caffe_blobs = self.entry.get("outputs") if key == "caffe" else None
         by_name = all(n in self.net_outputs for n in self.output_names)
-        self.fetch = list(self.output_names) if by_name else self.net_outputs[:len(self.output_names)]
+        if caffe_blobs and len(caffe_blobs) == len(self.output_names):
+            self.fetch = list(caffe_blobs)
+        else:
+            self.fetch = list(self.output_names) if by_name else self.net_outputs[:len(self.output_names)]
         self.channels = [o["shape"][-1] for o in self.card.get("outputs", [])]
 
     def _run_batch(self, batch: np.ndarray) -> Dict[str, np.ndarray]:

@@ -31,3 +31,7 @@ echo "installing edgepad and its test dependencies"
 # EDGEPAD_HOME, which .ci/run exports as $PWD/.cache/edgepad. Idempotent: a marker file records what was installed.
 export EDGEPAD_HOME=${EDGEPAD_HOME:-$PWD/.cache/edgepad}
 .venv/bin/edgepad toolkit install
+
+# The board stand-in: Python 3.8 with only numpy, OpenCV 4 and onnxruntime (the runtime and deploy tests use it).
+export EDGEPAD_TEST_CACHE=${EDGEPAD_TEST_CACHE:-$PWD/.cache/test}
+echo "board Python environment: $(.venv/bin/python tests/support/board_env.py)"

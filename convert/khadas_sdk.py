@@ -25,8 +25,16 @@ CONTAINER_WORK = "/edgepad/work"
 CONTAINER_SDK = "/edgepad/sdk"
 
 
-def check_target(target: str, board: str, sdk: Path | None = None) -> None:
-    """Khadas' SDK knows both boards' targets; what can be wrong here is the SDK path or a missing docker."""
+def check_target(target: str, options) -> None:
+    """Khadas' SDK knows both boards' targets; what can be wrong before any work is the SDK path or docker."""
+    sdk_root(options.sdk)
+    _require_docker()
+
+
+def _require_docker() -> None:
+    if shutil.which("docker") is None:
+        raise ToolkitError("--npu-backend khadas-sdk runs Khadas' SDK in Docker, and no `docker` is on PATH: "
+                           "install Docker, or use --npu-backend acuitylite")
 
 
 def sdk_root(sdk: Path | None) -> Path:
@@ -58,9 +66,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
     from .vim3_npu import NpuCompilation
 
     sdk = sdk_root(getattr(options, "sdk", None))
-    if shutil.which("docker") is None:
-        raise ToolkitError("--npu-backend khadas-sdk runs Khadas' SDK in Docker, and no `docker` is on PATH: "
-                           "install Docker, or use --npu-backend acuitylite")
+    _require_docker()
     home = Path(home) if home else default_home().parent / "khadas"
     work = home / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}"
     work.mkdir(parents=True, exist_ok=True)

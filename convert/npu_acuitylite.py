@@ -11,7 +11,7 @@ from edgepad.errors import ExportError, ToolkitError
 DISPLAY_NAME = "acuitylite"
 
 
-def check_target(target: str, board: str, home=None) -> None:
+def check_target(target: str, options, home=None) -> None:
     """Refuse a board the bundled emulator does not know: the exporter would compile for another NPU."""
     from .toolkit_env import emulator_targets, require_toolkit
 
@@ -21,6 +21,7 @@ def check_target(target: str, board: str, home=None) -> None:
         raise ToolkitError(f"{env.sdk_dir}: the unpacked Vivante SDK is missing; run `edgepad toolkit install --force`")
     if target not in known:
         version = (env.installed() or {}).get("versions", {}).get("acuitylite")
+        board = options.board
         raise ExportError(f"--board {board}: acuitylite {version} cannot compile for {target} (its SDK does not know "
                           f"that NPU and would silently write a binary for another one); use --npu-backend khadas-sdk "
                           f"--sdk PATH with Khadas' SDK for {board}, or --board vim3")

@@ -53,9 +53,7 @@ def vim3_target(ctx) -> dict:
     target = BOARD_TARGETS[options.board]
     onnx_entry = _nchw_entry(ctx)
     backend = _backend(options.npu_backend)
-    backend_check = getattr(backend, "check_target", None)
-    if backend_check:
-        backend_check(target, options.board)  # fail before any work if the toolkit cannot compile for the board
+    backend.check_target(target, options)  # fail before any work if the backend cannot compile for the board
 
     calibration, calibration_sources = load_calibration(options.calibration, ctx.card, options.calibration_count,
                                                         required=options.quantize in NEEDS_CALIBRATION)

@@ -86,7 +86,8 @@ def op_scan(req):
 
 
 def op_prepare(req):
-    """Create the staging release folder, its subfolders, and hard links (or copies) of files the board has."""
+    """Create the staging release folder, its subfolders, and hard links (or copies) of files the board has;
+    then drop leftovers of earlier cut uploads and failed releases."""
     root = req["root"]
     staging = inside(root, RELEASES, req["staging"])
     os.makedirs(staging, exist_ok=True)
@@ -104,7 +105,9 @@ def op_prepare(req):
         except OSError:  # a filesystem without hard links: copy on the board, still nothing sent
             shutil.copyfile(source, target)
             copied += 1
-    return {"linked": linked, "copied": copied}
+    # cut uploads and failed releases go now: what was worth keeping is linked into the new release
+    removed = op_prune({"root": root, "keep": 1, "only_leftovers": True, "protect": [req["staging"]]})["removed"]
+    return {"linked": linked, "copied": copied, "removed": removed}
 
 
 def op_hash(req):

@@ -100,8 +100,6 @@ def upload_release(board: Board, bundle_dir: Path, plan: ReleasePlan, observer: 
     """Create the staging folder, link reused files, send the rest (temporary name, then rename)."""
     dirs = sorted({posixpath.dirname(f.path) for f in plan.files} - {""})
     board.op("prepare", staging=plan.staging, dirs=dirs, reuse=[list(r) for r in plan.reuse])
-    # cut uploads and failed releases go now: what was worth keeping is linked into the new release
-    board.op("prune", keep=1, only_leftovers=True, protect=[plan.staging])
     send_files(board, bundle_dir, plan.staging, plan.send, observer)
 
 

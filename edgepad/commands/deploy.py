@@ -146,13 +146,13 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
         result = outcome.result
         if result is None:
             if len(outcomes) > 1:  # a single board's error is the command's own error line
-                console.print(f"[red]✗[/red] {outcome.host}: {outcome.error}")
+                console.print(f"[red]✗[/red] {outcome.error}", soft_wrap=True)  # the error names its host
             continue
         if dry_run:
             plan = result.plan
             console.print(f"[cyan]dry run[/cyan] {outcome.host}: would create release {result.release} "
                           f"(current: {result.previous or 'none'}): send {len(plan['send'])} files, "
-                          f"{plan['bytes_to_send'] / 1e6:.2f} MB, reuse {len(plan['reuse'])} on the board")
+                          f"{plan['bytes_to_send'] / 1e6:.2f} MB, reuse {len(plan['reuse'])} on the board", soft_wrap=True)
             for entry in plan["send"]:
                 console.print(f"  send  {entry['path']} ({entry['size']} bytes)")
             for entry in plan["reuse"]:
@@ -167,7 +167,7 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
         repaired = f", {len(result.files_repaired)} re-sent after sha256 mismatch" if result.files_repaired else ""
         console.print(f"{mark} {outcome.host}: release {result.release}, sent {result.files_uploaded} files "
                       f"({result.bytes_uploaded / 1e6:.2f} MB), reused {result.files_reused}{repaired}, {state}, "
-                      f"{result.seconds:.1f} s")
+                      f"{result.seconds:.1f} s", soft_wrap=True)
 
 
 def _print_health(console, host: str, health) -> None:

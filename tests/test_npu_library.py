@@ -201,6 +201,14 @@ def test_board_script_compiles_the_same_sources_for_aarch64(npu_models, toolkit,
     assert built == sorted(["edgepad_npu.o", f"vnn_{case}.o", f"vnn_{case}_tensor.o"])
     assert {elf_machine(p) for p in objects.glob("*.o")} == {"aarch64"}
 
+    # linked without the board's ovxlib (left undefined), the aarch64 library is refused here in one line
+    from edgepad.runtime.npu_loader import NpuError, NpuLibrary
+
+    library = tmp_path / f"libnn_{case}.so"
+    subprocess.run([compiler, "-shared", "-o", str(library), *map(str, objects.glob("*.o"))], check=True)
+    with pytest.raises(NpuError, match="built for aarch64, this machine is x86-64.*build_board.sh"):
+        NpuLibrary(str(library))
+
 
 def test_a_library_built_for_another_npu_is_refused(npu_models, toolkit, tmp_path):
     from edgepad.convert.npu_lib import build_host_library

@@ -262,3 +262,31 @@ def test_a_missing_emulator_sdk_is_one_line(npu_models, toolkit, tmp_path):
     message = str(error.value)
     assert "emulator SDK it was built against is missing" in message and "edgepad toolkit install" in message
     assert "\n" not in message
+
+
+def test_emulated_section_names_the_step_that_differs():
+    """A library that computes something else than the toolkit simulated is blamed on the case, not on the
+    quantization; one that agrees with a poor simulation is blamed on the quantization."""
+    from edgepad.convert.npu_lib.emulated import emulated_section
+
+    rng = np.random.default_rng(0)
+    float_out = {"prob": [rng.uniform(0, 1, (1, 8)).astype(np.float32) for _ in range(4)]}
+    near = {"prob": [v + 0.001 for v in float_out["prob"]]}
+    other = [np.stack([rng.uniform(0, 1, (1, 8)).astype(np.float32) for _ in range(4)])]
+
+    good = emulated_section([np.stack(near["prob"])], float_out, near, "acuitylite", QUANTIZED_MIN_COSINE, ["a"] * 4)
+    assert good["passed"] and good["diagnosis"].startswith("the library computes what the toolkit simulated")
+    bad_case = emulated_section(other, float_out, near, "acuitylite", QUANTIZED_MIN_COSINE, ["a"] * 4)
+    assert not bad_case["passed"] and bad_case["diagnosis"].startswith("the compiled case")
+    bad_quantization = emulated_section(other, float_out, {"prob": list(other[0])}, "acuitylite",
+                                        QUANTIZED_MIN_COSINE, ["a"] * 4)
+    assert not bad_quantization["passed"] and bad_quantization["diagnosis"].startswith("quantization")
+
+
+def test_loader_runs_on_the_board_python(board_python):
+    """runtime/npu_loader.py is copied to the board: Python 3.8, numpy and ctypes only."""
+    code = ("import runtime.npu_loader as m; k = m.KSNN('VIM3'); "
+            "assert callable(k.nn_init) and callable(k.nn_inference) and m.output_format.OUT_FORMAT_FLOAT32 == 3")
+    done = subprocess.run([str(board_python), "-c", code], cwd=str(Path(__file__).resolve().parents[1]),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepad.errors import ParityError
+
 from .library import NpuLibraryBuild, build_host_library, stage_sources
 
 __all__ = ["NpuLibraryBuild", "build_host_library", "build_npu_library", "stage_sources"]
@@ -58,4 +60,10 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     section["target"] = target
     section["estimated_board_time"] = estimate_from_log(log.read_text(errors="replace"), target)
     section["log"] = str(log)
+    if not section["passed"]:
+        simulation_cosine = section.get("vs_simulation", {}).get("cosine")
+        raise ParityError(f"vim3 emulated: libnn_{case}.so reaches cosine {section['cosine']:.4f} against float"
+                          + (f" and {simulation_cosine:.4f} against {compilation.toolkit}'s simulation"
+                             if simulation_cosine is not None else "")
+                          + f"; {section['diagnosis']} (log: {log})")
     return section

@@ -23,11 +23,12 @@ def face_inputs(folder: Path, size: int) -> np.ndarray:
     return np.stack(images)
 
 
-def mobilenet_v2_face_head(faces: Path, size: int = 112, alpha: float = 0.35, logit_scale: float = 3.0):
+def mobilenet_v2_face_head(faces: Path, size: int = 112, alpha: float = 0.35, logit_scale: float = 3.0,
+                           seed: int = 0):
     """MobileNetV2 (ReLU6, residual Add, asymmetric padding) + a 2-class softmax head fitted to the faces' features."""
     import keras
 
-
+    keras.utils.set_random_seed(seed)  # the same network every run, so its quantization figures repeat
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None,
                                           pooling="avg")
     inputs = face_inputs(faces, size)
@@ -39,7 +40,7 @@ def mobilenet_v2_face_head(faces: Path, size: int = 112, alpha: float = 0.35, lo
         layer.momentum = 0.99
     features = np.asarray(base.predict(inputs, verbose=0), np.float64)
     centered = features - features.mean(axis=0)
-    _, singular, vt = np.linalg.svd(centered, full_matrices=False)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
     directions = vt[:2].T  # (features, 2)
     spread = (centered @ directions).std(axis=0)
     kernel = directions / spread * logit_scale

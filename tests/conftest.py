@@ -8,9 +8,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-FIXTURES = Path(__file__).parent / "fixtures"
-LEGACY_H5 = FIXTURES / "legacy_h5"
-FACES = FIXTURES / "faces"
+from support.paths import FACES, FIXTURES, LEGACY_H5  # noqa: F401  (LEGACY_H5 for fixtures below)
 
 pytest_plugins = ["support.deploy_fixtures"]  # loopback sshd, bundles and boards for the deploy tests
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_models
-from conftest import FACES, LEGACY_H5
+from support.paths import FACES, LEGACY_H5
 from edgepad.convert.caffe.opencv_runner import load_caffe_net
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
 from edgepad.convert.pipeline import ConvertOptions, convert_model

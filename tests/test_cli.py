@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import LEGACY_H5
+from support.paths import LEGACY_H5
 
 EDGEPAD = [sys.executable, "-m", "edgepad"]
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import keras_models
-from conftest import LEGACY_H5
+from support.paths import LEGACY_H5
 from edgepad.cli import cli
 
 

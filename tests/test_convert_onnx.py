@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import keras_models
-from conftest import FACES, LEGACY_H5
+from support.paths import FACES, LEGACY_H5
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 
 TOLERANCE = 1e-4  # the bound for float32 Keras -> ONNX

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FACES, LEGACY_H5
+from support.paths import FACES, LEGACY_H5
 from edgepad.convert.parity import (QUANTIZED_BOX_MIN_IOU, QUANTIZED_LANDMARK_ATOL_PX, QUANTIZED_MIN_COSINE,
                                    QUANTIZED_SCORE_ATOL, compare_outputs)
 from edgepad.errors import ToolkitError

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LEGACY_H5
+from support.paths import LEGACY_H5
 from edgepad.convert.khadas_sdk import CONTAINER_SDK, DOCKERFILE, IMAGE
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UsageError

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FACES, LEGACY_H5
+from support.paths import FACES, LEGACY_H5
 from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import ExportError, InputFileError, ParityError, ToolkitError

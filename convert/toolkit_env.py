@@ -107,7 +107,7 @@ def find_base_python(explicit: str | os.PathLike | None = None) -> Path:
             raise UsageError(f"--python {explicit}: not a working Python interpreter")
         if version not in SUPPORTED_PYTHONS:
             raise UsageError(f"--python {explicit}: is Python {version}; acuitylite {ACUITYLITE_VERSION} has wheels "
-                             f"only for {', '.join(sorted(SUPPORTED_PYTHONS))}")
+                             f"only for {', '.join(sorted(SUPPORTED_PYTHONS, key=lambda v: tuple(map(int, v.split('.')))))}")
         return python
     for version in SUPPORTED_PYTHONS:
         found = _python_on_path(version) or _python_from_pyenv(version)

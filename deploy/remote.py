@@ -10,6 +10,8 @@ import posixpath
 from contextlib import contextmanager
 from pathlib import Path
 
+import paramiko
+
 from edgepad.errors import DeployError, UsageError
 
 from .ssh import BoardConnection
@@ -85,4 +87,7 @@ class Board:
                                   f"{self.root}/.deploy.lock is held); wait for it to finish")
             yield
         finally:
-            channel.close()
+            try:
+                channel.close()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the connection is gone, and the board-side lock holder with it

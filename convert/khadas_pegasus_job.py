@@ -11,6 +11,7 @@ No f-strings and no annotations: the container's Python predates them.
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -91,7 +92,7 @@ def main(argv):
     work = os.path.dirname(os.path.abspath(args.request))
     with open(args.request) as f:
         request = json.load(f)
-    result = {"ok": True}
+    result = {"ok": True, "python": platform.python_version()}
     with open(os.path.join(work, "pegasus.log"), "a") as log:
         try:
             for stage, command in commands(request, args.sdk, work):
@@ -99,7 +100,7 @@ def main(argv):
             # --pack-nbg-unify writes the NBG and its case into <output folder>_nbg_unify
             result["nbg_dir"] = os.path.relpath(os.path.join(work, "case_nbg_unify"), work)
         except JobError as error:
-            result = {"ok": False, "error": {"stage": error.stage, "message": str(error)}}
+            result = {"ok": False, "python": result["python"], "error": {"stage": error.stage, "message": str(error)}}
     with open(os.path.join(work, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
     return 0 if result["ok"] else 1

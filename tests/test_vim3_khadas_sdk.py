@@ -19,12 +19,17 @@ from edgepad.convert.khadas_sdk import CONTAINER_SDK, DOCKERFILE, IMAGE
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UsageError
 from standins import install_standins, recorded_calls
+from support.board_env import find_python
 from support.calibration_faces import calibration_faces_dir
 
 
 @pytest.fixture()
 def standins(tmp_path, monkeypatch):
     bin_dir, sdk, record = install_standins(tmp_path / "standins")
+    container_python = find_python("3.6")  # the image's Python (Ubuntu 18.04): the job script must run on it
+    if container_python:
+        (bin_dir / "python3").write_text(f"#!/bin/sh\nexec {container_python} \"$@\"\n")
+        (bin_dir / "python3").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("EDGEPAD_STANDIN_RECORD", str(record))
     monkeypatch.setenv("EDGEPAD_HOME", str(tmp_path / "edgepad_home"))
@@ -80,6 +85,8 @@ def test_khadas_sdk_drives_docker_and_pegasus_as_documented(tmp_path, standins, 
     assert vim3["backend"] == "khadas-sdk" and vim3["target"] == "VIPNANOQI_PID0X88" and vim3["pid"] == "0x88"
     assert (tmp_path / "out" / vim3["nbg"]).read_bytes()[:4] == b"VPMN"
     assert "not measured" in result.report["vim3"]["parity"]
+    job_python = json.loads(Path(result.report["vim3"]["toolkit_log"]).with_name("result.json").read_text())["python"]
+    assert job_python.startswith("3.6") or find_python("3.6") is None
 
 
 def test_khadas_sdk_reuses_the_image_and_passes_the_scheme(tmp_path, standins, calibration):

@@ -19,7 +19,7 @@ from edgepad.errors import ExportError, ToolkitError, UsageError
 
 DISPLAY_NAME = "Khadas aml_npu_sdk (pegasus in Docker)"
 IMAGE = "edgepad-khadas-sdk:tf110"
-DOCKERFILE = Path(__file__).with_name("Dockerfile.tf110")
+DOCKERFILE = Path(__file__).with_name("Dockerfile.tf110")  # the repository root's, linked here so it installs with the package
 JOB_SCRIPT = Path(__file__).with_name("khadas_pegasus_job.py")
 CONTAINER_WORK = "/edgepad/work"
 CONTAINER_SDK = "/edgepad/sdk"

@@ -98,6 +98,21 @@ def vim3_target(ctx) -> dict:
     return section
 
 
+def spread_over_folders(files: list[Path], count: int) -> list[Path]:
+    """Up to `count` files taken in turn from each sub-folder, so an extract's crops (one folder per video) calibrate
+    with many videos rather than the first video's frames only."""
+    groups: dict[Path, list[Path]] = {}
+    for path in files:
+        groups.setdefault(path.parent, []).append(path)
+    chosen: list[Path] = []
+    queues = [list(group) for group in groups.values()]
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
     """Normalised (H, W, C) inputs from --calibration DIR, preprocessed exactly as the model card says."""
     from .parity_inputs import _normalize, image_files, read_image
@@ -109,7 +124,7 @@ def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[li
         return [], []
     if count < 1:
         raise UsageError(f"--calibration-count {count}: must be at least 1")
-    files = image_files(folder, "--calibration")[:count]
+    files = spread_over_folders(image_files(folder, "--calibration"), count)
     return [_normalize(read_image(path, "--calibration"), card) for path in files], [str(p) for p in files]
 
 

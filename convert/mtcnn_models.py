@@ -10,7 +10,6 @@ The NPU needs static shapes: its compiler takes model.onnx and one fixed size pe
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import ExportError
+from edgepad.hashing import sha256_file as _sha256
 from edgepad.progress import Steps
 from edgepad.staging import staged_output_dir
 
@@ -228,5 +228,3 @@ def _check_open_model(net: str, open_path: Path) -> dict:
     return parity.to_json()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -5,7 +5,6 @@ into ctx.work_dir, adds what the board needs to ctx.card["targets"][name], and r
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -17,6 +16,7 @@ import numpy as np
 
 from edgepad import __version__
 from edgepad.errors import UsageError
+from edgepad.hashing import sha256_file as _sha256
 from edgepad.progress import Steps
 from edgepad.quiet_tensorflow import import_tensorflow
 from edgepad.staging import staged_output_dir
@@ -285,14 +285,6 @@ def _resolve(name: str) -> Callable[[ConvertContext], dict]:
             raise UsageError(f"--to {name}: this edgepad does not have the {name} target yet") from None
         raise
     return getattr(module, function)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -4,7 +4,6 @@ A release on the board is a copy of the bundle with this manifest in it, so the 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepad.errors import InputFileError
+from edgepad.hashing import sha256_file  # noqa: F401  (re-exported for deploy.release)
 
 MANIFEST_NAME = "manifest.json"
 
@@ -40,14 +40,6 @@ class Manifest:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_relative_path(path: str, where: str) -> str:

@@ -30,3 +30,15 @@ def board_python() -> Path:
     from support.board_env import ensure_board_python
 
     return ensure_board_python()
+
+
+@pytest.fixture(scope="session")
+def toolkit():
+    """The toolkit environment .ci/install.sh made (`edgepad toolkit install`, under $EDGEPAD_HOME)."""
+    from edgepad.convert.toolkit_env import default_home, require_toolkit
+    from edgepad.errors import ToolkitError
+
+    try:
+        return require_toolkit()
+    except ToolkitError as error:
+        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")

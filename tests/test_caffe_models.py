@@ -276,17 +276,13 @@ def test_cli_unsupported_op_is_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.toolkit
 @pytest.mark.parametrize("name", ["mtcnn_onet", "mobilefacenet_style", "resnet_style"])
-def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_path):
+def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_path, toolkit):
     """A second, independent Caffe reader: acuitylite's CaffeLoader, run in float inside the toolkit environment.
     (ReLU6 nets are left out: acuitylite 6.57.1 reads Caffe's ReLU6 as a plain ReLU, see the report.)"""
     from edgepad.convert.onnx_runner import run_onnx
-    from edgepad.convert.toolkit_env import require_toolkit, run_worker
-    from edgepad.errors import ToolkitError
+    from edgepad.convert.toolkit_env import run_worker
 
-    try:
-        env = require_toolkit()
-    except ToolkitError as error:
-        pytest.skip(str(error))
+    env = toolkit
     _, result, out = converted(name)
     card = result.card["targets"]["caffe"]
     rng = np.random.default_rng(5)

@@ -329,20 +329,13 @@ def test_large_faces_are_detected_on_a_shrunk_copy(faces_dir, tmp_path):
 
 
 @pytest.mark.toolkit
-def test_evaluate_the_npu_model_in_the_emulator(trained, extraction, tmp_path):
+def test_evaluate_the_npu_model_in_the_emulator(trained, extraction, tmp_path, toolkit):
     """The classifier compiled for the VIM3 (int16) and run by its NPU library in VeriSilicon's emulator, through
     the runtime's ksnn backend: PAD scores within the quantization tolerance of the float ONNX model."""
     import shutil
 
     from edgepad.convert.parity import QUANTIZED_SCORE_ATOL
-    from edgepad.convert.toolkit_env import default_home, require_toolkit
     from edgepad.data.evaluate import EvaluateOptions, evaluate_model
-    from edgepad.errors import ToolkitError
-
-    try:
-        require_toolkit()
-    except ToolkitError as error:
-        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")
     out = extraction["out"]
     calibration = tmp_path / "calibration"  # one crop of every Train video: varied, unlike the first 32 of one video
     calibration.mkdir()

@@ -30,16 +30,6 @@ ELF_MACHINE = {62: "x86-64", 183: "aarch64"}
 MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # what the mtcnn package feeds its nets
 
 
-@pytest.fixture(scope="session")
-def toolkit():
-    from edgepad.convert.toolkit_env import default_home, require_toolkit
-
-    try:
-        return require_toolkit()
-    except ToolkitError as error:
-        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")
-
-
 # What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
 NPU_SOURCES = ["convert/npu_lib/*", "runtime/npu_loader.py", "convert/vim3_npu.py", "convert/npu_acuitylite.py", "convert/npu_toolkit_worker.py",
                "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/keras_to_onnx.py", "tests/support/calibration_faces.py"]

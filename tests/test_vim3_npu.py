@@ -27,17 +27,6 @@ EDGEPAD = [str(Path(sys.executable).with_name("edgepad"))]  # the installed cons
 
 
 @pytest.fixture(scope="session")
-def toolkit():
-    """The toolkit environment .ci/install.sh made (`edgepad toolkit install`, under $EDGEPAD_HOME)."""
-    from edgepad.convert.toolkit_env import default_home, require_toolkit
-
-    try:
-        return require_toolkit()
-    except ToolkitError as error:
-        pytest.fail(f"{error} (looked in {default_home()}; CI sets EDGEPAD_HOME=$PWD/.cache/edgepad)")
-
-
-@pytest.fixture(scope="session")
 def calibration(faces_dir) -> Path:
     """Aligned 112x112 face crops from the fixture photos, and variants of them (54 images)."""
     return calibration_faces_dir(faces_dir)

@@ -131,8 +131,15 @@ def draw_faces(image: np.ndarray, faces: list[dict], path: Path) -> None:
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         for x, y in face["landmarks"]:
             cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, (0, 255, 255), -1)
-        label = f"face {face['score']:.2f}" + ("" if live is None else f" live {live:.2f}")
-        cv2.putText(canvas, label, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour, thickness)
+        label = f"face {face['score']:.2f}" if live is None else f"live {live:.2f}"  # the table has both
+        # Fit the label to its box (neighbouring faces' labels must not overlap) and keep it inside the image.
+        scale = 0.4 * thickness
+        (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        scale *= min(1.0, max(x2 - x1, 90) / width)
+        text_thickness = max(1, int(round(scale * 3)))
+        (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, text_thickness)
+        x = min(max(x1, 0), max(canvas.shape[1] - width, 0))
+        cv2.putText(canvas, label, (x, max(y1 - 4, height + 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, text_thickness)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), canvas):
         raise UsageError(f"--draw {path}: OpenCV cannot write it; use a .png or .jpg name in a writable folder")

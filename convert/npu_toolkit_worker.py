@@ -332,6 +332,7 @@ def _onnx_output_name(lid):
 
 
 def _cosine(a, b):
+    """edgepad.convert.parity.cosine_similarity, repeated: this script runs where edgepad cannot be imported."""
     import numpy as np
 
     a = np.asarray(a, dtype=np.float64).ravel()

@@ -197,8 +197,10 @@ def _quantization_failure(quantized, compilation: NpuCompilation, options, input
             f"'{row['layer']}' ({row['op']}) {row['cosine_single']:.4f}/{row['cosine_accumulated']:.4f}" for row in worst)
     if compilation.layers_file:
         message += f" (full table: {compilation.layers_file})"
-    message += ("; try --quantize int16, more or more varied --calibration images (--calibration-count), or keeping "
-                "those layers in higher precision")
+    # Keeping those layers in int16 would be the next remedy, but acuitylite 6.57.1 fails to compile any
+    # mixed-precision NBG (vsi_nn_SetupGraph -1), so it is not offered.
+    message += ("; try --quantize int16 (whole model), more or more varied --calibration images "
+                "(--calibration-count), or a model trained to the end (an untrained net amplifies rounding)")
     return message
 
 

@@ -31,17 +31,8 @@ def conv(node, cx: Conversion):
     final = cx.top(node.output[0])
     top = final if not any(excess) else cx.net.new_blob(f"{final}_full", conv_shape)
     layer = cx.net.layer("Convolution", [bottom], [top], blobs=(weights,) if bias is None else (weights, bias))
-    param = layer.convolution_param
-    param.num_output = weights.shape[0]
-    param.bias_term = bias is not None
-    param.group = int(attrs.get("group", 1))
-    set_2d(param, "kernel", kernel)
-    set_2d(param, "stride", strides)
+    param = _convolution_param(layer, weights.shape[0], bias, int(attrs.get("group", 1)), kernel, strides, dilations)
     set_2d(param, "pad", caffe_pads)
-    if any(d != 1 for d in dilations):
-        if dilations[0] != dilations[1]:
-            raise NotExpressible(f"dilations {dilations} differ per axis; Caffe takes one dilation")
-        param.dilation.append(int(dilations[0]))
     crop_excess(cx, top, excess, final)
     cx.net.bind(node.output[0], final)
 
@@ -96,16 +87,7 @@ def conv_transpose(node, cx: Conversion):
     top = cx.net.new_blob(f"{final}_full", out_shape[:2] + full) if needs_crop else final
     layer = cx.net.layer("Deconvolution", [cx.bottom(node.input[0])], [top],
                          blobs=(weights,) if bias is None else (weights, bias))
-    param = layer.convolution_param
-    param.num_output = weights.shape[1] * group
-    param.bias_term = bias is not None
-    param.group = group
-    set_2d(param, "kernel", kernel)
-    set_2d(param, "stride", strides)
-    if any(d != 1 for d in dilations):
-        if dilations[0] != dilations[1]:
-            raise NotExpressible(f"dilations {dilations} differ per axis")
-        param.dilation.append(int(dilations[0]))
+    _convolution_param(layer, weights.shape[1] * group, bias, group, kernel, strides, dilations)
     if needs_crop:
         blob = cx.net.crop(top, 2, begin[0], out_shape[2], top=None if full[1] != out_shape[3] else final)
         if full[1] != out_shape[3]:
@@ -142,3 +124,18 @@ def pad(node, cx: Conversion):
     blob = cx.net.pad_constant(blob, 2, spatial[0], spatial[2], value)
     blob = cx.net.pad_constant(blob, 3, spatial[1], spatial[3], value)
     cx.net.bind(node.output[0], blob)
+
+
+def _convolution_param(layer, num_output: int, bias, group: int, kernel, strides, dilations):
+    """The convolution_param that Convolution and Deconvolution share."""
+    param = layer.convolution_param
+    param.num_output = num_output
+    param.bias_term = bias is not None
+    param.group = group
+    set_2d(param, "kernel", kernel)
+    set_2d(param, "stride", strides)
+    if any(d != 1 for d in dilations):
+        if dilations[0] != dilations[1]:
+            raise NotExpressible(f"dilations {dilations} differ per axis; Caffe takes one dilation")
+        param.dilation.append(int(dilations[0]))
+    return param

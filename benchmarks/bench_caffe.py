@@ -55,7 +55,7 @@ def main() -> int:
     import onnxruntime as ort
 
     from edgepad.convert.caffe.opencv_runner import load_caffe_net
-    from edgepad.convert.onnx_to_caffe import onnx_to_caffe, write_caffe_files
+    from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe, write_caffe_files
 
     cv2.setNumThreads(1)  # one core, as a fair per-inference figure on a shared machine
     print(f"ONNX -> Caffe, and inference medians of {args.runs} runs, batch 1, one thread (ms)")

@@ -48,7 +48,7 @@ def timed(command: list[str], **kwargs) -> float:
 
 
 def bench_install() -> None:
-    from edgepad.convert.toolkit_env import TOOLKIT_REQUIREMENTS, directory_size, find_base_python, human_size
+    from edgepad.convert.vim3.toolkit_env import TOOLKIT_REQUIREMENTS, directory_size, find_base_python, human_size
 
     base = find_base_python()
     with tempfile.TemporaryDirectory(prefix="bench-npu-") as tmp:
@@ -68,7 +68,7 @@ def bench_convert(models: list[str], quantize: str) -> None:
 
     from conftest import FACES
     from edgepad.convert.pipeline import ConvertOptions, convert_model
-    from edgepad.convert.toolkit_env import require_toolkit
+    from edgepad.convert.vim3.toolkit_env import require_toolkit
     from edgepad.progress import Steps
     from support.calibration_faces import calibration_faces_dir
 

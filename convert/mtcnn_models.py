@@ -203,7 +203,7 @@ def _pool_same_for_any_size(graph) -> None:
 
 def _check_open_model(net: str, open_path: Path) -> dict:
     """The open graph against Keras at shapes the static export never saw (batched crops, other PNet sizes)."""
-    from .onnx_runner import run_onnx
+    from .onnx.onnx_runner import run_onnx
 
     rng = np.random.default_rng(1)
     if net == "pnet":

@@ -26,8 +26,8 @@ from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 # name -> "module:function", imported only when asked for, so `--to onnx` never loads the NPU toolkit code.
 TARGETS: dict[str, str] = {
     "onnx": "edgepad.convert.pipeline:_onnx_target",
-    "caffe": "edgepad.convert.onnx_to_caffe:caffe_target",
-    "vim3": "edgepad.convert.vim3_npu:vim3_target",
+    "caffe": "edgepad.convert.caffe.onnx_to_caffe:caffe_target",
+    "vim3": "edgepad.convert.vim3.vim3_npu:vim3_target",
 }
 DEFAULT_TARGETS = ("onnx", "caffe")
 NCHW_TARGETS = {"caffe", "vim3"}  # what Caffe and the NPU take
@@ -82,7 +82,7 @@ class ConvertContext:
 
     def onnx_nchw_outputs(self, inputs_nchw: list[np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
         """onnxruntime's outputs of the NCHW ONNX graph: the reference of every NCHW target."""
-        from .onnx_runner import run_onnx
+        from .onnx.onnx_runner import run_onnx
 
         return run_onnx(str(self.onnx_nchw_path), inputs_nchw or self.inputs_as("nchw"))
 
@@ -112,7 +112,7 @@ def parse_targets(text: str) -> tuple[str, ...]:
 
 def convert_model(options: ConvertOptions, steps: Steps | None = None) -> ConvertResult:
     """The Python API behind `edgepad convert`. Writes options.out completely or not at all."""
-    from .keras_loading import inspect_h5, prefer_legacy_keras_for
+    from .onnx.keras_loading import inspect_h5, prefer_legacy_keras_for
 
     steps = steps or Steps(quiet=True)
     if options.layout not in ("nhwc", "nchw"):
@@ -142,8 +142,8 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
 
 def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> ConvertContext:
     """Load Keras, export the ONNX graph(s), compute the Keras reference outputs. The 'onnx' target checks them."""
-    from .keras_loading import cut_at_layer, load_custom_objects, load_keras_model, output_names
-    from .keras_to_onnx import export_onnx, static_input_shape
+    from .onnx.keras_loading import cut_at_layer, load_custom_objects, load_keras_model, output_names
+    from .onnx.keras_to_onnx import export_onnx, static_input_shape
     from .parity_inputs import parity_images
 
     with steps.step(f"Loading {info.path.name} (Keras {info.keras_version} file, via {info.backend})"):
@@ -202,7 +202,7 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
 
 def _onnx_target(ctx: ConvertContext) -> dict:
     """Check every ONNX graph written against Keras."""
-    from .onnx_runner import run_onnx
+    from .onnx.onnx_runner import run_onnx
 
     section: dict = {}
     for key in ("onnx", "onnx_nchw"):

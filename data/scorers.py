@@ -54,7 +54,7 @@ class Scorer:
 
 class KerasScorer(Scorer):
     def __init__(self, model_path: Path):
-        from edgepad.convert.keras_loading import inspect_h5, load_keras_model, prefer_legacy_keras_for
+        from edgepad.convert.onnx.keras_loading import inspect_h5, load_keras_model, prefer_legacy_keras_for
 
         if model_path.is_dir():
             raise UsageError(f"--backend keras: {model_path} is a folder; give the .h5 file (a convert output "
@@ -96,7 +96,7 @@ class OnnxScorer(Scorer):
     """model.onnx with onnxruntime, preprocessing and layout from the model card."""
 
     def __init__(self, model_dir: Path):
-        from edgepad.convert.onnx_runner import onnx_session
+        from edgepad.convert.onnx.onnx_runner import onnx_session
 
         card = read_model_card(model_dir, "onnx")
         entry = card.get("targets", {}).get("onnx")

@@ -24,7 +24,7 @@ def reference_inputs(card: dict, sample_images: Path | None, where: str) -> np.n
 
 def host_outputs(model_dir: Path, card: dict, inputs: np.ndarray, model_name: str) -> dict[str, np.ndarray]:
     """onnxruntime (optimisations off) on the model's `onnx` target, one input at a time, rows stacked."""
-    from edgepad.convert.onnx_runner import run_onnx
+    from edgepad.convert.onnx.onnx_runner import run_onnx
 
     target = onnx_target(card, str(model_dir))
     outputs = run_onnx(str(model_dir / target["file"]), [inputs[i:i + 1] for i in range(len(inputs))])

@@ -2,7 +2,7 @@
 
 On the board the runtime uses Khadas' KSNN; where KSNN is missing, and on the host, this module speaks the same
 calls (`KSNN('VIM3').nn_init(library=, model=, level=)`, `nn_inference([...], platform=, reorder=, output_tensor=,
-output_format=)`) over the library edgepad builds from the toolkit's generated ovxlib case (convert/npu_lib/).
+output_format=)`) over the library edgepad builds from the toolkit's generated ovxlib case (convert/vim3/npu_lib/).
 
 The host build of the library runs in VeriSilicon's x86 emulator configured as the VIM3's NPU. The emulator reads
 its configuration from the environment when it is loaded, so this loader reads the build facts embedded in the
@@ -167,7 +167,7 @@ def prepare_emulator(info: Dict[str, str], library: str) -> None:
 
 
 class NpuLibrary:
-    """One loaded libnn_<case>.so and its C entry points (see convert/npu_lib/edgepad_npu.h)."""
+    """One loaded libnn_<case>.so and its C entry points (see convert/vim3/npu_lib/edgepad_npu.h)."""
 
     def __init__(self, library: str):
         self.path = os.path.abspath(library)

@@ -35,7 +35,7 @@ def board_python() -> Path:
 @pytest.fixture(scope="session")
 def toolkit():
     """The toolkit environment .ci/install.sh made (`edgepad toolkit install`, under $EDGEPAD_HOME)."""
-    from edgepad.convert.toolkit_env import default_home, require_toolkit
+    from edgepad.convert.vim3.toolkit_env import default_home, require_toolkit
     from edgepad.errors import ToolkitError
 
     try:

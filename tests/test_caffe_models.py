@@ -279,8 +279,8 @@ def test_cli_unsupported_op_is_one_line_and_writes_nothing(tmp_path):
 def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_path, toolkit):
     """A second, independent Caffe reader: acuitylite's CaffeLoader, run in float inside the toolkit environment.
     (ReLU6 nets are left out: acuitylite 6.57.1 reads Caffe's ReLU6 as a plain ReLU, see the report.)"""
-    from edgepad.convert.onnx_runner import run_onnx
-    from edgepad.convert.toolkit_env import run_worker
+    from edgepad.convert.onnx.onnx_runner import run_onnx
+    from edgepad.convert.vim3.toolkit_env import run_worker
 
     env = toolkit
     _, result, out = converted(name)
@@ -307,8 +307,8 @@ def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgepad.convert.onnx_runner import run_onnx
-    from edgepad.convert.onnx_to_caffe import caffe_target
+    from edgepad.convert.onnx.onnx_runner import run_onnx
+    from edgepad.convert.caffe.onnx_to_caffe import caffe_target
     from edgepad.convert.pipeline import ConvertContext
     from edgepad.errors import ParityError
     from edgepad.progress import Steps

@@ -116,7 +116,7 @@ def test_custom_layer_through_custom_objects_file(tmp_path):
             def get_config(self):
                 return {**super().get_config(), "scale": self.scale}
     """))
-    from edgepad.convert.keras_loading import load_custom_objects
+    from edgepad.convert.onnx.keras_loading import load_custom_objects
     import keras
 
     ScaledTanh = load_custom_objects(objects_file)["ScaledTanh"]

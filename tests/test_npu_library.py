@@ -31,8 +31,8 @@ MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # what the mtcnn package feeds its nets
 
 
 # What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
-NPU_SOURCES = ["convert/npu_lib/*", "runtime/npu_loader.py", "convert/vim3_npu.py", "convert/npu_acuitylite.py", "convert/npu_toolkit_worker.py",
-               "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/keras_to_onnx.py", "tests/support/calibration_faces.py"]
+NPU_SOURCES = ["convert/vim3/npu_lib/*", "runtime/npu_loader.py", "convert/vim3/vim3_npu.py", "convert/vim3/acuitylite.py", "convert/vim3/toolkit_worker.py",
+               "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/onnx/keras_to_onnx.py", "tests/support/calibration_faces.py"]
 
 
 @dataclass
@@ -201,7 +201,7 @@ def test_board_script_compiles_the_same_sources_for_aarch64(npu_models, toolkit,
 
 
 def test_a_library_built_for_another_npu_is_refused(npu_models, toolkit, tmp_path):
-    from edgepad.convert.npu_lib import build_host_library
+    from edgepad.convert.vim3.npu_lib import build_host_library
     from edgepad.runtime.npu_loader import KSNN, NpuError
 
     result = npu_models["classifier"]
@@ -232,7 +232,7 @@ def test_a_card_that_does_not_match_the_library_is_refused(npu_models, tmp_path)
 
 
 def test_a_missing_emulator_sdk_is_one_line(npu_models, toolkit, tmp_path):
-    from edgepad.convert.npu_lib import build_host_library
+    from edgepad.convert.vim3.npu_lib import build_host_library
     from edgepad.runtime.npu_loader import NpuError, NpuLibrary
 
     result = npu_models["onet"]
@@ -257,7 +257,7 @@ def test_a_missing_emulator_sdk_is_one_line(npu_models, toolkit, tmp_path):
 def test_emulated_section_names_the_step_that_differs():
     """A library that computes something else than the toolkit simulated is blamed on the case, not on the
     quantization; one that agrees with a poor simulation is blamed on the quantization."""
-    from edgepad.convert.npu_lib.emulated import emulated_section
+    from edgepad.convert.vim3.npu_lib.emulated import emulated_section
 
     rng = np.random.default_rng(0)
     float_out = {"prob": [rng.uniform(0, 1, (1, 8)).astype(np.float32) for _ in range(4)]}

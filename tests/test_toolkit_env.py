@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgepad.convert.toolkit_env import SUPPORTED_PYTHONS, find_base_python
+from edgepad.convert.vim3.toolkit_env import SUPPORTED_PYTHONS, find_base_python
 
 EDGEPAD = str(Path(sys.executable).with_name("edgepad"))
 

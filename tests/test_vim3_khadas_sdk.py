@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.paths import LEGACY_H5
-from edgepad.convert.khadas_sdk import CONTAINER_SDK, DOCKERFILE, IMAGE
+from edgepad.convert.vim3.khadas_sdk import CONTAINER_SDK, DOCKERFILE, IMAGE
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UsageError
 from standins import install_standins, recorded_calls

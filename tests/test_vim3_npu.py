@@ -119,7 +119,7 @@ def test_mobilenet_v2_uint8_below_min_cosine_names_the_worst_layers(mobilenet_v2
     """uint8 on the untrained MobileNetV2 loses more than --min-cosine 0.98 allows (measured: mean cosine 0.87-0.94;
     its float output already moves to cosine 0.966 under half a uint8 step of input noise): one error naming the
     table's worst layers and what to try, and no OUT."""
-    from edgepad.convert.vim3_npu import worst_layers
+    from edgepad.convert.vim3.vim3_npu import worst_layers
 
     with pytest.raises(ParityError) as error:
         convert_model(ConvertOptions(model=mobilenet_v2_h5, out=tmp_path / "out", targets=("onnx", "vim3"),
@@ -143,7 +143,7 @@ def test_board_vim3l_is_refused_without_writing(toolkit, tmp_path, calibration):
 
 def test_header_check_rejects_a_binary_for_another_npu(compiled):
     """The same real NBG passes as 0x88 and is refused when 0x99 (VIM3L) was asked for."""
-    from edgepad.convert.nbg_header import check_nbg_header
+    from edgepad.convert.vim3.nbg_header import check_nbg_header
 
     nbg = compiled(LEGACY_H5 / "sequential_small.h5").out / "vim3" / "network_binary.nb"
     assert check_nbg_header(nbg, 0x88, "VIPNANOQI_PID0X88").pid == 0x88
@@ -154,7 +154,7 @@ def test_header_check_rejects_a_binary_for_another_npu(compiled):
 def test_caffe_files_import_in_acuitylite(compiled):
     """A second, independent Caffe reader: acuitylite's CaffeLoader computes what TF 2.4.4 computed.
     (sequential_small: acuitylite 6.57.1 reads Caffe's ReLU6 as a plain ReLU, so MobileNet's Caffe files differ.)"""
-    from edgepad.convert.npu_acuitylite import run_caffe
+    from edgepad.convert.vim3.acuitylite import run_caffe
 
     result = compiled(LEGACY_H5 / "sequential_small.h5")
     card = result.card["targets"]["caffe"]
@@ -207,7 +207,7 @@ def test_an_op_the_toolkit_rejects_is_named_with_its_node(toolkit, tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgepad.convert import npu_acuitylite
+    from edgepad.convert.vim3 import acuitylite as npu_acuitylite
 
     weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(3, 3, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph(

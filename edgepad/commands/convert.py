@@ -56,7 +56,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
     Example:
       edgepad convert pad.h5 -o pad_out --to onnx,caffe --sample-images faces/
     """
-    from edgepad.convert.keras_loading import parse_input_shape
+    from edgepad.convert.onnx.keras_loading import parse_input_shape
     from edgepad.convert.pipeline import DEFAULT_TARGETS, ConvertOptions, convert_model, parse_targets
     from edgepad.progress import Steps
 

@@ -32,7 +32,7 @@ def toolkit() -> None:
 @verbose_option
 def install(python, home, force, as_json):
     """Create the toolkit environment (acuitylite 6.57.1 and torch; about 8 GB). Does nothing if it exists."""
-    from edgepad.convert.toolkit_env import human_size, install_toolkit
+    from edgepad.convert.vim3.toolkit_env import human_size, install_toolkit
     from edgepad.progress import Steps
 
     result = install_toolkit(python=python, home=home, steps=Steps(quiet=as_json), force=force)
@@ -52,8 +52,8 @@ def install(python, home, force, as_json):
 @verbose_option
 def doctor(home, as_json):
     """Check the toolkit environment: versions, the bundled Vivante SDK, and the boards it can compile for."""
-    from edgepad.convert.toolkit_env import doctor as run_doctor
-    from edgepad.convert.toolkit_env import human_size
+    from edgepad.convert.vim3.toolkit_env import doctor as run_doctor
+    from edgepad.convert.vim3.toolkit_env import human_size
 
     report = run_doctor(home)
     if as_json:

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.convert.caffe.opencv_runner import run_caffe
-from edgepad.convert.onnx_runner import run_onnx
-from edgepad.convert.onnx_to_caffe import onnx_to_caffe, write_caffe_files
+from edgepad.convert.onnx.onnx_runner import run_onnx
+from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe, write_caffe_files
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
 
 

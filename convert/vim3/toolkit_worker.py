@@ -1,6 +1,6 @@
 """Runs INSIDE the toolkit's virtual environment (acuitylite, TensorFlow 2.17, Python 3.8/3.10/3.12), never in edgepad's.
 
-    python npu_toolkit_worker.py ACTION REQUEST.json RESULT.json
+    python toolkit_worker.py ACTION REQUEST.json RESULT.json
 
 It imports nothing from edgepad: requests and results are JSON files, arrays travel as .npy/.npz files beside them.
 Everything the toolkit prints goes to stdout/stderr, which edgepad sends to a log file; RESULT.json says

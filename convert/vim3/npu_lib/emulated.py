@@ -17,7 +17,7 @@ import numpy as np
 
 from edgepad.errors import ExportError
 
-from ..parity import compare_outputs
+from ...parity import compare_outputs
 from .perf_estimate import SHOW_PERF_ENV
 
 # The library runs the graph the toolkit simulated, on the NPU's integer arithmetic: it should agree with the

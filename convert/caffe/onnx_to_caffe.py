@@ -12,10 +12,10 @@ import numpy as np
 
 from edgepad.errors import UnsupportedOpError
 
-from .caffe.graph import OnnxGraph
-from .caffe.handlers import HANDLERS, Conversion, NotExpressible
-from .caffe.net_builder import NetBuilder
-from .parity import compare_outputs
+from .graph import OnnxGraph
+from .handlers import HANDLERS, Conversion, NotExpressible
+from .net_builder import NetBuilder
+from ..parity import compare_outputs
 
 PROTOTXT = "model.prototxt"
 CAFFEMODEL = "model.caffemodel"
@@ -76,7 +76,7 @@ def _unsupported_message(problems) -> str:
 
 
 def write_caffe_files(caffe: CaffeNet, out_dir: Path) -> tuple[Path, Path]:
-    from .caffe.writer import write_caffe
+    from .writer import write_caffe
 
     prototxt, caffemodel = out_dir / PROTOTXT, out_dir / CAFFEMODEL
     write_caffe(caffe.net, prototxt, caffemodel)
@@ -85,7 +85,7 @@ def write_caffe_files(caffe: CaffeNet, out_dir: Path) -> tuple[Path, Path]:
 
 def caffe_target(ctx) -> dict:
     """The `caffe` target of `edgepad convert`: write model.prototxt/.caffemodel, check them with OpenCV."""
-    from .caffe.opencv_runner import run_caffe
+    from .opencv_runner import run_caffe
 
     with ctx.steps.step("Converting ONNX (NCHW) to Caffe"):
         caffe = onnx_to_caffe(ctx.onnx_nchw_path, name=ctx.card.get("name") or "edgepad")

@@ -1,4 +1,4 @@
-"""vim3 backend: VeriSilicon's acuitylite from PyPI, run in the toolkit venv through npu_toolkit_worker.py."""
+"""vim3 backend: VeriSilicon's acuitylite from PyPI, run in the toolkit venv through toolkit_worker.py."""
 from __future__ import annotations
 
 import json

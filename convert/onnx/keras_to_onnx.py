@@ -9,7 +9,7 @@ import numpy as np
 from edgepad.errors import ExportError, ShapeError
 
 from .onnx_runner import run_onnx
-from .parity import compare_outputs
+from ..parity import compare_outputs
 
 DEFAULT_OPSET = 13  # Caffe- and NPU-friendly (Clip with inputs, no Resize-18 surprises), read by every toolkit
 ONNX_INPUT_NAME = "input"

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgepad.errors import ExportError, InputFileError, ParityError, UsageError
 
-from .parity import FLOAT32_ATOL, compare_outputs
+from ..parity import FLOAT32_ATOL, compare_outputs
 
 QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
 NEEDS_CALIBRATION = {"uint8", "int8", "int16"}
@@ -115,7 +115,7 @@ def spread_over_folders(files: list[Path], count: int) -> list[Path]:
 
 def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
     """Normalised (H, W, C) inputs from --calibration DIR, preprocessed exactly as the model card says."""
-    from .parity_inputs import _normalize, image_files, read_image
+    from ..parity_inputs import _normalize, image_files, read_image
 
     if folder is None:
         if required:
@@ -137,7 +137,7 @@ def case_name(model_name: str) -> str:
 
 def _backend(name: str):
     if name == "acuitylite":
-        from . import npu_acuitylite as backend
+        from . import acuitylite as backend
     elif name == "khadas-sdk":
         from . import khadas_sdk as backend
     else:
@@ -238,7 +238,7 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
 
 def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: dict, target: str,
                 header) -> dict:
-    from .pipeline import _sha256
+    from ..pipeline import _sha256
 
     meta = json.loads((out_dir / "nbg_meta.json").read_text()) if (out_dir / "nbg_meta.json").is_file() else {}
     meta_inputs = list(meta.get("Inputs", {}).values())

@@ -2,7 +2,7 @@
 
 acuitylite pins TensorFlow 2.17, numpy 1.26, onnx 1.16 and protobuf 3.20, and needs torch at import: it cannot live
 in edgepad's environment. It gets its own venv under the toolkit home, and edgepad talks to it only by running
-`npu_toolkit_worker.py` there with a JSON request file and reading back a JSON result file.
+`toolkit_worker.py` there with a JSON request file and reading back a JSON result file.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ ACUITYLITE_VERSION = "6.57.1"
 TOOLKIT_REQUIREMENTS = (f"acuitylite=={ACUITYLITE_VERSION}", "torch")
 SUPPORTED_PYTHONS = ("3.10", "3.12", "3.8")  # acuitylite ships cp38, cp310 and cp312 wheels only
 MARKER_NAME = "edgepad-toolkit.json"
-WORKER = Path(__file__).with_name("npu_toolkit_worker.py")
+WORKER = Path(__file__).with_name("toolkit_worker.py")
 INSTALL_HINT = "run `edgepad toolkit install` (once, about 8 GB)"
 
 # Board -> the NPU target id its NBG must be compiled for (Khadas' docs), and the PID the NBG header must carry.
@@ -181,7 +181,7 @@ def emulator_targets(sdk_dir: Path) -> set[str]:
 
 
 def run_worker(env: ToolkitEnv, action: str, request: dict, log_name: str, log: Path | None = None) -> dict:
-    """Run npu_toolkit_worker.py inside the toolkit venv. Any failure: one line plus the path of the full log."""
+    """Run toolkit_worker.py inside the toolkit venv. Any failure: one line plus the path of the full log."""
     log = log or env.new_log(log_name)
     run_dir = env.home / "runs" / log.stem
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import ExportError
-from edgepad.hashing import sha256_file as _sha256
+from edgepad.hashing import sha256_file
 from edgepad.progress import Steps
+from edgepad.runtime.card import MtcnnInfo, ModelCard, OnnxEntry
 from edgepad.staging import staged_output_dir
 
 from .mtcnn_keras import NET_NAMES, build_net, mtcnn_package_version
@@ -81,28 +82,27 @@ def _write_open_onnx(net: str, folder: Path) -> None:
     """model.open.onnx: model.onnx with symbolic batch (and H, W for PNet), checked against Keras at new shapes."""
     import onnx
 
-    card_path = folder / "edgepad.json"
-    card = json.loads(card_path.read_text())
-    proto = onnx.load(str(folder / card["targets"]["onnx"]["file"]))
+    card = ModelCard.load(folder)
+    onnx_entry = card.targets.onnx
+    proto = onnx.load(str(folder / onnx_entry.file))
     open_model = open_dims(proto, spatial=(net == "pnet"))
     open_path = folder / "model.open.onnx"
     open_path.write_bytes(open_model.SerializeToString())
     report = _check_open_model(net, open_path)
 
-    card["targets"]["onnx_open"] = {
-        "file": open_path.name, "layout": "nhwc", "input": card["targets"]["onnx"]["input"],
-        "input_shape": [None, None, None, 3] if net == "pnet" else [None, *card["targets"]["onnx"]["input_shape"][1:]],
-        "outputs": card["targets"]["onnx"]["outputs"],
-    }
-    card["mtcnn"] = {
-        "net": net, "package": f"mtcnn {mtcnn_package_version()}",
-        "note": ("fully convolutional: the NPU needs one compiled model per pyramid size (H, W), listed by "
-                 "runtime.detector.pyramid_sizes(frame_h, frame_w, min_face_size), under targets.vim3.sizes "
-                 "{'HxW': {nb, library}}; model.onnx is exported at 48x48" if net == "pnet"
-                 else "one face crop per call on the NPU"),
-    }
-    card["sha256"] = {p.name: _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("edgepad.json", "report.json")}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    card.targets.onnx_open = OnnxEntry(
+        file=open_path.name, layout="nhwc", input=onnx_entry.input,
+        input_shape=[None, None, None, 3] if net == "pnet" else [None, *onnx_entry.input_shape[1:]],
+        outputs=list(onnx_entry.outputs))
+    card.mtcnn = MtcnnInfo(
+        net=net, package=f"mtcnn {mtcnn_package_version()}",
+        note=("fully convolutional: the NPU needs one compiled model per pyramid size (H, W), listed by "
+              "runtime.detector.pyramid_sizes(frame_h, frame_w, min_face_size), under targets.vim3.sizes "
+              "{'HxW': {nb, library}}; model.onnx is exported at 48x48" if net == "pnet"
+              else "one face crop per call on the NPU"))
+    card.sha256 = {p.name: sha256_file(p) for p in sorted(folder.rglob("*"))
+                   if p.is_file() and p.name not in ("edgepad.json", "report.json")}
+    card.save(folder)
     report_path = folder / "report.json"
     full_report = json.loads(report_path.read_text())
     full_report["onnx_open"] = report

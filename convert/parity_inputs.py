@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from edgepad.errors import InputFileError
+from edgepad.runtime.card import ModelCard
 from edgepad.runtime.preprocess import normalize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -47,27 +48,28 @@ def read_image(path: Path, option: str) -> np.ndarray:
     return image
 
 
-def parity_images(card: dict, sample_dir: str | Path | None, limit: int = 16) -> tuple[list[np.ndarray], list[str]]:
+def parity_images(card: ModelCard, sample_dir: str | Path | None,
+                  limit: int = 16) -> tuple[list[np.ndarray], list[str]]:
     """Normalised (H, W, C) float32 inputs and where each came from."""
-    spec = card["input"]
-    h, w, c = spec["height"], spec["width"], spec["channels"]
+    spec = card.input
     inputs, sources = [], []
-    for i, image in enumerate(synthetic_images(h, w, c)):
-        inputs.append(_normalize(image, card))
+    for i, image in enumerate(synthetic_images(spec.height, spec.width, spec.channels)):
+        inputs.append(normalize_for_card(image, card))
         sources.append(f"synthetic:{i}")
     if sample_dir is not None:
         for path in image_files(sample_dir, "--sample-images")[:limit]:
-            inputs.append(_normalize(read_image(path, "--sample-images"), card))
+            inputs.append(normalize_for_card(read_image(path, "--sample-images"), card))
             sources.append(str(path))
     return inputs, sources
 
 
-def _normalize(image: np.ndarray, card: dict) -> np.ndarray:
-    spec = card["input"]
-    if spec["channels"] == 1:
+def normalize_for_card(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """A decoded image as the card's model takes it (H, W, C), gray models included."""
+    spec = card.input
+    if spec.channels == 1:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        gray = cv2.resize(gray, (spec["width"], spec["height"]))
-        mean = float(np.ravel(card["preprocess"]["mean"])[0])
-        std = float(np.ravel(card["preprocess"]["std"])[0])
+        gray = cv2.resize(gray, (spec.width, spec.height))
+        mean = float(card.preprocess.mean[0])
+        std = float(card.preprocess.std[0])
         return ((gray.astype(np.float32) - mean) / std)[..., None]
-    return normalize(image, card["preprocess"], spec["height"], spec["width"])
+    return normalize(image, card.preprocess, spec.height, spec.width)

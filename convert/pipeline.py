@@ -1,7 +1,7 @@
 """`edgepad convert`: Keras .h5 -> ONNX -> further targets, each checked against the step before and the original.
 
 Each target is a function `run(ctx: ConvertContext) -> dict` registered in TARGETS by name; it writes its files
-into ctx.work_dir, adds what the board needs to ctx.card["targets"][name], and returns its report.json section.
+into ctx.work_dir, adds what the board needs to ctx.card.targets.<name>, and returns its report.json section.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from edgepad.errors import UsageError
 from edgepad.hashing import sha256_file as _sha256
 from edgepad.progress import Steps
 from edgepad.quiet_tensorflow import import_tensorflow
+from edgepad.runtime.card import InputSpec, ModelCard, OnnxEntry, OutputSpec, Preprocess, Source
 from edgepad.staging import staged_output_dir
 
 from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
@@ -66,7 +67,7 @@ class ConvertContext:
 
     options: ConvertOptions
     work_dir: Path
-    card: dict
+    card: ModelCard
     steps: Steps
     onnx_nchw_path: Path | None
     parity_inputs: list[np.ndarray]  # normalised (H, W, C) float32
@@ -90,7 +91,7 @@ class ConvertContext:
 @dataclass
 class ConvertResult:
     out: Path
-    card: dict
+    card: ModelCard
     report: dict
     timings: dict[str, float]
     warnings: list[str]
@@ -132,8 +133,8 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
             section = runners[name](ctx)
             report[name] = section
         report.update(ctx.report_sections)
-        ctx.card["sha256"] = {p.name: _sha256(p) for p in sorted(work_dir.rglob("*")) if p.is_file()}
-        _write_json(work_dir / "edgepad.json", ctx.card)
+        ctx.card.sha256 = {p.name: _sha256(p) for p in sorted(work_dir.rglob("*")) if p.is_file()}
+        ctx.card.save(work_dir / "edgepad.json")
         report["timings_s"] = {k: round(v, 3) for k, v in steps.timings.items()}
         report["warnings"] = ctx.warnings
         _write_json(work_dir / "report.json", report)
@@ -156,14 +157,14 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
     with steps.step("Preparing parity inputs"):
         inputs, sources = parity_images(card, options.sample_images)
         keras_outputs = _run_keras(model, inputs, names)
-    card["outputs"] = [{"name": n, "shape": list(v[0].shape)} for n, v in keras_outputs.items()]
-    card["task"] = "classifier" if _is_classifier(keras_outputs) else "embedding"
-    if card["task"] == "classifier":
-        classes = card["outputs"][0]["shape"][-1]
-        card["labels"] = list(options.labels) if options.labels else (
+    card.outputs = [OutputSpec(n, [int(d) for d in v[0].shape]) for n, v in keras_outputs.items()]
+    card.task = "classifier" if _is_classifier(keras_outputs) else "embedding"
+    if card.task == "classifier":
+        classes = card.outputs[0].shape[-1]
+        card.labels = list(options.labels) if options.labels else (
             ["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
-        card["live_index"] = 0
-        card["threshold"] = options.threshold
+        card.live_index = 0
+        card.threshold = options.threshold
 
     exports = {options.layout: None}
     if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":
@@ -179,20 +180,14 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
         nchw_path = work_dir / "model.nchw.onnx"
         nchw_path.write_bytes(exports["nchw"].model.SerializeToString())
 
-    card["targets"]["onnx"] = {
-        "file": main_path.name,
-        "layout": options.layout,
-        "input": main.input_name,
-        "input_shape": main.input_shape,
-        "outputs": main.output_names,
-        "simplified": main.simplified,
-    }
+    card.targets.onnx = OnnxEntry(file=main_path.name, layout=options.layout, input=main.input_name,
+                                  input_shape=main.input_shape, outputs=main.output_names,
+                                  simplified=main.simplified)
     if nchw_path is not None and nchw_path != main_path:
-        card["targets"]["onnx_nchw"] = {
-            "file": nchw_path.name, "layout": "nchw", "input": exports["nchw"].input_name,
-            "input_shape": exports["nchw"].input_shape, "outputs": exports["nchw"].output_names,
-            "simplified": exports["nchw"].simplified,
-        }
+        nchw = exports["nchw"]
+        card.targets.onnx_nchw = OnnxEntry(file=nchw_path.name, layout="nchw", input=nchw.input_name,
+                                           input_shape=nchw.input_shape, outputs=nchw.output_names,
+                                           simplified=nchw.simplified)
     ctx = ConvertContext(options, work_dir, card, steps, nchw_path, inputs, sources,
                          {n: v for n, v in keras_outputs.items()})
     for export in exports.values():
@@ -205,19 +200,18 @@ def _onnx_target(ctx: ConvertContext) -> dict:
     from .onnx.onnx_runner import run_onnx
 
     section: dict = {}
-    for key in ("onnx", "onnx_nchw"):
-        entry = ctx.card["targets"].get(key)
+    for key, entry in (("onnx", ctx.card.targets.onnx), ("onnx_nchw", ctx.card.targets.onnx_nchw)):
         if entry is None:
             continue
-        with ctx.steps.step(f"Checking {entry['file']} against Keras (onnxruntime, optimisations off)"):
-            outputs = run_onnx(str(ctx.work_dir / entry["file"]), ctx.inputs_as(entry["layout"]))
+        with ctx.steps.step(f"Checking {entry.file} against Keras (onnxruntime, optimisations off)"):
+            outputs = run_onnx(str(ctx.work_dir / entry.file), ctx.inputs_as(entry.layout))
             parity = compare_outputs(_rename(ctx.keras_outputs, outputs), outputs,
-                                     reference_name="keras", candidate_name=entry["file"], atol=ctx.options.atol)
+                                     reference_name="keras", candidate_name=entry.file, atol=ctx.options.atol)
         parity.raise_if_failed(f"{ctx.options.model}", hint="see report.json for every output")
         if key == "onnx":
             section.update(parity.to_json())
-            section["file"] = entry["file"]
-            section["simplified"] = entry["simplified"]
+            section["file"] = entry.file
+            section["simplified"] = entry.simplified
             section["input_sources"] = ctx.parity_sources
         else:
             section["nchw"] = parity.to_json()
@@ -249,7 +243,7 @@ def _is_classifier(outputs: dict[str, list[np.ndarray]]) -> bool:
         np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
 
 
-def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
+def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> ModelCard:
     h, w, c = hwc
     from edgepad.runtime.preprocess import as_channel_vector
 
@@ -260,20 +254,13 @@ def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
         raise UsageError(f"{error}; give one value or {c} comma-separated values") from None
     if min(std) <= 0:
         raise UsageError(f"--std {','.join(map(str, options.std))}: every value must be positive")
-    return {
-        "edgepad_card": 1,
-        "name": model_name,
-        "source": {
-            "file": info.path.name,
-            "sha256": _sha256(info.path),
-            "keras_version": info.keras_version,
-            "loader": info.backend,
-            "output_layer": options.output_layer,
-        },
-        "input": {"height": h, "width": w, "channels": c, "dtype": "float32"},
-        "preprocess": {"mean": mean, "std": std, "channel_order": options.channel_order, "resize": "bilinear"},
-        "targets": {},
-    }
+    return ModelCard(
+        name=model_name,
+        source=Source(file=info.path.name, sha256=_sha256(info.path), keras_version=info.keras_version,
+                      loader=info.backend, output_layer=options.output_layer),
+        input=InputSpec(height=int(h), width=int(w), channels=int(c), dtype="float32"),
+        preprocess=Preprocess(mean=mean, std=std, channel_order=options.channel_order, resize="bilinear"),
+    )
 
 
 def _resolve(name: str) -> Callable[[ConvertContext], dict]:

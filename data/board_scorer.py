@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgepad.errors import DeployError, UsageError
+from edgepad.runtime.card import CardError, ModelCard
 
 from .scorers import Scorer, read_model_card, spoof_index
 
@@ -38,11 +39,10 @@ class BoardScorer(Scorer):
         card = read_model_card(model_dir, "board")
         self.card = card
         self.target = target
-        self.default_threshold = float(card.get("threshold", 0.5))
+        self.default_threshold = card.spoof_threshold
         self.threshold_source = f"model card {self.default_threshold}"
-        self.layout = card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
-        super().__init__(card["preprocess"], int(card["input"]["height"]), int(card["input"]["width"]),
-                         spoof_index(card))
+        self.layout = card.targets.onnx.layout if card.targets.onnx is not None else "nhwc"
+        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card))
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """All crops in one round trip: one upload, one runtime run, one download."""
@@ -98,7 +98,11 @@ class BoardScorer(Scorer):
         except OSError:
             raise DeployError(f"{board.name}: release {release} has no models/{CLASSIFIER}; deploy a bundle "
                               "built with this classifier") from None
-        remote = json.loads(buffer.getvalue().decode())
-        if remote.get("sha256") != self.card.get("sha256"):
+        where = f"{board.name}:{board.release_path(release, 'models', CLASSIFIER, 'edgepad.json')}"
+        try:
+            remote = ModelCard.from_dict(json.loads(buffer.getvalue().decode()), where)
+        except (ValueError, CardError) as error:
+            raise DeployError(f"{error}; deploy a bundle of this classifier again") from None
+        if remote.sha256 != self.card.sha256:
             raise UsageError(f"MODEL: the board's current release {release} runs another classifier than this "
                              "convert output; deploy a bundle of it first, or give the folder the bundle was built from")

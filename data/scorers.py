@@ -13,9 +13,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgepad.errors import InputFileError, UsageError
+from edgepad.runtime.card import CardError, ModelCard, Preprocess
 
 # The preprocessing `edgepad train` trains with and `edgepad convert` records by default.
-DEFAULT_PREPROCESS = {"mean": [127.5] * 3, "std": [127.5] * 3, "channel_order": "rgb", "resize": "bilinear"}
+DEFAULT_PREPROCESS = Preprocess(mean=[127.5] * 3, std=[127.5] * 3, channel_order="rgb", resize="bilinear")
 BATCH = 64
 
 
@@ -25,7 +26,7 @@ class Scorer:
     default_threshold = 0.5
     threshold_source = "default 0.5"
 
-    def __init__(self, preprocess: dict, height: int, width: int, spoof_index: int):
+    def __init__(self, preprocess: Preprocess, height: int, width: int, spoof_index: int):
         self.preprocess, self.height, self.width, self.spoof_index = preprocess, height, width, spoof_index
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -74,7 +75,7 @@ class RuntimeScorer(Scorer):
 
     def __init__(self, model_dir: Path, runtime_backend: str, requires: str, name: str, **backend_options):
         card = read_model_card(model_dir, name)
-        if requires not in card.get("targets", {}):
+        if requires not in card.targets:
             raise UsageError(f"--backend {name}: {model_dir} has no {requires} model; convert with "
                              f"`edgepad convert MODEL.h5 -o {model_dir} --to {requires} --force`")
         try:
@@ -82,10 +83,9 @@ class RuntimeScorer(Scorer):
         except ImportError:
             raise UsageError(f"--backend {name}: this edgepad has no runtime backends yet; use --backend onnx or keras") from None
         self.model = load_model(str(model_dir), runtime_backend, **backend_options)
-        self.threshold_source = f"model card {card.get('threshold', 0.5)}"
-        self.default_threshold = float(card.get("threshold", 0.5))
-        super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
-                         int(card["input"]["width"]), spoof_index(card))
+        self.default_threshold = card.spoof_threshold
+        self.threshold_source = f"model card {self.default_threshold}"
+        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card))
 
     def _run(self, batch):
         outputs = self.model.run(batch.astype(np.float32))
@@ -99,16 +99,15 @@ class OnnxScorer(Scorer):
         from edgepad.convert.onnx.onnx_runner import onnx_session
 
         card = read_model_card(model_dir, "onnx")
-        entry = card.get("targets", {}).get("onnx")
-        if not entry:
+        entry = card.targets.onnx
+        if entry is None:
             raise InputFileError(f"{model_dir}/edgepad.json: no onnx target; run `edgepad convert` again")
-        self.session = onnx_session(str(model_dir / entry["file"]))
+        self.session = onnx_session(str(model_dir / entry.file))
         self.input_name = self.session.get_inputs()[0].name
-        self.layout = entry.get("layout", "nhwc")
-        self.default_threshold = float(card.get("threshold", 0.5))
+        self.layout = entry.layout
+        self.default_threshold = card.spoof_threshold
         self.threshold_source = f"model card {self.default_threshold}"
-        super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
-                         int(card["input"]["width"]), spoof_index(card))
+        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card))
 
     def _run(self, batch):
         rows = batch.transpose(0, 3, 1, 2) if self.layout == "nchw" else batch
@@ -117,25 +116,24 @@ class OnnxScorer(Scorer):
                                for row in rows])
 
 
-def read_model_card(model_dir: Path, backend: str) -> dict:
-    import json
-
+def read_model_card(model_dir: Path, backend: str) -> ModelCard:
     model_dir = Path(model_dir)
     card_path = model_dir / "edgepad.json"
     if model_dir.suffix.lower() in (".h5", ".hdf5") or not card_path.is_file():
         raise UsageError(f"--backend {backend}: {model_dir} is not an `edgepad convert` output folder (no "
                          f"edgepad.json); convert it first, or use --backend keras for a .h5")
     try:
-        return json.loads(card_path.read_text())
-    except ValueError as error:
-        raise InputFileError(f"{card_path}: not valid JSON ({error}); convert the model again") from None
+        return ModelCard.load(card_path)
+    except CardError as error:
+        raise InputFileError(str(error)) from None
 
 
-def spoof_index(card: dict) -> int:
-    labels = card.get("labels") or ["live", "spoof"]
+def spoof_index(card: ModelCard) -> int:
+    labels = card.labels or ["live", "spoof"]
     if len(labels) != 2:
-        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof classifier")
-    return 1 - int(card.get("live_index", 0))
+        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); "
+                             "PAD metrics need a live/spoof classifier")
+    return 1 - card.live_class
 
 
 def _vim3_emulated(model_dir: Path) -> Scorer:

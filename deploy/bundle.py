@@ -6,7 +6,6 @@ convert output folders: classifier, pnet, rnet, onet), BUNDLE/reference/{inputs,
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 import shutil
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 from edgepad import __version__
 from edgepad.errors import InputFileError
 from edgepad.progress import Steps
+from edgepad.runtime.card import CardError, ModelCard
 from edgepad.staging import staged_output_dir
 
 from . import manifest as manifest_io
@@ -50,7 +50,7 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
     if options.detector is not None:
         for net in DETECTOR_NETS:
             model_dirs[net] = _convert_output(Path(options.detector) / net, "--detector")
-    cards = {name: json.loads((folder / "edgepad.json").read_text()) for name, folder in model_dirs.items()}
+    cards = {name: _read_card(folder) for name, folder in model_dirs.items()}
 
     with staged_output_dir(options.out, options.force) as work:
         with steps.step("Copying the runtime and the models"):
@@ -98,6 +98,13 @@ def _convert_output(folder: Path, option: str) -> Path:
                 else "an `edgepad convert` output folder")
         raise InputFileError(f"{option} {folder}: no edgepad.json there; pass {hint}")
     return folder
+
+
+def _read_card(folder: Path) -> ModelCard:
+    try:
+        return ModelCard.load(folder)
+    except CardError as error:
+        raise InputFileError(str(error)) from None
 
 
 def _copy_tree(source: Path, destination: Path) -> None:

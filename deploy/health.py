@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+from edgepad.runtime.card import ModelCard
 
 from . import manifest as manifest_io
 from .reference import per_input
@@ -79,7 +80,7 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
 
 
 def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.ndarray], backend: str | None,
-            cards: dict | None = None) -> HealthResult:
+            cards: dict[str, ModelCard] | None = None) -> HealthResult:
     """Per model and output: max abs, cosine, top-1 against the host, with the tolerance of the precision the
     model ran at: quantized only on the NPU backend and only when the model has an NPU binary (the runtime runs
     the others, e.g. PNet, on the CPU)."""
@@ -89,7 +90,7 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
     errors = []
     models = sorted({key.split("/", 1)[0] for key in host_outputs})
     for model in models:
-        has_npu_binary = cards is None or "vim3" in cards.get(model, {}).get("targets", {})
+        has_npu_binary = cards is None or (model in cards and cards[model].targets.vim3 is not None)
         atol, min_cosine = tolerance_for(used_backend if has_npu_binary else "onnxruntime")
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]

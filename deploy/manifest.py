@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgepad.errors import InputFileError
 from edgepad.hashing import sha256_file  # noqa: F401  (re-exported for deploy.release)
+from edgepad.runtime.card import CardError, ModelCard
 
 MANIFEST_NAME = "manifest.json"
 
@@ -27,14 +28,14 @@ class ManifestFile:
 class Manifest:
     files: list[ManifestFile]
     versions: dict
-    models: dict  # model name -> its edgepad.json card
+    models: dict[str, ModelCard]  # model name -> its edgepad.json card
 
     def to_json(self) -> dict:
         return {
             "edgepad_manifest": 1,
             "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
             "versions": self.versions,
-            "models": self.models,
+            "models": {name: card.to_dict() for name, card in self.models.items()},
         }
 
     @property
@@ -52,7 +53,7 @@ def check_relative_path(path: str, where: str) -> str:
     return path
 
 
-def seal(bundle_dir: str | os.PathLike, versions: dict, models: dict) -> Manifest:
+def seal(bundle_dir: str | os.PathLike, versions: dict, models: dict[str, ModelCard]) -> Manifest:
     """Hash every file under bundle_dir (except the manifest itself) and write manifest.json."""
     root = Path(bundle_dir)
     files = []
@@ -77,7 +78,16 @@ def load(bundle_dir: str | os.PathLike) -> Manifest:
                  for f in data["files"]]
     except (ValueError, KeyError, TypeError) as error:
         raise InputFileError(f"{path}: not an edgepad manifest ({error}); rebuild the bundle with `edgepad bundle`") from None
-    return Manifest(files, data.get("versions", {}), data.get("models", {}))
+    return Manifest(files, data.get("versions", {}), model_cards(data, str(path)))
+
+
+def model_cards(manifest: dict, where: str) -> dict[str, ModelCard]:
+    """The manifest's model cards, each read as runtime.card reads an edgepad.json."""
+    try:
+        return {name: ModelCard.from_dict(card, f"{where}: models.{name}")
+                for name, card in manifest.get("models", {}).items()}
+    except CardError as error:
+        raise InputFileError(f"{error}; rebuild the bundle with `edgepad bundle`") from None
 
 
 def verify_local(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:

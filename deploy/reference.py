@@ -10,30 +10,31 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import InputFileError
+from edgepad.runtime.card import ModelCard, OnnxEntry
 
 
-def reference_inputs(card: dict, sample_images: Path | None, where: str) -> np.ndarray:
+def reference_inputs(card: ModelCard, sample_images: Path | None, where: str) -> np.ndarray:
     """The convert step's parity images (synthetic, plus the user's samples) as one (N, ...) batch."""
     from edgepad.convert.parity_inputs import parity_images
     from edgepad.runtime.preprocess import batch
 
     target = onnx_target(card, where)
     images, _sources = parity_images(card, sample_images)
-    return np.concatenate([batch(x, target.get("layout", "nhwc")) for x in images]).astype(np.float32)
+    return np.concatenate([batch(x, target.layout) for x in images]).astype(np.float32)
 
 
-def host_outputs(model_dir: Path, card: dict, inputs: np.ndarray, model_name: str) -> dict[str, np.ndarray]:
+def host_outputs(model_dir: Path, card: ModelCard, inputs: np.ndarray, model_name: str) -> dict[str, np.ndarray]:
     """onnxruntime (optimisations off) on the model's `onnx` target, one input at a time, rows stacked."""
     from edgepad.convert.onnx.onnx_runner import run_onnx
 
     target = onnx_target(card, str(model_dir))
-    outputs = run_onnx(str(model_dir / target["file"]), [inputs[i:i + 1] for i in range(len(inputs))])
+    outputs = run_onnx(str(model_dir / target.file), [inputs[i:i + 1] for i in range(len(inputs))])
     return {f"{model_name}/{name}": np.concatenate(values) for name, values in outputs.items()}
 
 
-def onnx_target(card: dict, where: str) -> dict:
-    target = card.get("targets", {}).get("onnx")
-    if not target or "file" not in target:
+def onnx_target(card: ModelCard, where: str) -> OnnxEntry:
+    target = card.targets.onnx
+    if target is None:
         raise InputFileError(f"{where}: its edgepad.json has no onnx target; convert the model with `edgepad convert`")
     return target
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import json
 
-from .manifest import MANIFEST_NAME, ManifestFile
+from .manifest import MANIFEST_NAME, ManifestFile, model_cards
 from .pipeline import BoardOptions, open_board
 from .release import verify_release
 from .ssh import HostSpec
@@ -38,9 +38,10 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
         board.connection.sftp.getfo(board.release_path(scan["current"], MANIFEST_NAME), buffer)
         manifest = json.loads(buffer.getvalue())
         status["bundle_versions"] = manifest.get("versions", {})
-        status["models"] = {name: {"task": card.get("task"), "input": card.get("input"),
-                                   "targets": sorted(card.get("targets", {}))}
-                            for name, card in manifest.get("models", {}).items()}
+        cards = model_cards(manifest, f"{board.name}:{board.release_path(scan['current'], MANIFEST_NAME)}")
+        status["models"] = {name: {"task": card.task, "input": card.to_dict()["input"],
+                                   "targets": sorted(card.targets.names())}
+                            for name, card in cards.items()}
         probe = board.connection.run([board.python, "-c", RUNTIME_BACKEND_PROBE, board.release_path(scan["current"])])
         if probe.exit_code == 0:
             backends = json.loads(probe.stdout.decode())

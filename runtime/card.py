@@ -65,12 +65,19 @@ def _to(obj) -> Dict[str, Any]:
 
 def _plain(value):
     if hasattr(value, "__dataclass_fields__"):
-        return _to(value)
+        return value.to_dict() if hasattr(value, "to_dict") else _to(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+class _Part:
+    """to_dict() for every part of the card."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return _to(self)
 
 
 def _list_of(cls):
@@ -82,7 +89,7 @@ def _list_of(cls):
 
 
 @dataclass
-class Source:
+class Source(_Part):
     """The Keras file the card was converted from."""
 
     file: Optional[str] = None
@@ -98,7 +105,7 @@ class Source:
 
 
 @dataclass
-class InputSpec:
+class InputSpec(_Part):
     height: int
     width: int
     channels: int = 3
@@ -115,7 +122,7 @@ class InputSpec:
 
 
 @dataclass
-class Preprocess:
+class Preprocess(_Part):
     """image -> model input: resize to the input size, reorder channels, (x - mean) / std per channel."""
 
     mean: List[float] = field(default_factory=lambda: [127.5])
@@ -133,17 +140,13 @@ class Preprocess:
         spec.std = [float(v) for v in _as_list(spec.std)]
         return spec
 
-    def as_dict(self) -> Dict[str, Any]:
-        """The mapping runtime.preprocess.normalize() takes."""
-        return _to(self)
-
 
 def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 @dataclass
-class OutputSpec:
+class OutputSpec(_Part):
     name: str
     shape: Optional[List[Optional[int]]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -154,7 +157,7 @@ class OutputSpec:
 
 
 @dataclass
-class OnnxEntry:
+class OnnxEntry(_Part):
     """targets.onnx (model.onnx), targets.onnx_nchw (the NCHW graph Caffe and the NPU start from) and
     targets.onnx_open (detector nets: batch, and for PNet H and W, left open)."""
 
@@ -172,7 +175,7 @@ class OnnxEntry:
 
 
 @dataclass
-class CaffeEntry:
+class CaffeEntry(_Part):
     """targets.caffe: the prototxt/caffemodel pair (NCHW) and the Caffe blob names of the card's outputs."""
 
     prototxt: str = "model.prototxt"
@@ -190,7 +193,7 @@ class CaffeEntry:
 
 
 @dataclass
-class NpuTensor:
+class NpuTensor(_Part):
     """One NPU tensor as the NBG's metadata states it: shape, dtype and its quantization."""
 
     name: Optional[str] = None
@@ -211,12 +214,9 @@ class NpuTensor:
     def from_dict(cls, data, where="targets.vim3.input") -> "NpuTensor":
         return _from(cls, data, where)
 
-    def to_dict(self) -> Dict[str, Any]:
-        return _to(self)
-
 
 @dataclass
-class NpuCase:
+class NpuCase(_Part):
     """The toolkit's ovxlib case the board library is built from."""
 
     name: str
@@ -232,7 +232,7 @@ class NpuCase:
 
 
 @dataclass
-class NpuLibrary:
+class NpuLibrary(_Part):
     """edgepad's libnn_<case>.so: where it is (None: sources only, build it on the board) and how to build it."""
 
     case: str
@@ -249,10 +249,10 @@ class NpuLibrary:
 
 
 @dataclass
-class Vim3Entry:
+class Vim3Entry(_Part):
     """targets.vim3: the NBG for the VIM3 NPU, as the vim3 target writes it and the ksnn backend reads it.
 
-    Paths are relative to the card. What the runtime reads: nb (else `nbg`, else the one vim3/*.nb), library
+    Paths are relative to the card. What the runtime reads: nb (else the one vim3/*.nb), library
     (else the one vim3/libnn_*.so), reorder, platform, input_layout, input, outputs, and sizes: one entry per
     compiled input size "HxW" for a fully convolutional net (PNet), each a Vim3Entry of its own.
     """
@@ -293,10 +293,6 @@ class Vim3Entry:
                                         "case": NpuCase.from_dict, "npu_library": NpuLibrary.from_dict,
                                         "sizes": sizes})
 
-    @property
-    def nbg_file(self) -> Optional[str]:
-        return self.nb or self.nbg
-
 
 _ONNX_TARGETS = ("onnx", "onnx_nchw", "onnx_open")
 
@@ -327,8 +323,7 @@ class Targets:
         return targets
 
     def to_dict(self) -> Dict[str, Any]:
-        result = {name: _to(entry) for name, entry in self.items()}
-        return result
+        return {name: _plain(entry) for name, entry in self.items()}
 
     def names(self) -> List[str]:
         return [name for name, _entry in self.items()]
@@ -343,7 +338,7 @@ class Targets:
 
 
 @dataclass
-class MtcnnInfo:
+class MtcnnInfo(_Part):
     """Detector nets only: which MTCNN net this is and how the NPU takes it."""
 
     net: str
@@ -399,9 +394,7 @@ class ModelCard:
 
     def to_dict(self) -> Dict[str, Any]:
         data = _to(self)
-        data = {"card_version": data.pop("card_version"), **data}
-        data["targets"] = self.targets.to_dict()
-        return data
+        return {"card_version": data.pop("card_version"), **data}
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "ModelCard":

@@ -33,13 +33,13 @@ class LiveClassifier:
     def __init__(self, model: InferenceModel, threshold: Optional[float] = None):
         self.model = model
         card = model.card
-        if card.get("task", "classifier") != "classifier":
-            raise BackendError(f"{model.model_dir}: the model card says task '{card.get('task')}', not a "
+        if card.task not in (None, "classifier"):
+            raise BackendError(f"{model.model_dir}: the model card says task '{card.task}', not a "
                                "classifier; give a live/spoof classifier's convert output")
-        self.live_index = int(card.get("live_index", 0))
-        self.threshold = float(threshold if threshold is not None else card.get("threshold", 0.5))
+        self.live_index = card.live_class
+        self.threshold = float(threshold if threshold is not None else card.spoof_threshold)
         self.height, self.width = model.input_hw
-        self.preprocess = card.get("preprocess", {})
+        self.preprocess = card.preprocess
         self.output_name = model.output_names[0]
 
     @property

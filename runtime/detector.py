@@ -69,10 +69,10 @@ class MtcnnDetector:
                  settings: Optional[DetectorSettings] = None):
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.settings = settings or DetectorSettings()
-        preprocess = pnet.card.get("preprocess", {})
-        self.mean = float(np.ravel(preprocess.get("mean", 127.5))[0])
-        self.std = float(np.ravel(preprocess.get("std", 128.0))[0])
-        self.rgb = preprocess.get("channel_order", "rgb") == "rgb"
+        preprocess = pnet.card.preprocess
+        self.mean = float(preprocess.mean[0])
+        self.std = float(preprocess.std[0])
+        self.rgb = preprocess.channel_order == "rgb"
         self.last_stages = DetectionStages()
 
     # -- public --------------------------------------------------------------------------------------------------

@@ -25,9 +25,12 @@ import os
 import re
 import struct
 import sys
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:  # only for annotations: this file also runs on its own (python -m edgepad.runtime.npu_loader)
+    from .card import NpuTensor
 
 NBG_MAGIC = b"VPMN"
 ELF_MACHINES = {3: "x86", 62: "x86-64", 40: "arm", 183: "aarch64"}
@@ -255,11 +258,9 @@ class NpuNetwork:
             specs.append(TensorSpec.from_info(info))
         return specs
 
-    def check_card(self, entry: dict) -> None:
-        """The card's vim3 entry must describe exactly the library's tensors: else its numbers would be wrong."""
+    def check_card(self, card_inputs: List[NpuTensor], card_outputs: List[NpuTensor]) -> None:
+        """The card's vim3 tensors must describe exactly the library's tensors: else its numbers would be wrong."""
         where = os.path.basename(self.library.path)
-        card_inputs = [entry["input"]] if "input" in entry else list(entry.get("inputs", []))
-        card_outputs = list(entry.get("outputs", []))
         if len(card_inputs) != len(self.inputs) or len(card_outputs) != len(self.outputs):
             raise NpuError(f"the model card lists {len(card_inputs)} input(s) and {len(card_outputs)} output(s), "
                            f"{where} has {len(self.inputs)} and {len(self.outputs)}; the card belongs to another "
@@ -268,7 +269,7 @@ class NpuNetwork:
             for index, (card, spec) in enumerate(zip(cards, specs)):
                 problem = _card_mismatch(card, spec)
                 if problem:
-                    raise NpuError(f"model card {kind} {index} ('{card.get('name', '?')}') says {problem}, "
+                    raise NpuError(f"model card {kind} {index} ('{card.name or '?'}') says {problem}, "
                                    f"but {where} has {spec.describe()}; the card belongs to another build: convert again")
         self.inputs = [_with_card_quantization(c, s) for c, s in zip(card_inputs, self.inputs)]
         self.outputs = [_with_card_quantization(c, s) for c, s in zip(card_outputs, self.outputs)]
@@ -299,25 +300,24 @@ class NpuNetwork:
             self.handle = None
 
 
-def _card_mismatch(card: dict, spec: TensorSpec) -> Optional[str]:
-    shape = card.get("shape")
-    if shape is not None and int(np.prod(shape)) != int(np.prod(spec.shape)):
-        return f"shape {list(shape)}"
-    dtype = card.get("dtype")
-    if dtype is not None and dtype != spec.dtype.name:
-        return f"dtype {dtype}"
-    if spec.qnt_type in (QNT_AFFINE_ASYMMETRIC, QNT_AFFINE_SYMMETRIC) and "scale" in card:
-        if not np.isclose(float(card["scale"]), spec.scale, rtol=1e-5) or int(card.get("zero_point", 0)) != spec.zero_point:
-            return f"scale {card['scale']} zero point {card.get('zero_point', 0)}"
-    if spec.qnt_type == QNT_DFP and "fl" in card and int(card["fl"]) != spec.fixed_point_bits:
-        return f"fixed point {card['fl']}"
+def _card_mismatch(card: NpuTensor, spec: TensorSpec) -> Optional[str]:
+    if card.shape is not None and int(np.prod(card.shape)) != int(np.prod(spec.shape)):
+        return f"shape {list(card.shape)}"
+    if card.dtype is not None and card.dtype != spec.dtype.name:
+        return f"dtype {card.dtype}"
+    zero_point = card.zero_point or 0
+    if spec.qnt_type in (QNT_AFFINE_ASYMMETRIC, QNT_AFFINE_SYMMETRIC) and card.scale is not None:
+        if not np.isclose(float(card.scale), spec.scale, rtol=1e-5) or int(zero_point) != spec.zero_point:
+            return f"scale {card.scale} zero point {zero_point}"
+    if spec.qnt_type == QNT_DFP and card.fl is not None and int(card.fl) != spec.fixed_point_bits:
+        return f"fixed point {card.fl}"
     return None
 
 
-def _with_card_quantization(card: dict, spec: TensorSpec) -> TensorSpec:
+def _with_card_quantization(card: NpuTensor, spec: TensorSpec) -> TensorSpec:
     """The spec with the card's scale and zero point (equal to the library's once checked): the card rules."""
-    if spec.qnt_type in (QNT_AFFINE_ASYMMETRIC, QNT_AFFINE_SYMMETRIC) and "scale" in card:
-        return TensorSpec(spec.shape, spec.dtype, spec.qnt_type, card["scale"], card.get("zero_point", 0))
+    if spec.qnt_type in (QNT_AFFINE_ASYMMETRIC, QNT_AFFINE_SYMMETRIC) and card.scale is not None:
+        return TensorSpec(spec.shape, spec.dtype, spec.qnt_type, card.scale, card.zero_point or 0)
     return spec
 
 
@@ -335,8 +335,8 @@ class KSNN:
             check_pair(library, target_pid(read_build_info(library)["target"]), model)
         self.network = NpuNetwork(NpuLibrary(library), model)
 
-    def check_card(self, entry: dict) -> None:
-        self._require().check_card(entry)
+    def check_card(self, inputs: List[NpuTensor], outputs: List[NpuTensor]) -> None:
+        self._require().check_card(inputs, outputs)
 
     def nn_inference(self, input_tensor, platform: str = "ONNX", reorder: str = "0 1 2", output_tensor: int = 1,
                      output_format: int = OUT_FORMAT_FLOAT32):

@@ -6,6 +6,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .card import Preprocess
+
 
 def as_channel_vector(value, channels: int, option: str) -> np.ndarray:
     """A scalar or per-channel mean/std as a float32 vector of length `channels`."""
@@ -30,16 +32,16 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
+def normalize(image_bgr: np.ndarray, preprocess: Preprocess, height: int, width: int) -> np.ndarray:
     """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std."""
     image = to_bgr(image_bgr)
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if preprocess.get("channel_order", "rgb") == "rgb":
+    if preprocess.channel_order == "rgb":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     channels = image.shape[2]
-    mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
-    std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")
+    mean = as_channel_vector(preprocess.mean, channels, "mean")
+    std = as_channel_vector(preprocess.std, channels, "std")
     return ((image.astype(np.float32) - mean) / std).astype(np.float32)
 
 

@@ -166,7 +166,7 @@ def run_parity(bundle_dir: str, inputs_path: str, out_path: str, backend: Option
             raise InputError(f"--parity {inputs_path}: model '{model_name}' is not in {root}")
         model = load_any(folder, backend)
         batch = np.asarray(inputs[model_name], np.float32)
-        layout = model.card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
+        layout = model.card.targets.onnx.layout if model.card.targets.onnx is not None else "nhwc"
         rows = _rows_nhwc(batch, layout)
         results = [model.run(row) for row in rows]
         for name in model.output_names:

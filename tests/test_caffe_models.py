@@ -14,6 +14,7 @@ from edgepad.convert.caffe.opencv_runner import load_caffe_net
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UnsupportedOpError
+from edgepad.runtime.card import InputSpec, ModelCard
 
 
 def resnet_style(size=64):
@@ -155,7 +156,7 @@ def test_opencv_runs_the_caffe_model_like_tensorflow(name, converted):
 
     rng = np.random.default_rng(11)
     x = rng.uniform(-1, 1, (3, *model.input_shape[1:])).astype(np.float32)
-    card = result.card["targets"]["caffe"]
+    card = result.card.targets.caffe.to_dict()
     reference = keras_reference(model, x, card["output_names"])
     candidate = nchw_to_keras_layout(opencv_outputs(out, x), reference)
     parity = compare_outputs(reference, candidate, reference_name="tensorflow", candidate_name="opencv-caffe")
@@ -284,7 +285,7 @@ def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_pa
 
     env = toolkit
     _, result, out = converted(name)
-    card = result.card["targets"]["caffe"]
+    card = result.card.targets.caffe.to_dict()
     rng = np.random.default_rng(5)
     inputs = [rng.uniform(-1, 1, card["input_shape"]).astype(np.float32) for _ in range(2)]
     np.save(tmp_path / "inputs.npy", np.stack(inputs))
@@ -324,9 +325,9 @@ def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
     onnx.save(proto, onnx_path)
     images = [rng.standard_normal((12, 12, 16)).astype(np.float32) for _ in range(2)]
     ctx = ConvertContext(ConvertOptions(model=tmp_path / "m.h5", out=tmp_path / "out", atol=1e-12), tmp_path,
-                         {"name": "noise", "targets": {}}, Steps(quiet=True), onnx_path, images, ["a", "b"], {})
+                         ModelCard(InputSpec(12, 12, 16), name="noise"), Steps(quiet=True), onnx_path, images, ["a", "b"], {})
     ctx.keras_outputs = run_onnx(str(onnx_path), ctx.inputs_as("nchw"))
     with pytest.raises(ParityError) as error:
         caffe_target(ctx)
     assert "output 'features'" in str(error.value) and "max abs <= 1e-12" in str(error.value)
-    assert "caffe" not in ctx.card["targets"]
+    assert ctx.card.targets.caffe is None

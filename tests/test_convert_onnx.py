@@ -37,7 +37,7 @@ def test_keras2_files_match_tensorflow_2_4_goldens(name, tmp_path):
     golden = np.load(LEGACY_H5 / f"{name}.golden.npz")
     result = convert(LEGACY_H5 / f"{name}.h5", tmp_path / "out")
 
-    assert result.card["source"]["loader"] == "tf_keras"
+    assert result.card.source.loader == "tf_keras"
     assert result.report["onnx"]["passed"]
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", golden["x"])
     assert y.shape == golden["y"].shape
@@ -64,7 +64,7 @@ def keras3_case(builder, tmp_path, **options):
 def test_keras3_models_match_tensorflow(builder, tmp_path):
     result, reference, x = keras3_case(builder, tmp_path)
 
-    assert result.card["source"]["loader"] == "keras"
+    assert result.card.source.loader == "keras"
     report = result.report["onnx"]
     assert report["passed"] and report["max_abs"] <= TOLERANCE and report["cosine"] > 0.9999
     assert any(source.endswith("astronaut.png") for source in report["input_sources"])  # real images were used
@@ -94,7 +94,7 @@ def test_nchw_layout_takes_channels_first(tmp_path):
     h5 = save_h5(model, tmp_path / "seq.h5")
     result = convert(h5, tmp_path / "out", layout="nchw")
 
-    assert result.card["targets"]["onnx"]["input_shape"] == [1, 3, 32, 32]
+    assert result.card.targets.onnx.input_shape == [1, 3, 32, 32]
     x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", x.transpose(0, 3, 1, 2))
     assert np.abs(y - np.asarray(model(x))).max() <= TOLERANCE
@@ -152,7 +152,7 @@ def test_output_layer_cuts_the_training_head(output_layer, tmp_path):
     x = np.random.default_rng(3).uniform(-1, 1, (2, 24, 24, 3)).astype(np.float32)
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", x)
     assert y.shape == (2, 16)
-    assert result.card["task"] == "embedding" and result.card["outputs"][0]["name"] == "embedding"
+    assert result.card.task == "embedding" and result.card.outputs[0].name == "embedding"
     assert np.abs(y - np.asarray(cut(x))).max() <= TOLERANCE
 
 
@@ -161,7 +161,7 @@ def test_open_input_dimensions_with_input_shape(tmp_path):
     h5 = save_h5(model, tmp_path / "fcn.h5")
     result = convert(h5, tmp_path / "out", input_shape=(12, 20, 3))
 
-    assert result.card["input"] == {"height": 12, "width": 20, "channels": 3, "dtype": "float32"}
+    assert result.card.to_dict()["input"] == {"height": 12, "width": 20, "channels": 3, "dtype": "float32"}
     x = np.random.default_rng(4).uniform(-1, 1, (2, 12, 20, 3)).astype(np.float32)
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", x)
     assert np.abs(y - np.asarray(model(x))).max() <= TOLERANCE
@@ -172,7 +172,7 @@ def test_model_card_records_preprocessing(tmp_path):
                      mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4), channel_order="bgr")
     card = json.loads((tmp_path / "out" / "edgepad.json").read_text())
 
-    assert card == result.card
+    assert card == result.card.to_dict()
     assert card["preprocess"]["mean"] == pytest.approx([123.7, 116.3, 103.5])
     assert card["preprocess"]["std"] == pytest.approx([58.4, 57.1, 57.4])
     assert card["preprocess"]["channel_order"] == "bgr"

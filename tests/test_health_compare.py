@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepad.deploy.health import compare
+from edgepad.runtime.card import ModelCard
 
 
 def _uint8_round_trip(x: np.ndarray) -> np.ndarray:
@@ -38,7 +39,9 @@ def test_npu_backend_holds_models_without_an_npu_binary_to_float_tolerance():
     host = {"classifier/pad_prob": rng.random((4, 2)).astype(np.float32),
             "pnet/face_prob": rng.random((4, 19, 19, 2)).astype(np.float32)}
     board = {k: _uint8_round_trip(v) for k, v in host.items()}
-    cards = {"classifier": {"targets": {"onnx": {}, "vim3": {}}}, "pnet": {"targets": {"onnx": {}}}}
+    cards = {name: ModelCard.from_dict({"input": {"height": 1, "width": 1}, "targets": targets})
+             for name, targets in (("classifier", {"onnx": {"file": "model.onnx"}, "vim3": {}}),
+                                   ("pnet", {"onnx": {"file": "model.onnx"}}))}
     result = compare(host, board, "ksnn", cards)
     by_model = {row["model"]: row for row in result.outputs}
     assert by_model["classifier"]["passed"] and by_model["classifier"]["min_cosine"] is not None

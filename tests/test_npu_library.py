@@ -97,7 +97,7 @@ def face_inputs(folder: Path, size: int, mean: float, std: float, count: int = 6
 
 def test_convert_builds_the_library_and_reports_it_in_the_emulator(npu_models):
     for name, result in npu_models.items():
-        entry = result.card["targets"]["vim3"]["npu_library"]
+        entry = result.card.to_dict()["targets"]["vim3"]["npu_library"]
         library = result.out / entry["library"]
         assert elf_machine(library) == "x86-64"
         for source in entry["sources"]:  # what the board builds from, in the output folder
@@ -119,7 +119,7 @@ def test_ksnn_backend_runs_the_libraries_like_onnxruntime(npu_models, faces_dir)
     from support.calibration_faces import calibration_faces_dir
 
     for name, result in npu_models.items():
-        card = result.card
+        card = result.card.to_dict()
         size = card["input"]["height"]
         inputs = face_inputs(calibration_faces_dir(faces_dir), size, card["preprocess"]["mean"][0],
                              card["preprocess"]["std"][0])
@@ -187,7 +187,7 @@ def test_board_script_compiles_the_same_sources_for_aarch64(npu_models, toolkit,
                           text=True)
     assert done.returncode == 0, done.stderr
     built = sorted(p.name for p in objects.glob("*.o"))
-    case = result.card["targets"]["vim3"]["npu_library"]["case"]
+    case = result.card.to_dict()["targets"]["vim3"]["npu_library"]["case"]
     assert built == sorted(["edgepad_npu.o", f"vnn_{case}.o", f"vnn_{case}_tensor.o"])
     assert {elf_machine(p) for p in objects.glob("*.o")} == {"aarch64"}
 
@@ -205,7 +205,7 @@ def test_a_library_built_for_another_npu_is_refused(npu_models, toolkit, tmp_pat
     from edgepad.runtime.npu_loader import KSNN, NpuError
 
     result = npu_models["classifier"]
-    case = result.card["targets"]["vim3"]["npu_library"]["case"]
+    case = result.card.to_dict()["targets"]["vim3"]["npu_library"]["case"]
     other = tmp_path / "vim3"
     shutil.copytree(result.out / "vim3", other)
     build = build_host_library(other, case, "VIPNANOQI_PID0X99", 0x99, toolkit.sdk_dir, tmp_path / "build.log")
@@ -236,7 +236,7 @@ def test_a_missing_emulator_sdk_is_one_line(npu_models, toolkit, tmp_path):
     from edgepad.runtime.npu_loader import NpuError, NpuLibrary
 
     result = npu_models["onet"]
-    case = result.card["targets"]["vim3"]["npu_library"]["case"]
+    case = result.card.to_dict()["targets"]["vim3"]["npu_library"]["case"]
     moved = tmp_path / "vim3"
     shutil.copytree(result.out / "vim3", moved)
     with pytest.raises(ToolkitError, match="Vivante emulator SDK is missing.*edgepad toolkit install"):

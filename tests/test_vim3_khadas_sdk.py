@@ -71,7 +71,7 @@ def test_khadas_sdk_drives_docker_and_pegasus_as_documented(tmp_path, standins, 
     steps = [argv[:2] for argv in _pegasus_calls(calls)]
     assert steps == [["import", "onnx"], ["generate", "inputmeta"], ["quantize", "--quantizer"], ["export", "ovxlib"]]
     importing, inputmeta, quantize, export = _pegasus_calls(calls)
-    card = result.card
+    card = result.card.to_dict()
     assert _value(importing, "--inputs") == card["targets"]["onnx_nchw"]["input"]
     assert _value(importing, "--input-size-list") == "3,28,28"
     assert _value(inputmeta, "--channel-mean-value") == "0 0 0 1"  # edgepad normalises the tensors itself

@@ -72,7 +72,7 @@ def nbg_pid(path: Path) -> tuple[bytes, int]:
 @pytest.mark.parametrize("fixture", ["pad_mobilenet", "sequential_small"])
 def test_keras2_fixtures_compile_for_the_vim3(compiled, fixture):
     result = compiled(LEGACY_H5 / f"{fixture}.h5")
-    out, card = result.out, result.card["targets"]["vim3"]
+    out, card = result.out, result.card.to_dict()["targets"]["vim3"]
 
     assert nbg_pid(out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
     assert card["target"] == "VIPNANOQI_PID0X88" and card["toolkit_version"] == "6.57.1"
@@ -86,7 +86,7 @@ def test_keras2_fixtures_compile_for_the_vim3(compiled, fixture):
     assert card["input"]["dtype"] == "uint8" and card["layout"] == "nchw" and card["channel_order"] == "rgb"
     assert card["input"]["scale"] == pytest.approx(meta_input["quantize"]["scale"])
     assert card["input"]["zero_point"] == meta_input["quantize"]["zero_point"]
-    assert [o["name"] for o in card["outputs"]] == result.card["targets"]["onnx_nchw"]["outputs"]
+    assert [o["name"] for o in card["outputs"]] == result.card.to_dict()["targets"]["onnx_nchw"]["outputs"]
     # the ovxlib case the board library is built from, named in the card, hashed like every file
     name = card["case"]["name"]
     assert f"vim3/vnn_{name}.c" in card["case"]["sources"] and (out / card["case"]["export_data"]).is_file()
@@ -101,7 +101,7 @@ def test_mobilenet_v2_int16_matches_float(compiled, mobilenet_v2_h5):
     assert nbg_pid(result.out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
     assert report["quantizer"] == "dynamic_fixed_point int16"
     assert report["cosine"] >= 0.999 and report["top1_agreement"] >= 0.95
-    assert result.card["targets"]["vim3"]["input"]["dtype"] == "int16"
+    assert result.card.to_dict()["targets"]["vim3"]["input"]["dtype"] == "int16"
 
 
 def test_trained_mobilenet_v2_uint8_stays_within_cosine_098_of_float(compiled, trained_mobilenet_v2_h5):
@@ -157,7 +157,7 @@ def test_caffe_files_import_in_acuitylite(compiled):
     from edgepad.convert.vim3.acuitylite import run_caffe
 
     result = compiled(LEGACY_H5 / "sequential_small.h5")
-    card = result.card["targets"]["caffe"]
+    card = result.card.to_dict()["targets"]["caffe"]
     golden = np.load(LEGACY_H5 / "sequential_small.golden.npz")
     x_nchw = [np.ascontiguousarray(x.transpose(2, 0, 1)[None]) for x in golden["x"]]
     outputs, layers = run_caffe(result.out / card["prototxt"], result.out / card["caffemodel"], x_nchw)

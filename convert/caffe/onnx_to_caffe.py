@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import UnsupportedOpError
+from edgepad.runtime.card import CaffeEntry
 
 from .graph import OnnxGraph
 from .handlers import HANDLERS, Conversion, NotExpressible
@@ -88,7 +89,7 @@ def caffe_target(ctx) -> dict:
     from .opencv_runner import run_caffe
 
     with ctx.steps.step("Converting ONNX (NCHW) to Caffe"):
-        caffe = onnx_to_caffe(ctx.onnx_nchw_path, name=ctx.card.get("name") or "edgepad")
+        caffe = onnx_to_caffe(ctx.onnx_nchw_path, name=ctx.card.name or "edgepad")
         prototxt, caffemodel = write_caffe_files(caffe, ctx.work_dir)
     with ctx.steps.step("Checking the Caffe model with OpenCV's Caffe importer against onnxruntime"):
         inputs = ctx.inputs_as("nchw")
@@ -107,15 +108,9 @@ def caffe_target(ctx) -> dict:
     if not vs_keras.passed:
         ctx.warnings.append(f"Caffe vs Keras: max abs {vs_keras.max_abs:.3g} exceeds --atol {ctx.options.atol:g} "
                             "(each step is within it)")
-    ctx.card["targets"]["caffe"] = {
-        "prototxt": PROTOTXT,
-        "caffemodel": CAFFEMODEL,
-        "input": caffe.input_blob,
-        "input_shape": caffe.input_shape,
-        "outputs": list(caffe.outputs.values()),
-        "output_names": list(caffe.outputs),
-        "layout": "nchw",
-    }
+    ctx.card.targets.caffe = CaffeEntry(prototxt=PROTOTXT, caffemodel=CAFFEMODEL, input=caffe.input_blob,
+                                        input_shape=list(caffe.input_shape), outputs=list(caffe.outputs.values()),
+                                        output_names=list(caffe.outputs), layout="nchw")
     section = parity.to_json()
     section.update({"files": [PROTOTXT, CAFFEMODEL], "layers": caffe.layer_types, "vs_keras": vs_keras.to_json()})
     return section

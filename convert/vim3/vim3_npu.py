@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import ExportError, InputFileError, ParityError, UsageError
+from edgepad.hashing import sha256_file
+from edgepad.runtime.card import ModelCard, NpuCase, NpuTensor, OnnxEntry, Vim3Entry
 
 from ..parity import FLOAT32_ATOL, compare_outputs
 
@@ -66,11 +68,11 @@ def vim3_target(ctx) -> dict:
 
     from edgepad.runtime.preprocess import batches
 
-    name = case_name(ctx.card.get("name", "model"))
+    name = case_name(ctx.card.name or "model")
     with ctx.steps.step(f"Compiling for {options.board} ({target}, {options.quantize}) with {backend.DISPLAY_NAME}"):
         compilation = backend.compile(
-            onnx_path=ctx.onnx_nchw_path, input_name=onnx_entry["input"], input_shape=onnx_entry["input_shape"],
-            outputs=onnx_entry["outputs"], scheme=options.quantize,
+            onnx_path=ctx.onnx_nchw_path, input_name=onnx_entry.input, input_shape=onnx_entry.input_shape,
+            outputs=onnx_entry.outputs, scheme=options.quantize,
             calibration=batches(calibration, "nchw"), evaluation=batches(evaluation, "nchw"),
             target=target, name=name, options=options)
     parity = _parity_section(ctx, compilation, evaluation, onnx_entry, options)  # raises before any file is kept
@@ -87,7 +89,7 @@ def vim3_target(ctx) -> dict:
     section.update(parity)
     out_dir = ctx.work_dir / "vim3"
     files = _copy_outputs(compilation, out_dir)
-    ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)
+    ctx.card.targets.vim3 = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)
     # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/);
     # the emulator comes with acuitylite, so the Khadas SDK backend leaves the library to the board build
     if options.npu_backend == "acuitylite":
@@ -113,9 +115,9 @@ def spread_over_folders(files: list[Path], count: int) -> list[Path]:
     return chosen
 
 
-def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
+def load_calibration(folder, card: ModelCard, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
     """Normalised (H, W, C) inputs from --calibration DIR, preprocessed exactly as the model card says."""
-    from ..parity_inputs import _normalize, image_files, read_image
+    from ..parity_inputs import image_files, normalize_for_card, read_image
 
     if folder is None:
         if required:
@@ -125,7 +127,7 @@ def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[li
     if count < 1:
         raise UsageError(f"--calibration-count {count}: must be at least 1")
     files = spread_over_folders(image_files(folder, "--calibration"), count)
-    return [_normalize(read_image(path, "--calibration"), card) for path in files], [str(p) for p in files]
+    return [normalize_for_card(read_image(path, "--calibration"), card) for path in files], [str(p) for p in files]
 
 
 def case_name(model_name: str) -> str:
@@ -145,9 +147,9 @@ def _backend(name: str):
     return backend
 
 
-def _nchw_entry(ctx) -> dict:
-    for entry in ctx.card["targets"].values():
-        if ctx.onnx_nchw_path is not None and entry.get("file") == ctx.onnx_nchw_path.name:
+def _nchw_entry(ctx) -> OnnxEntry:
+    for entry in (ctx.card.targets.onnx_nchw, ctx.card.targets.onnx):
+        if entry is not None and ctx.onnx_nchw_path is not None and entry.file == ctx.onnx_nchw_path.name:
             return entry
     raise ExportError("the vim3 target needs the NCHW ONNX graph, which the onnx step did not write")
 
@@ -236,46 +238,42 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
     return written
 
 
-def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: dict, target: str,
-                header) -> dict:
-    from ..pipeline import _sha256
-
+def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: OnnxEntry,
+                target: str, header) -> Vim3Entry:
     meta = json.loads((out_dir / "nbg_meta.json").read_text()) if (out_dir / "nbg_meta.json").is_file() else {}
     meta_inputs = list(meta.get("Inputs", {}).values())
     meta_outputs = list(meta.get("Outputs", {}).values())
     outputs = []
-    for i, name in enumerate(onnx_entry["outputs"]):
-        entry = {"name": name, "shape": next((o["shape"] for o in ctx.card["outputs"] if o["name"] == name), None)}
-        if i < len(meta_outputs):
-            entry.update(_tensor_spec(meta_outputs[i]))
-        outputs.append(entry)
+    for i, name in enumerate(onnx_entry.outputs):
+        spec = _tensor_spec(meta_outputs[i]) if i < len(meta_outputs) else {}
+        outputs.append(NpuTensor(name=name, shape=ctx.card.output_shape(name), **spec))
     case_files = [f for f in files if f not in ("network_binary.nb", "nbg_meta.json")]
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - paths in the card are relative to the card
-    return {
-        "backend": ctx.options.npu_backend,
-        "toolkit": compilation.toolkit,
-        "toolkit_version": compilation.toolkit_version,
-        "board": ctx.options.board,
-        "target": target,
-        "pid": header.to_json()["pid"],
-        "quantize": ctx.options.quantize,
-        "quantizer": compilation.quantizer,
-        "nbg": rel("network_binary.nb"),
-        "meta": rel("nbg_meta.json") if "nbg_meta.json" in files else None,
-        "layout": "nchw",
-        "channel_order": ctx.card["preprocess"]["channel_order"],
-        "input": {"name": onnx_entry["input"], "shape": onnx_entry["input_shape"],
-                  **(_tensor_spec(meta_inputs[0]) if meta_inputs else {})},
-        "outputs": outputs,
-        "case": {
-            "name": compilation.case_name,
-            "files": [rel(f) for f in case_files],
-            "sources": [rel(f) for f in case_files if f.endswith((".c", ".h"))],
-            "export_data": rel(f"{compilation.case_name}.export.data"),
-            "library": f"libnn_{compilation.case_name}.so",
-        },
-        "files": {rel(f): _sha256(out_dir / f) for f in files},
-    }
+    return Vim3Entry(
+        backend=ctx.options.npu_backend,
+        toolkit=compilation.toolkit,
+        toolkit_version=compilation.toolkit_version,
+        board=ctx.options.board,
+        target=target,
+        pid=header.to_json()["pid"],
+        quantize=ctx.options.quantize,
+        quantizer=compilation.quantizer,
+        nbg=rel("network_binary.nb"),
+        meta=rel("nbg_meta.json") if "nbg_meta.json" in files else None,
+        layout="nchw",
+        channel_order=ctx.card.preprocess.channel_order,
+        input=NpuTensor(name=onnx_entry.input, shape=onnx_entry.input_shape,
+                        **(_tensor_spec(meta_inputs[0]) if meta_inputs else {})),
+        outputs=outputs,
+        case=NpuCase(
+            name=compilation.case_name,
+            files=[rel(f) for f in case_files],
+            sources=[rel(f) for f in case_files if f.endswith((".c", ".h"))],
+            export_data=rel(f"{compilation.case_name}.export.data"),
+            library=f"libnn_{compilation.case_name}.so",
+        ),
+        files={rel(f): sha256_file(out_dir / f) for f in files},
+    )
 
 
 _QTYPES = {"u8": "uint8", "i8": "int8", "i16": "int16", "u16": "uint16", "f16": "float16", "f32": "float32"}

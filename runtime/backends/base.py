@@ -1,11 +1,12 @@
 """What every backend shares: the model card, and the interface the detector and classifier call."""
 from __future__ import annotations
 
-import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
+
+from ..card import CardError, ModelCard
 
 
 class BackendError(Exception):
@@ -16,15 +17,14 @@ class MissingTargetError(BackendError):
     """The model folder has no files for this backend (e.g. no NPU binary): another backend can still run it."""
 
 
-def read_card(model_dir: str | os.PathLike) -> dict:
+def read_card(model_dir: str | os.PathLike) -> ModelCard:
     path = os.path.join(str(model_dir), "edgepad.json")
     if not os.path.isfile(path):
         raise BackendError(f"{model_dir}: no edgepad.json; expected an `edgepad convert` output folder")
     try:
-        with open(path) as f:
-            return json.load(f)
-    except ValueError as error:
-        raise BackendError(f"{path}: not valid JSON ({error}); convert the model again") from None
+        return ModelCard.load(path)
+    except CardError as error:
+        raise BackendError(str(error)) from None
 
 
 class InferenceModel:
@@ -37,10 +37,10 @@ class InferenceModel:
 
     name = "base"
 
-    def __init__(self, model_dir: str, card: dict | None = None):
+    def __init__(self, model_dir: str, card: Optional[ModelCard] = None):
         self.model_dir = str(model_dir)
         self.card = card if card is not None else read_card(model_dir)
-        self.output_names: List[str] = [o["name"] for o in self.card.get("outputs", [])]
+        self.output_names: List[str] = self.card.output_names
         self.batch_open = False  # True when one call takes any batch size
 
     @classmethod
@@ -49,8 +49,7 @@ class InferenceModel:
 
     @property
     def input_hw(self):
-        spec = self.card["input"]
-        return int(spec["height"]), int(spec["width"])
+        return self.card.input.height, self.card.input.width
 
     def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -27,10 +27,11 @@ import glob
 import importlib
 import os
 from types import SimpleNamespace
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..card import ModelCard, NpuTensor, Vim3Entry
 from .base import BackendError, InferenceModel, MissingTargetError
 
 BOARD = "VIM3"
@@ -60,21 +61,23 @@ def load_ksnn_api():
 class KsnnModel(InferenceModel):
     name = "ksnn"
 
-    def __init__(self, model_dir: str, card: dict | None = None, api=None):
+    def __init__(self, model_dir: str, card: Optional[ModelCard] = None, api=None):
         super().__init__(model_dir, card)
-        self.entry = self.card.get("targets", {}).get("vim3")
-        if self.entry is None:
+        entry = self.card.targets.vim3
+        if entry is None:
             raise MissingTargetError(f"{model_dir}: no NPU model in it (the card has no vim3 target); "
                                "convert with --to onnx,vim3, or choose --backend onnxruntime")
+        self.entry: Vim3Entry = entry
         self.api = api or load_ksnn_api()
-        self.reorder = self.entry.get("reorder", "0 1 2")
-        self.platform = self.entry.get("platform", "ONNX")
-        self.input_layout = self.entry.get("input_layout", "chw" if self.platform == "CAFFE" else "hwc")
-        self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
+        self.reorder = entry.reorder or "0 1 2"
+        self.platform = entry.platform or "ONNX"
+        self.input_layout = entry.input_layout or ("chw" if self.platform == "CAFFE" else "hwc")
+        self.outputs: List[NpuTensor] = entry.outputs or [NpuTensor(name=o.name, shape=o.shape)
+                                                          for o in self.card.outputs]
         if not self.output_names:
-            self.output_names = [o["name"] for o in self.outputs]
+            self.output_names = [o.name for o in self.outputs]
         self._instances: Dict[str, object] = {}
-        if not self.entry.get("sizes"):
+        if not entry.sizes:
             self._instance(self.entry, "default")  # load now: a wrong file should fail at start, not mid-video
 
     @classmethod
@@ -87,16 +90,15 @@ class KsnnModel(InferenceModel):
             return False
         return True
 
-    def _instance(self, entry: dict, key: str):
+    def _instance(self, entry: Vim3Entry, key: str):
         if key not in self._instances:
-            nb = self._one(entry.get("nb"), "vim3/*.nb", "the compiled model (.nb)")
-            library = self._one(entry.get("library"), "vim3/libnn_*.so", "the model's library (libnn_*.so)")
+            nb = self._one(entry.nb, "vim3/*.nb", "the compiled model (.nb)")
+            library = self._one(entry.library, "vim3/libnn_*.so", "the model's library (libnn_*.so)")
             ksnn = self.api.KSNN(BOARD)
             try:
                 ksnn.nn_init(library=library, model=nb, level=0)
                 if hasattr(ksnn, "check_card"):  # edgepad's npu_loader: the card must describe the library's tensors
-                    ksnn.check_card({"input": entry.get("input", self.entry.get("input", {})),
-                                     "outputs": entry.get("outputs") or self.outputs})
+                    ksnn.check_card([entry.input or self.entry.input or NpuTensor()], entry.outputs or self.outputs)
             except getattr(self.api, "NpuError", ()) as error:
                 raise BackendError(f"{self.model_dir}: {error}") from None
             self._instances[key] = ksnn
@@ -112,7 +114,7 @@ class KsnnModel(InferenceModel):
         return found[0]
 
     def _entry_for(self, height: int, width: int):
-        sizes = self.entry.get("sizes")
+        sizes = self.entry.sizes
         if not sizes:
             return self.entry, "default", self.outputs
         key = f"{height}x{width}"
@@ -120,7 +122,7 @@ class KsnnModel(InferenceModel):
             raise MissingTargetError(f"{self.model_dir}: no NPU model compiled for input {key} (have {', '.join(sorted(sizes))}); "
                                "compile this size or run this model with --backend onnxruntime")
         entry = sizes[key]
-        return entry, key, entry.get("outputs") or self.outputs
+        return entry, key, entry.outputs or self.outputs
 
     def _run_batch(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         image = batch[0]
@@ -138,7 +140,7 @@ class KsnnModel(InferenceModel):
             raise BackendError(f"{self.model_dir}: the NPU returned {len(flat)} outputs, the card lists {len(outputs)}")
         result = {}
         for name, spec, values in zip(self.output_names, outputs, flat):
-            shape = [int(d) for d in spec["shape"]]
+            shape = [int(d) for d in spec.shape]
             values = np.asarray(values, dtype=np.float32).ravel()
             if int(np.prod(shape)) != values.size:
                 raise BackendError(f"{self.model_dir}: NPU output '{name}' has {values.size} values, the card's shape "

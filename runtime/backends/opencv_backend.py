@@ -1,41 +1,34 @@
 """OpenCV's DNN module: the Caffe files when the folder has them (what the board's OpenCV was built for), else ONNX."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import cv2
 import numpy as np
 
+from ..card import ModelCard
 from .base import BackendError, InferenceModel, nhwc_to
-
-
-def _caffe_files(entry: dict):
-    """(prototxt, caffemodel) as the card's caffe target names them."""
-    prototxt = entry.get("prototxt") or entry.get("file") or "model.prototxt"
-    weights = entry.get("caffemodel") or entry.get("weights") or "model.caffemodel"
-    return prototxt, weights
 
 
 class OpenCVModel(InferenceModel):
     name = "opencv"
 
-    def __init__(self, model_dir: str, card: dict | None = None, prefer: str = "caffe"):
+    def __init__(self, model_dir: str, card: Optional[ModelCard] = None, prefer: str = "caffe"):
         super().__init__(model_dir, card)
-        targets = self.card.get("targets", {})
+        targets = self.card.targets
         order = ["caffe", "onnx_open", "onnx"] if prefer == "caffe" else ["onnx_open", "onnx", "caffe"]
-        key = next((k for k in order if k in targets), None)
+        key = next((k for k in order if getattr(targets, k) is not None), None)
         if key is None:
             raise BackendError(f"{model_dir}: the model card has neither Caffe nor ONNX files for OpenCV")
-        self.entry = targets[key]
+        self.entry = getattr(targets, key)
         self.source = key
         try:
             if key == "caffe":
-                prototxt, weights = _caffe_files(self.entry)
-                self.net = cv2.dnn.readNetFromCaffe(self._path(prototxt), self._path(weights))
+                self.net = cv2.dnn.readNetFromCaffe(self._path(self.entry.prototxt), self._path(self.entry.caffemodel))
                 self.layout = "nchw"
             else:
-                self.net = cv2.dnn.readNetFromONNX(self._path(self.entry["file"]))
-                self.layout = self.entry.get("layout", "nhwc")
+                self.net = cv2.dnn.readNetFromONNX(self._path(self.entry.file))
+                self.layout = self.entry.layout
         except cv2.error as error:
             raise BackendError(f"{model_dir}: OpenCV cannot read its {key} files ({str(error).strip().splitlines()[-1]})") from None
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
@@ -45,13 +38,13 @@ class OpenCVModel(InferenceModel):
             self.output_names = list(self.net_outputs)
         # Ask for the card's outputs by name where the net knows them, else take its outputs in order.
         # Caffe nets list Silence layers (pooling crops) among their unconnected outputs: fetch the card's blobs.
-        caffe_blobs = self.entry.get("outputs") if key == "caffe" else None
+        caffe_blobs = self.entry.outputs if key == "caffe" else None
         by_name = all(n in self.net_outputs for n in self.output_names)
         if caffe_blobs and len(caffe_blobs) == len(self.output_names):
             self.fetch = list(caffe_blobs)
         else:
             self.fetch = list(self.output_names) if by_name else self.net_outputs[:len(self.output_names)]
-        self.channels = [o["shape"][-1] for o in self.card.get("outputs", [])]
+        self.channels = [o.shape[-1] if o.shape else None for o in self.card.outputs]
 
     def _run_batch(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         self.net.setInput(nhwc_to(batch, self.layout))

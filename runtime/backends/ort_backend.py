@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
+from ..card import ModelCard
 from .base import BackendError, InferenceModel, nhwc_to
 
 
@@ -15,16 +16,16 @@ THREADS_ENV = "EDGEPAD_THREADS"  # onnxruntime's threads per model when not give
 class OnnxRuntimeModel(InferenceModel):
     name = "onnxruntime"
 
-    def __init__(self, model_dir: str, card: dict | None = None, threads: int = 0):
+    def __init__(self, model_dir: str, card: Optional[ModelCard] = None, threads: int = 0):
         super().__init__(model_dir, card)
         import onnxruntime as ort
 
-        targets = self.card.get("targets", {})
-        key = "onnx_open" if "onnx_open" in targets else "onnx"
-        if key not in targets:
+        targets = self.card.targets
+        entry = targets.onnx_open or targets.onnx
+        if entry is None:
             raise BackendError(f"{model_dir}: the model card has no ONNX file; convert with --to onnx")
-        self.entry = targets[key]
-        self.layout = self.entry.get("layout", "nhwc")
+        self.entry = entry
+        self.layout = entry.layout
         options = ort.SessionOptions()
         options.log_severity_level = 3
         threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
@@ -32,7 +33,7 @@ class OnnxRuntimeModel(InferenceModel):
             options.intra_op_num_threads = threads
         # Busy-waiting worker threads steal the cores the camera, OpenCV and the other nets need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = self._path(self.entry["file"])
+        path = self._path(self.entry.file)
         try:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for bad files

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import ParityError
+from edgepad.runtime.card import NpuLibrary
 
 from .library import NpuLibraryBuild, build_host_library, stage_sources
 
@@ -29,13 +30,13 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     from .emulated import emulated_section, run_library
     from .perf_estimate import estimate_from_log
 
-    entry = ctx.card["targets"]["vim3"]
+    entry = ctx.card.targets.vim3
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - card paths are relative to the card
     case = compilation.case_name
     if ctx.options.npu_backend != "acuitylite":
         sources = stage_sources(out_dir, case, target, pid)
-        entry["npu_library"] = {"case": case, "target": target, "build_script": rel("build_board.sh"),
-                                "sources": [rel(s) for s in sources], "library": None}
+        entry.npu_library = NpuLibrary(case=case, target=target, build_script=rel("build_board.sh"),
+                                       sources=[rel(s) for s in sources], library=None)
         return {"passed": True, "skipped": f"the {ctx.options.npu_backend} backend has no local emulator"}
 
     from ..toolkit_env import require_toolkit
@@ -43,7 +44,7 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     env = require_toolkit()
     with ctx.steps.step(f"Building libnn_{case}.so (edgepad's NPU library) for the emulator"):
         build = build_host_library(out_dir, case, target, pid, env.sdk_dir, env.new_log(f"npu-library-{case}"))
-    entry["npu_library"] = build.card_entry(rel)
+    entry.npu_library = build.card_entry(rel)
     # the emulator takes about a second per inference: the sample images (last) and the last calibration images
     count = min(EMULATED_INPUTS, len(evaluation))
     evaluation, evaluation_sources = evaluation[-count:], list(evaluation_sources)[-count:]

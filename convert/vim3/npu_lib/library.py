@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepad.errors import ExportError, ToolkitError
+from edgepad.runtime.card import NpuLibrary
 
 HERE = Path(__file__).parent
 WRAPPER_FILES = ("edgepad_npu.c", "edgepad_npu.h", "build_board.sh")
@@ -33,10 +34,10 @@ class NpuLibraryBuild:
     sources: list[str]  # file names in the vim3 folder, the board build's inputs
     build_log: Path
 
-    def card_entry(self, rel) -> dict:
-        return {"case": self.case, "target": self.target, "library": rel(self.library.name),
-                "library_machine": "x86-64 (VeriSilicon emulator build; build_board.sh rebuilds it on the board)",
-                "build_script": rel("build_board.sh"), "sources": [rel(s) for s in self.sources]}
+    def card_entry(self, rel) -> NpuLibrary:
+        return NpuLibrary(case=self.case, target=self.target, library=rel(self.library.name),
+                          library_machine="x86-64 (VeriSilicon emulator build; build_board.sh rebuilds it on the board)",
+                          build_script=rel("build_board.sh"), sources=[rel(s) for s in self.sources])
 
 
 def case_functions(case_dir: Path, case: str) -> tuple[str, str]:

@@ -10,7 +10,6 @@ The NPU needs static shapes: its compiler takes model.onnx and one fixed size pe
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -24,7 +23,8 @@ from edgepad.runtime.card import MtcnnInfo, ModelCard, OnnxEntry
 from edgepad.staging import staged_output_dir
 
 from .mtcnn_keras import NET_NAMES, build_net, mtcnn_package_version
-from .parity import compare_outputs
+from .parity import ParityResult, compare_outputs
+from .report import TargetReport
 
 MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # the nets were trained on (x - 127.5) / 128, RGB
 PNET_EXPORT_SIZE = 48  # size of PNet's static model.onnx (and of its parity inputs)
@@ -46,15 +46,7 @@ def detector_models(cache_dir: str | os.PathLike | None = None, steps: Steps | N
     return build_detector_models(folder, force=True, steps=steps)
 
 
-def available_targets() -> tuple[str, ...]:
-    """onnx, and caffe once that target has landed (the board's OpenCV reads it)."""
-    from .pipeline import _resolve
-
-    try:
-        _resolve("caffe")
-    except Exception:  # the caffe target module is not there yet
-        return ("onnx",)
-    return ("onnx", "caffe")
+DETECTOR_TARGETS = ("onnx", "caffe")  # the board's OpenCV reads the Caffe files
 
 
 def build_detector_models(out: str | os.PathLike, force: bool = False, targets: tuple[str, ...] | None = None,
@@ -63,7 +55,7 @@ def build_detector_models(out: str | os.PathLike, force: bool = False, targets: 
     from .pipeline import ConvertOptions, convert_model
 
     steps = steps or Steps(quiet=True)
-    targets = targets or available_targets()
+    targets = targets or DETECTOR_TARGETS
     with staged_output_dir(out, force) as work, tempfile.TemporaryDirectory(prefix="edgepad-mtcnn-") as scratch:
         for net in NET_NAMES:
             with steps.step(f"Building MTCNN {net.upper()} from the mtcnn {mtcnn_package_version()} weights"):
@@ -81,6 +73,8 @@ def build_detector_models(out: str | os.PathLike, force: bool = False, targets: 
 def _write_open_onnx(net: str, folder: Path) -> None:
     """model.open.onnx: model.onnx with symbolic batch (and H, W for PNet), checked against Keras at new shapes."""
     import onnx
+
+    from .pipeline import read_report, write_report
 
     card = ModelCard.load(folder)
     onnx_entry = card.targets.onnx
@@ -104,9 +98,9 @@ def _write_open_onnx(net: str, folder: Path) -> None:
                    if p.is_file() and p.name not in ("edgepad.json", "report.json")}
     card.save(folder)
     report_path = folder / "report.json"
-    full_report = json.loads(report_path.read_text())
-    full_report["onnx_open"] = report
-    report_path.write_text(json.dumps(full_report, indent=2) + "\n")
+    full_report = read_report(report_path)
+    full_report.targets.append(TargetReport.from_parity("onnx_open", report, files=[open_path.name]))
+    write_report(report_path, full_report)
 
 
 def open_dims(proto, spatial: bool):
@@ -201,7 +195,7 @@ def _pool_same_for_any_size(graph) -> None:
         node.attribute.append(onnx.helper.make_attribute("auto_pad", "SAME_UPPER"))
 
 
-def _check_open_model(net: str, open_path: Path) -> dict:
+def _check_open_model(net: str, open_path: Path) -> ParityResult:
     """The open graph against Keras at shapes the static export never saw (batched crops, other PNet sizes)."""
     from .onnx.onnx_runner import run_onnx
 
@@ -225,6 +219,6 @@ def _check_open_model(net: str, open_path: Path) -> dict:
     if not parity.passed:
         raise ExportError(f"{open_path}: the open-shape graph does not match Keras "
                           f"(max abs {parity.max_abs:.3g}); the export changed in a way open_dims() cannot handle")
-    return parity.to_json()
+    return parity
 
 

@@ -1,7 +1,9 @@
 """`edgepad convert`: Keras .h5 -> ONNX -> further targets, each checked against the step before and the original.
 
-Each target is a function `run(ctx: ConvertContext) -> dict` registered in TARGETS by name; it writes its files
-into ctx.work_dir, adds what the board needs to ctx.card.targets.<name>, and returns its report.json section.
+Each target is a sub-package with a `target` module (convert/onnx/target.py, convert/caffe/target.py,
+convert/vim3/target.py) whose `run(ctx: ConvertContext) -> TargetReport` writes its files into ctx.work_dir, adds
+what the board needs to ctx.card.targets.<name>, and returns its parity figures, files and warnings; report.py
+renders them to report.json. A new target (e.g. convert/tflite/target.py) is one more line in TARGETS.
 """
 from __future__ import annotations
 
@@ -16,19 +18,20 @@ import numpy as np
 
 from edgepad import __version__
 from edgepad.errors import UsageError
-from edgepad.hashing import sha256_file as _sha256
+from edgepad.hashing import sha256_file
 from edgepad.progress import Steps
 from edgepad.quiet_tensorflow import import_tensorflow
 from edgepad.runtime.card import InputSpec, ModelCard, OnnxEntry, OutputSpec, Preprocess, Source
 from edgepad.staging import staged_output_dir
 
-from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE
+from .report import ConvertReport, TargetReport
 
-# name -> "module:function", imported only when asked for, so `--to onnx` never loads the NPU toolkit code.
+# name -> the module with its `run(ctx)`, imported only when asked for: `--to onnx` never loads the NPU toolkit code.
 TARGETS: dict[str, str] = {
-    "onnx": "edgepad.convert.pipeline:_onnx_target",
-    "caffe": "edgepad.convert.caffe.onnx_to_caffe:caffe_target",
-    "vim3": "edgepad.convert.vim3.vim3_npu:vim3_target",
+    "onnx": "edgepad.convert.onnx.target",
+    "caffe": "edgepad.convert.caffe.target",
+    "vim3": "edgepad.convert.vim3.target",
 }
 DEFAULT_TARGETS = ("onnx", "caffe")
 NCHW_TARGETS = {"caffe", "vim3"}  # what Caffe and the NPU take
@@ -74,7 +77,6 @@ class ConvertContext:
     parity_sources: list[str]
     keras_outputs: dict[str, list[np.ndarray]]  # per output name, per input
     warnings: list[str] = field(default_factory=list)
-    report_sections: dict = field(default_factory=dict)  # extra top-level report.json sections (e.g. vim3_emulated)
 
     def inputs_as(self, layout: str) -> list[np.ndarray]:
         from edgepad.runtime.preprocess import batches
@@ -92,13 +94,13 @@ class ConvertContext:
 class ConvertResult:
     out: Path
     card: ModelCard
-    report: dict
+    report: ConvertReport
     timings: dict[str, float]
     warnings: list[str]
 
     @property
     def passed(self) -> bool:
-        return all(section.get("passed", True) for section in self.report.values() if isinstance(section, dict))
+        return self.report.passed
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
@@ -121,23 +123,23 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
     if options.channel_order not in ("rgb", "bgr"):
         raise UsageError(f"--channel-order {options.channel_order}: choose rgb or bgr")
     targets = parse_targets(",".join(options.targets))
-    runners = {name: _resolve(name) for name in targets}
+    runners = {name: target_runner(name) for name in targets}
 
     info = inspect_h5(options.model)
     prefer_legacy_keras_for(info)
     import_tensorflow()
     with staged_output_dir(options.out, options.force) as work_dir:
         ctx = _onnx_stage(options, info, work_dir, steps)
-        report: dict = {"edgepad_version": __version__, "source": str(options.model)}
+        report = ConvertReport(__version__, str(options.model))
         for name in targets:
-            section = runners[name](ctx)
-            report[name] = section
-        report.update(ctx.report_sections)
-        ctx.card.sha256 = {p.name: _sha256(p) for p in sorted(work_dir.rglob("*")) if p.is_file()}
+            target = runners[name](ctx)
+            report.targets.append(target)
+            ctx.warnings.extend(target.warnings)
+        ctx.card.sha256 = {p.name: sha256_file(p) for p in sorted(work_dir.rglob("*")) if p.is_file()}
         ctx.card.save(work_dir / "edgepad.json")
-        report["timings_s"] = {k: round(v, 3) for k, v in steps.timings.items()}
-        report["warnings"] = ctx.warnings
-        _write_json(work_dir / "report.json", report)
+        report.timings_s = dict(steps.timings)
+        report.warnings = ctx.warnings
+        write_report(work_dir / "report.json", report)
     return ConvertResult(options.out, ctx.card, report, dict(steps.timings), ctx.warnings)
 
 
@@ -195,34 +197,6 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
     return ctx
 
 
-def _onnx_target(ctx: ConvertContext) -> dict:
-    """Check every ONNX graph written against Keras."""
-    from .onnx.onnx_runner import run_onnx
-
-    section: dict = {}
-    for key, entry in (("onnx", ctx.card.targets.onnx), ("onnx_nchw", ctx.card.targets.onnx_nchw)):
-        if entry is None:
-            continue
-        with ctx.steps.step(f"Checking {entry.file} against Keras (onnxruntime, optimisations off)"):
-            outputs = run_onnx(str(ctx.work_dir / entry.file), ctx.inputs_as(entry.layout))
-            parity = compare_outputs(_rename(ctx.keras_outputs, outputs), outputs,
-                                     reference_name="keras", candidate_name=entry.file, atol=ctx.options.atol)
-        parity.raise_if_failed(f"{ctx.options.model}", hint="see report.json for every output")
-        if key == "onnx":
-            section.update(parity.to_json())
-            section["file"] = entry.file
-            section["simplified"] = entry.simplified
-            section["input_sources"] = ctx.parity_sources
-        else:
-            section["nchw"] = parity.to_json()
-    return section
-
-
-def _rename(keras_outputs: dict, onnx_outputs: dict) -> dict:
-    """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
-    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}
-
-
 def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, list[np.ndarray]]:
     results: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for x in inputs:
@@ -256,26 +230,23 @@ def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> ModelCard:
         raise UsageError(f"--std {','.join(map(str, options.std))}: every value must be positive")
     return ModelCard(
         name=model_name,
-        source=Source(file=info.path.name, sha256=_sha256(info.path), keras_version=info.keras_version,
+        source=Source(file=info.path.name, sha256=sha256_file(info.path), keras_version=info.keras_version,
                       loader=info.backend, output_layer=options.output_layer),
         input=InputSpec(height=int(h), width=int(w), channels=int(c), dtype="float32"),
         preprocess=Preprocess(mean=mean, std=std, channel_order=options.channel_order, resize="bilinear"),
     )
 
 
-def _resolve(name: str) -> Callable[[ConvertContext], dict]:
-    module_name, function = TARGETS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name == module_name:
-            raise UsageError(f"--to {name}: this edgepad does not have the {name} target yet") from None
-        raise
-    return getattr(module, function)
+def target_runner(name: str) -> Callable[[ConvertContext], TargetReport]:
+    return importlib.import_module(TARGETS[name]).run
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+def write_report(path: Path, report: ConvertReport) -> None:
+    path.write_text(json.dumps(report.to_json(), indent=2, default=_json_default) + "\n")
+
+
+def read_report(path: Path) -> ConvertReport:
+    return ConvertReport.from_json(json.loads(Path(path).read_text()))
 
 
 def _json_default(value):

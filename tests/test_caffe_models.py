@@ -150,7 +150,7 @@ def nchw_to_keras_layout(values: dict, reference: dict) -> dict:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_opencv_runs_the_caffe_model_like_tensorflow(name, converted):
     model, result, out = converted(name)
-    section = result.report["caffe"]
+    section = result.report.to_json()["caffe"]
     assert section["passed"] and section["max_abs"] <= FLOAT32_ATOL and section["vs_keras"]["passed"]
     assert (out / "model.prototxt").is_file() and (out / "model.caffemodel").is_file()
 
@@ -209,7 +209,7 @@ def test_keras2_files_match_tensorflow_2_4_goldens_in_opencv(name, tmp_path):
     golden = np.load(LEGACY_H5 / f"{name}.golden.npz")
     result = convert_model(ConvertOptions(model=LEGACY_H5 / f"{name}.h5", out=tmp_path / "out",
                                           targets=("onnx", "caffe")))
-    assert result.report["caffe"]["passed"]
+    assert result.report.to_json()["caffe"]["passed"]
     outputs = opencv_outputs(tmp_path / "out", golden["x"].astype(np.float32))
     (y,) = [np.concatenate(v) for v in outputs.values()]
     assert y.shape == golden["y"].shape
@@ -309,7 +309,7 @@ def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from edgepad.convert.onnx.onnx_runner import run_onnx
-    from edgepad.convert.caffe.onnx_to_caffe import caffe_target
+    from edgepad.convert.caffe.target import run as caffe_target
     from edgepad.convert.pipeline import ConvertContext
     from edgepad.errors import ParityError
     from edgepad.progress import Steps

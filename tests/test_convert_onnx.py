@@ -38,7 +38,7 @@ def test_keras2_files_match_tensorflow_2_4_goldens(name, tmp_path):
     result = convert(LEGACY_H5 / f"{name}.h5", tmp_path / "out")
 
     assert result.card.source.loader == "tf_keras"
-    assert result.report["onnx"]["passed"]
+    assert result.report.to_json()["onnx"]["passed"]
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", golden["x"])
     assert y.shape == golden["y"].shape
     assert np.abs(y - golden["y"]).max() <= TOLERANCE
@@ -65,7 +65,7 @@ def test_keras3_models_match_tensorflow(builder, tmp_path):
     result, reference, x = keras3_case(builder, tmp_path)
 
     assert result.card.source.loader == "keras"
-    report = result.report["onnx"]
+    report = result.report.to_json()["onnx"]
     assert report["passed"] and report["max_abs"] <= TOLERANCE and report["cosine"] > 0.9999
     assert any(source.endswith("astronaut.png") for source in report["input_sources"])  # real images were used
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", x)
@@ -130,7 +130,7 @@ def test_custom_layer_through_custom_objects_file(tmp_path):
     result = convert(h5, tmp_path / "out", custom_objects=objects_file)
     x = np.random.default_rng(2).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
     (y,) = onnx_outputs(tmp_path / "out" / "model.onnx", x)
-    assert result.report["onnx"]["passed"]
+    assert result.report.to_json()["onnx"]["passed"]
     assert np.abs(y - np.asarray(model(x))).max() <= TOLERANCE
 
 

@@ -76,7 +76,7 @@ def test_keras2_fixtures_compile_for_the_vim3(compiled, fixture):
 
     assert nbg_pid(out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
     assert card["target"] == "VIPNANOQI_PID0X88" and card["toolkit_version"] == "6.57.1"
-    report = result.report["vim3"]
+    report = result.report.to_json()["vim3"]
     # the toolkit's float import computes what onnxruntime computes on the same NCHW graph
     assert report["import"]["max_abs"] <= FLOAT32_ATOL
     assert report["cosine"] >= QUANTIZED_MIN_COSINE  # the emulated uint8 model stays within cosine 0.98 of float
@@ -97,7 +97,7 @@ def test_keras2_fixtures_compile_for_the_vim3(compiled, fixture):
 
 def test_mobilenet_v2_int16_matches_float(compiled, mobilenet_v2_h5):
     result = compiled(mobilenet_v2_h5, "int16")
-    report = result.report["vim3"]
+    report = result.report.to_json()["vim3"]
     assert nbg_pid(result.out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
     assert report["quantizer"] == "dynamic_fixed_point int16"
     assert report["cosine"] >= 0.999 and report["top1_agreement"] >= 0.95
@@ -108,18 +108,18 @@ def test_trained_mobilenet_v2_uint8_stays_within_cosine_098_of_float(compiled, t
     """A MobileNetV2 trained on live vs recaptured face crops, quantized to uint8 on those faces (measured: mean
     cosine 0.986, top-1 agreement 98%; seeds 1 and 2 of the same training: 0.9998 and 0.992)."""
     result = compiled(trained_mobilenet_v2_h5, "uint8")
-    report = result.report["vim3"]
+    report = result.report.to_json()["vim3"]
     assert report["quantizer"] == "asymmetric_affine uint8" and report["passed"]
     assert report["cosine"] >= QUANTIZED_MIN_COSINE and report["top1_agreement"] >= 0.95
     assert nbg_pid(result.out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
-    assert result.report["vim3_emulated"]["passed"]  # the compiled library in the emulator agrees too
+    assert result.report.to_json()["vim3_emulated"]["passed"]  # the compiled library in the emulator agrees too
 
 
 def test_mobilenet_v2_uint8_below_min_cosine_names_the_worst_layers(mobilenet_v2_h5, tmp_path, calibration, toolkit):
     """uint8 on the untrained MobileNetV2 loses more than --min-cosine 0.98 allows (measured: mean cosine 0.87-0.94;
     its float output already moves to cosine 0.966 under half a uint8 step of input noise): one error naming the
     table's worst layers and what to try, and no OUT."""
-    from edgepad.convert.vim3.vim3_npu import worst_layers
+    from edgepad.convert.vim3.target import worst_layers
 
     with pytest.raises(ParityError) as error:
         convert_model(ConvertOptions(model=mobilenet_v2_h5, out=tmp_path / "out", targets=("onnx", "vim3"),

@@ -8,15 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from edgepad.errors import UnsupportedOpError
-from edgepad.runtime.card import CaffeEntry
 
 from .graph import OnnxGraph
 from .handlers import HANDLERS, Conversion, NotExpressible
 from .net_builder import NetBuilder
-from ..parity import compare_outputs
 
 PROTOTXT = "model.prototxt"
 CAFFEMODEL = "model.caffemodel"
@@ -82,41 +79,3 @@ def write_caffe_files(caffe: CaffeNet, out_dir: Path) -> tuple[Path, Path]:
     prototxt, caffemodel = out_dir / PROTOTXT, out_dir / CAFFEMODEL
     write_caffe(caffe.net, prototxt, caffemodel)
     return prototxt, caffemodel
-
-
-def caffe_target(ctx) -> dict:
-    """The `caffe` target of `edgepad convert`: write model.prototxt/.caffemodel, check them with OpenCV."""
-    from .opencv_runner import run_caffe
-
-    with ctx.steps.step("Converting ONNX (NCHW) to Caffe"):
-        caffe = onnx_to_caffe(ctx.onnx_nchw_path, name=ctx.card.name or "edgepad")
-        prototxt, caffemodel = write_caffe_files(caffe, ctx.work_dir)
-    with ctx.steps.step("Checking the Caffe model with OpenCV's Caffe importer against onnxruntime"):
-        inputs = ctx.inputs_as("nchw")
-        reference = ctx.onnx_nchw_outputs(inputs)
-        candidate = run_caffe(prototxt, caffemodel, inputs, caffe.input_blob, caffe.outputs)
-        candidate = {name: candidate[name] for name in reference}
-        parity = compare_outputs(reference, candidate, reference_name=f"onnxruntime:{Path(ctx.onnx_nchw_path).name}",
-                                 candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
-        # Against Keras too, for the report: each step was checked against the one before it, so this can exceed
-        # the tolerance only by the sum of two in-tolerance differences; that is a warning, not a failure.
-        keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values())}
-        vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name="keras",
-                                   candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
-    parity.raise_if_failed(str(ctx.options.model), hint="a Caffe layer computes something else than its ONNX op: "
-                           "convert with --to onnx meanwhile, or allow more with --atol")
-    if not vs_keras.passed:
-        ctx.warnings.append(f"Caffe vs Keras: max abs {vs_keras.max_abs:.3g} exceeds --atol {ctx.options.atol:g} "
-                            "(each step is within it)")
-    ctx.card.targets.caffe = CaffeEntry(prototxt=PROTOTXT, caffemodel=CAFFEMODEL, input=caffe.input_blob,
-                                        input_shape=list(caffe.input_shape), outputs=list(caffe.outputs.values()),
-                                        output_names=list(caffe.outputs), layout="nchw")
-    section = parity.to_json()
-    section.update({"files": [PROTOTXT, CAFFEMODEL], "layers": caffe.layer_types, "vs_keras": vs_keras.to_json()})
-    return section
-
-
-def _shaped_like(candidate: dict, reference: dict) -> dict:
-    """Keras outputs keep Keras' own shapes; OpenCV's have the ONNX graph's, equal in every element."""
-    return {name: [np.reshape(c, np.shape(r)) for c, r in zip(candidate[name], reference[name])]
-            for name in reference}

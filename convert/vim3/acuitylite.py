@@ -8,13 +8,14 @@ import numpy as np
 
 from edgepad.errors import ExportError, ToolkitError
 
+from .compilation import NpuCompilation
+
 DISPLAY_NAME = "acuitylite"
 
 
 def check_target(target: str, options, home=None) -> None:
     """Refuse a board the bundled emulator does not know: the exporter would compile for another NPU."""
     from .toolkit_env import emulator_targets, require_toolkit
-
     env = require_toolkit(home)
     known = emulator_targets(env.sdk_dir)
     if not known:
@@ -31,7 +32,6 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
             target: str, name: str, options=None, home=None):
     """ONNX -> quantized -> float/quantized simulation + per-layer table -> NBG and ovxlib case, in the toolkit."""
     from .toolkit_env import require_toolkit, run_worker
-    from .vim3_npu import NpuCompilation
 
     env = require_toolkit(home)
     log = env.new_log(f"vim3-{name}")
@@ -73,7 +73,6 @@ def run_caffe(prototxt: Path, caffemodel: Path, inputs_nchw, home=None) -> tuple
     Returns the outputs stacked per input for each network output (in the toolkit's output order) and the layers
     the toolkit made of the files (lid, op)."""
     from .toolkit_env import require_toolkit, run_worker
-
     env = require_toolkit(home)
     log = env.new_log("caffe-import")
     run_dir = env.home / "runs" / log.stem

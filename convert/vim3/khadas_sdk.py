@@ -17,6 +17,8 @@ import numpy as np
 
 from edgepad.errors import ExportError, ToolkitError, UsageError
 
+from .compilation import NpuCompilation
+
 DISPLAY_NAME = "Khadas aml_npu_sdk (pegasus in Docker)"
 IMAGE = "edgepad-khadas-sdk:tf110"
 DOCKERFILE = Path(__file__).with_name("Dockerfile.tf110")  # the repository root's, linked here so it installs with the package
@@ -63,7 +65,6 @@ def docker_run_command(work: Path, sdk: Path) -> list[str]:
 def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: str, calibration, evaluation,
             target: str, name: str, options=None, home=None):
     from .toolkit_env import default_home
-    from .vim3_npu import NpuCompilation
 
     sdk = sdk_root(getattr(options, "sdk", None))
     _require_docker()

@@ -70,7 +70,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
     )
     result = convert_model(options, Steps())
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(json.dumps(result.report.to_json(), indent=2))
         return
     _print_summary(result)
 
@@ -82,14 +82,12 @@ def _print_summary(result) -> None:
     table = Table(title=f"edgepad convert → {result.out}", title_justify="left")
     for column in ("step", "reference", "max abs", "cosine", "top-1", "passed"):
         table.add_column(column)
-    for name, section in result.report.items():
-        if not isinstance(section, dict) or "passed" not in section:
-            continue
-        top1 = section.get("top1_agreement")
+    for check in result.report.checks():
+        top1 = check.top1_agreement
         table.add_row(
-            name, str(section.get("reference", "")), f"{section.get('max_abs', 0):.2e}",
-            f"{section.get('cosine', 1):.6f}", "-" if top1 is None else f"{top1:.0%}",
-            "[green]yes[/green]" if section["passed"] else "[red]no[/red]",
+            check.name, check.reference or "", "-" if check.max_abs is None else f"{check.max_abs:.2e}",
+            "-" if check.cosine is None else f"{check.cosine:.6f}", "-" if top1 is None else f"{top1:.0%}",
+            "[green]yes[/green]" if check.passed else "[red]no[/red]",
         )
     console = Console()
     console.print(table)

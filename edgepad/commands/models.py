@@ -27,6 +27,7 @@ def detector(out, force, as_json):
     against Keras; `edgepad bundle` copies them to the board as models/pnet, models/rnet, models/onet.
     """
     from edgepad.convert.mtcnn_models import build_detector_models, default_cache_dir, detector_models
+    from edgepad.convert.pipeline import read_report
     from edgepad.progress import Steps
 
     steps = Steps(quiet=as_json)
@@ -36,9 +37,9 @@ def detector(out, force, as_json):
         folder = build_detector_models(out or default_cache_dir(), force=force or out is None, steps=steps)
     summary = {"folder": str(folder), "nets": {}}
     for net in ("pnet", "rnet", "onet"):
-        report = json.loads((folder / net / "report.json").read_text())
-        summary["nets"][net] = {key: {"max_abs": section.get("max_abs"), "passed": section.get("passed")}
-                                for key, section in report.items() if isinstance(section, dict) and "passed" in section}
+        report = read_report(folder / net / "report.json")
+        summary["nets"][net] = {check.name: {"max_abs": check.max_abs, "passed": check.passed}
+                                for check in report.checks()}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

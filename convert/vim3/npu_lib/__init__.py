@@ -12,6 +12,8 @@ import numpy as np
 from edgepad.errors import ParityError
 from edgepad.runtime.card import NpuLibrary
 
+from ...report import TargetReport
+
 from .library import NpuLibraryBuild, build_host_library, stage_sources
 
 __all__ = ["NpuLibraryBuild", "build_host_library", "build_npu_library", "stage_sources"]
@@ -19,11 +21,11 @@ EMULATED_INPUTS = 8
 
 
 def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation_sources: list[str], out_dir: Path,
-                      target: str, pid: int) -> dict:
+                      target: str, pid: int) -> TargetReport:
     """Write the wrapper next to the case in out_dir, build the host library, run it in the emulator.
 
-    Adds `npu_library` to the card's vim3 entry and returns the `vim3_emulated` report section (the pipeline puts
-    it at the top of report.json). With the Khadas SDK backend there is no local emulator: sources only.
+    Adds `npu_library` to the card's vim3 entry and returns the `vim3_emulated` check (its own report.json
+    section). With the Khadas SDK backend there is no local emulator: sources only.
     """
     from edgepad.runtime.preprocess import batches
 
@@ -37,7 +39,8 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
         sources = stage_sources(out_dir, case, target, pid)
         entry.npu_library = NpuLibrary(case=case, target=target, build_script=rel("build_board.sh"),
                                        sources=[rel(s) for s in sources], library=None)
-        return {"passed": True, "skipped": f"the {ctx.options.npu_backend} backend has no local emulator"}
+        return TargetReport("vim3_emulated", details={
+            "skipped": f"the {ctx.options.npu_backend} backend has no local emulator"})
 
     from ..toolkit_env import require_toolkit
 
@@ -67,4 +70,4 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
                           + (f" and {simulation_cosine:.4f} against {compilation.toolkit}'s simulation"
                              if simulation_cosine is not None else "")
                           + f"; {section['diagnosis']} (log: {log})")
-    return section
+    return TargetReport.from_json("vim3_emulated", section)

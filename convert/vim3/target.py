@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,9 @@ from edgepad.hashing import sha256_file
 from edgepad.runtime.card import ModelCard, NpuCase, NpuTensor, OnnxEntry, Vim3Entry
 
 from ..parity import FLOAT32_ATOL, compare_outputs
+from ..report import TargetReport
+from .compilation import NpuCompilation
+from .compilers import compiler
 
 QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
 NEEDS_CALIBRATION = {"uint8", "int8", "int16"}
@@ -28,24 +30,7 @@ WORST_LAYERS_NAMED = 3
 CASE_SKIPPED = re.compile(r"(^\.c?project$|\.vcxproj$)")
 
 
-@dataclass
-class NpuCompilation:
-    """What a backend hands back: where the NBG and case are, and the toolkit's own simulations."""
-
-    nbg_dir: Path
-    case_dir: Path
-    case_name: str
-    toolkit: str
-    toolkit_version: str | None
-    quantizer: str
-    float_outputs: dict[str, list[np.ndarray]] | None  # per ONNX output name, per evaluation input
-    quantized_outputs: dict[str, list[np.ndarray]] | None
-    layers: list[dict] = field(default_factory=list)
-    log: str | None = None
-    layers_file: str | None = None
-
-
-def vim3_target(ctx) -> dict:
+def run(ctx) -> TargetReport:
     from .nbg_header import check_nbg_header
     from .toolkit_env import BOARD_TARGETS, target_pid
 
@@ -54,7 +39,7 @@ def vim3_target(ctx) -> dict:
         raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)}")
     target = BOARD_TARGETS[options.board]
     onnx_entry = _nchw_entry(ctx)
-    backend = _backend(options.npu_backend)
+    backend = compiler(options.npu_backend)
     backend.check_target(target, options)  # fail before any work if the backend cannot compile for the board
 
     calibration, calibration_sources = load_calibration(options.calibration, ctx.card, options.calibration_count,
@@ -81,23 +66,25 @@ def vim3_target(ctx) -> dict:
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
     header = check_nbg_header(nbg, target_pid(target), target)
 
-    section = {"target": target, "board": options.board, "backend": options.npu_backend,
+    details = {"target": target, "board": options.board, "backend": options.npu_backend,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
                "quantize": options.quantize, "quantizer": compilation.quantizer, "nbg": header.to_json(),
                "input_sources": evaluation_sources, "calibration_images": len(calibration),
                "toolkit_log": compilation.log}
-    section.update(parity)
+    measured, extra = parity
+    details.update(extra)
     out_dir = ctx.work_dir / "vim3"
     files = _copy_outputs(compilation, out_dir)
     ctx.card.targets.vim3 = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)
+    report = TargetReport("vim3", measured, files=[f"vim3/{f}" for f in files], details=details)
     # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/);
     # the emulator comes with acuitylite, so the Khadas SDK backend leaves the library to the board build
     if options.npu_backend == "acuitylite":
         from .npu_lib import build_npu_library
 
-        ctx.report_sections["vim3_emulated"] = build_npu_library(ctx, compilation, evaluation, evaluation_sources,
-                                                                 out_dir, target, target_pid(target))
-    return section
+        report.checks.append(build_npu_library(ctx, compilation, evaluation, evaluation_sources,
+                                               out_dir, target, target_pid(target)))
+    return report
 
 
 def spread_over_folders(files: list[Path], count: int) -> list[Path]:
@@ -137,16 +124,6 @@ def case_name(model_name: str) -> str:
     return name if not name[0].isdigit() else f"m_{name}"
 
 
-def _backend(name: str):
-    if name == "acuitylite":
-        from . import acuitylite as backend
-    elif name == "khadas-sdk":
-        from . import khadas_sdk as backend
-    else:
-        raise UsageError(f"--npu-backend {name}: choose acuitylite or khadas-sdk")
-    return backend
-
-
 def _nchw_entry(ctx) -> OnnxEntry:
     for entry in (ctx.card.targets.onnx_nchw, ctx.card.targets.onnx):
         if entry is not None and ctx.onnx_nchw_path is not None and entry.file == ctx.onnx_nchw_path.name:
@@ -154,11 +131,10 @@ def _nchw_entry(ctx) -> OnnxEntry:
     raise ExportError("the vim3 target needs the NCHW ONNX graph, which the onnx step did not write")
 
 
-def _parity_section(ctx, compilation: NpuCompilation, evaluation, onnx_entry, options) -> dict:
-    section: dict = {}
+def _parity_section(ctx, compilation: NpuCompilation, evaluation, onnx_entry, options) -> tuple[dict, dict]:
+    """(parity figures of the quantized model against float, the import check and per-layer table)."""
     if compilation.float_outputs is None or compilation.quantized_outputs is None:
-        section.update({"passed": True, "parity": f"not measured: {compilation.toolkit} gave no simulation outputs"})
-        return section
+        return {}, {"parity": f"not measured: {compilation.toolkit} gave no simulation outputs"}
     from edgepad.runtime.preprocess import batches
 
     # The toolkit's float import against onnxruntime: proves the import before judging the quantization.
@@ -173,13 +149,10 @@ def _parity_section(ctx, compilation: NpuCompilation, evaluation, onnx_entry, op
                                 atol=None, min_cosine=options.min_cosine)
     parity = quantized.to_json()
     parity["cosine_min"] = min((o["cosine_min"] for o in parity["outputs"]), default=1.0)
-    section.update(parity)
-    section["import"] = imported.to_json()
-    section["layers"] = compilation.layers
-    section["layer_inputs"] = min(LAYER_TABLE_INPUTS, len(evaluation))
     if not quantized.passed:
         raise ParityError(_quantization_failure(quantized, compilation, options, len(evaluation)))
-    return section
+    return parity, {"import": imported.to_json(), "layers": compilation.layers,
+                    "layer_inputs": min(LAYER_TABLE_INPUTS, len(evaluation))}
 
 
 def worst_layers(layers: list[dict], count: int = WORST_LAYERS_NAMED) -> list[dict]:

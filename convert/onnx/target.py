@@ -1,0 +1,34 @@
+"""The `onnx` target: the ONNX graph(s) the pipeline exported (model.onnx, and model.nchw.onnx for the NCHW
+targets), each checked against Keras with onnxruntime, graph optimisations off."""
+from __future__ import annotations
+
+from ..report import TargetReport
+
+
+def run(ctx) -> TargetReport:
+    """Check every ONNX graph written against Keras."""
+    from ..parity import compare_outputs
+    from .onnx_runner import run_onnx
+
+    report = TargetReport("onnx")
+    for key, entry in (("onnx", ctx.card.targets.onnx), ("onnx_nchw", ctx.card.targets.onnx_nchw)):
+        if entry is None:
+            continue
+        with ctx.steps.step(f"Checking {entry.file} against Keras (onnxruntime, optimisations off)"):
+            outputs = run_onnx(str(ctx.work_dir / entry.file), ctx.inputs_as(entry.layout))
+            parity = compare_outputs(keras_outputs_as_onnx(ctx.keras_outputs, outputs), outputs,
+                                     reference_name="keras", candidate_name=entry.file, atol=ctx.options.atol)
+        parity.raise_if_failed(f"{ctx.options.model}", hint="see report.json for every output")
+        report.files.append(entry.file)
+        if key == "onnx":
+            report.parity = parity.to_json()
+            report.details.update({"file": entry.file, "simplified": entry.simplified,
+                                   "input_sources": ctx.parity_sources})
+        else:
+            report.details["nchw"] = parity.to_json()
+    return report
+
+
+def keras_outputs_as_onnx(keras_outputs: dict, onnx_outputs: dict) -> dict:
+    """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
+    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}

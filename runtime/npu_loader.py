@@ -25,14 +25,13 @@ import os
 import re
 import struct
 import sys
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
-if TYPE_CHECKING:  # only for annotations: this file also runs on its own (python -m edgepad.runtime.npu_loader)
-    from .card import NpuTensor
+from .card import NpuTensor
+from .nbg_header import NbgHeaderError, read_nbg_header, target_pid
 
-NBG_MAGIC = b"VPMN"
 ELF_MACHINES = {3: "x86", 62: "x86-64", 40: "arm", 183: "aarch64"}
 # ovxlib's vsi_nn_type_e (OpenVX's vx_type_e values) -> numpy
 DTYPES = {0x002: np.int8, 0x003: np.uint8, 0x004: np.int16, 0x005: np.uint16, 0x006: np.int32, 0x007: np.uint32,
@@ -127,11 +126,10 @@ def read_build_info(library: str) -> Dict[str, str]:
 
 
 def read_nbg_pid(path: str) -> int:
-    with open(path, "rb") as f:
-        header = f.read(12)
-    if len(header) < 12 or header[:4] != NBG_MAGIC:
-        raise NpuError(f"{path}: not a network binary (no VPMN header); convert the model again with --to vim3")
-    return struct.unpack_from("<I", header, 8)[0]
+    try:
+        return read_nbg_header(path).pid
+    except NbgHeaderError as error:
+        raise NpuError(f"{error}; convert the model again with --to vim3") from None
 
 
 def check_pair(library: str, library_pid: int, nbg: str) -> None:
@@ -141,10 +139,6 @@ def check_pair(library: str, library_pid: int, nbg: str) -> None:
         raise NpuError(f"{os.path.basename(library)} was built for NPU pid 0x{library_pid:x}, but "
                        f"{os.path.basename(nbg)} is compiled for pid 0x{pid:x}; rebuild the library from this "
                        "model's vim3/ sources (build_board.sh) or convert again")
-
-
-def target_pid(target: str) -> int:
-    return int(target.rsplit("_PID", 1)[1], 16)
 
 
 def host_machine() -> str:

@@ -25,7 +25,7 @@ class OnnxGraph:
             model = onnx.load(str(model))
         else:
             model = onnx.ModelProto.FromString(model.SerializeToString())  # rewrites must not touch the caller's
-        from .rewrites import fuse_prelu
+        from ..onnx.rewrites import fuse_prelu
 
         model = fuse_prelu(model)
         try:

@@ -31,8 +31,10 @@ CASE_SKIPPED = re.compile(r"(^\.c?project$|\.vcxproj$)")
 
 
 def run(ctx) -> TargetReport:
+    from edgepad.runtime.nbg_header import target_pid
+
     from .nbg_header import check_nbg_header
-    from .toolkit_env import BOARD_TARGETS, target_pid
+    from .toolkit_env import BOARD_TARGETS
 
     options = ctx.options
     if options.quantize not in QUANTIZE_SCHEMES:

@@ -29,9 +29,6 @@ INSTALL_HINT = "run `edgepad toolkit install` (once, about 8 GB)"
 BOARD_TARGETS = {"vim3": "VIPNANOQI_PID0X88", "vim3l": "VIPNANOQI_PID0X99"}
 
 
-def target_pid(target: str) -> int:
-    return int(target.rsplit("_PID", 1)[1], 16)
-
 
 def default_home() -> Path:
     """$EDGEPAD_TOOLKIT_HOME, else $EDGEPAD_HOME/toolkit, else ~/.cache/edgepad/toolkit (CI sets EDGEPAD_HOME)."""

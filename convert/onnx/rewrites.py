@@ -1,12 +1,16 @@
-"""ONNX graph rewrites applied before the Caffe walk: patterns exporters spell with several ops that Caffe has
-as one layer. Each rewrite keeps the graph valid ONNX computing the same values."""
+"""ONNX graph rewrites: patterns exporters spell with several ops that one op computes. Each rewrite keeps the
+graph valid ONNX computing the same values. Used before the Caffe walk (Caffe has one PReLU layer) and on the
+detector's open-shape graphs (one PRelu pass instead of five elementwise ones over PNet's largest tensors)."""
 from __future__ import annotations
 
 import numpy as np
 
 
 def fuse_prelu(model):
-    """Relu(x) + Mul(Relu(Neg(x)), c) -> PRelu(x, -c): how tf2onnx writes Keras 3's PReLU."""
+    """Relu(x) + Mul(Relu(Neg(x)), c) -> PRelu(x, -c): how tf2onnx writes Keras 3's PReLU. In place; returns model.
+
+    Only where the four intermediate tensors feed nothing else and are no graph output; each fused node gets a
+    slope tensor of its own (named after its Add), and the constants left unused are dropped."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -21,7 +25,7 @@ def fuse_prelu(model):
     def internal(tensor: str) -> bool:
         return tensor not in outputs and len(consumers.get(tensor, [])) == 1
 
-    removed, added = set(), {}
+    removed, added, slopes = set(), {}, set()
     for add in graph.node:
         if add.op_type != "Add" or len(add.input) != 2:
             continue
@@ -43,6 +47,7 @@ def fuse_prelu(model):
             fused = helper.make_node("PRelu", [relu.input[0], slope_tensor.name], [add.output[0]],
                                      name=f"{add.name}_prelu" if add.name else "")
             removed.update(id(n) for n in (relu, mul, neg_relu, neg))
+            slopes.add(slope_name)
             added[id(add)] = fused
             break
     if not added:
@@ -50,4 +55,7 @@ def fuse_prelu(model):
     nodes = [added.get(id(n), n) for n in graph.node if id(n) not in removed]
     del graph.node[:]
     graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input} | outputs
+    for tensor in [t for t in graph.initializer if t.name in slopes and t.name not in used]:
+        graph.initializer.remove(tensor)
     return model

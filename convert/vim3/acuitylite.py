@@ -8,7 +8,7 @@ import numpy as np
 
 from edgepad.errors import ExportError, ToolkitError
 
-from .compilation import NpuCompilation
+from .compilation import NpuCompilation, quantizer_request
 
 DISPLAY_NAME = "acuitylite"
 
@@ -39,7 +39,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
     run_dir.mkdir(parents=True, exist_ok=True)
     request = {
         "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
-        "outputs": list(outputs), "scheme": scheme, "target": target, "case_name": name,
+        "outputs": list(outputs), **quantizer_request(scheme), "target": target, "case_name": name,
         "sdk": str(env.sdk_dir), "out_dir": str(run_dir), "layer_inputs": 4,
         "min_cosine": getattr(options, "min_cosine", None),
         "evaluation": _save(run_dir / "evaluation.npy", evaluation),

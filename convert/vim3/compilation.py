@@ -6,6 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
+# edgepad's --quantize -> the toolkit's (quantizer, qtype), the same in acuitylite and Khadas' pegasus. The toolkit
+# worker and the pegasus job import nothing from edgepad: they get the pair in their request.
+QUANTIZERS = {
+    "uint8": ("asymmetric_affine", "uint8"),
+    "int8": ("perchannel_symmetric_affine", "int8"),
+    "int16": ("dynamic_fixed_point", "int16"),
+    "float16": ("float16", "float16"),  # not quantized: pegasus exports it with --dtype float
+}
+
+
+def quantizer_request(scheme: str) -> dict:
+    quantizer, qtype = QUANTIZERS[scheme]
+    return {"scheme": scheme, "quantizer": quantizer, "qtype": qtype}
+
 
 @dataclass
 class NpuCompilation:

@@ -15,13 +15,6 @@ import platform
 import subprocess
 import sys
 
-SCHEMES = {
-    "uint8": ("asymmetric_affine", "uint8"),
-    "int8": ("perchannel_symmetric_affine", "int8"),
-    "int16": ("dynamic_fixed_point", "int16"),
-    "float16": (None, None),  # no quantize step; export with --dtype float
-}
-
 
 class JobError(Exception):
     def __init__(self, stage, message):
@@ -67,7 +60,10 @@ def commands(request, sdk, work):
             "--channel-mean-value", " ".join(["0"] * c + ["1"]),
             "--source-file", os.path.join(work, request["dataset"])]),
     ]
-    quantizer, qtype = SCHEMES[request["scheme"]]
+    # edgepad's table (convert/vim3/compilation.py) names the pair; float16 has no quantize step (--dtype float)
+    quantizer, qtype = request["quantizer"], request["qtype"]
+    if request["scheme"] == "float16":
+        quantizer = None
     if quantizer is not None:
         steps.append(("quantizing", pegasus + [
             "quantize", "--quantizer", quantizer, "--qtype", qtype, "--rebuild",

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgepad.errors import ExportError, ToolkitError, UsageError
 
-from .compilation import NpuCompilation
+from .compilation import QUANTIZERS, NpuCompilation, quantizer_request
 
 DISPLAY_NAME = "Khadas aml_npu_sdk (pegasus in Docker)"
 IMAGE = "edgepad-khadas-sdk:tf110"
@@ -84,7 +84,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
     (work / "dataset.txt").write_text("\n".join(lines) + "\n")
     (work / "request.json").write_text(json.dumps({
         "onnx": "model.onnx", "input_name": input_name, "input_shape": list(input_shape), "outputs": list(outputs),
-        "scheme": scheme, "target": target, "case_name": name, "dataset": "dataset.txt",
+        **quantizer_request(scheme), "target": target, "case_name": name, "dataset": "dataset.txt",
         "calibration_count": len(samples),
     }, indent=2))
 
@@ -99,8 +99,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
     nbg_dir = work / result["nbg_dir"]
     if not (nbg_dir / "network_binary.nb").is_file():
         raise ExportError(f"Khadas SDK wrote no network_binary.nb in {nbg_dir} (log: {work / 'pegasus.log'})")
-    quantizer = {"uint8": "asymmetric_affine uint8", "int8": "perchannel_symmetric_affine int8",
-                 "int16": "dynamic_fixed_point int16", "float16": "float16"}[scheme]
+    quantizer = "float16" if scheme == "float16" else " ".join(QUANTIZERS[scheme])
     return NpuCompilation(nbg_dir=nbg_dir, case_dir=nbg_dir, case_name=name, toolkit="khadas aml_npu_sdk",
                           toolkit_version=_sdk_version(sdk), quantizer=quantizer, float_outputs=None,
                           quantized_outputs=None, log=str(work / "pegasus.log"))

@@ -19,10 +19,10 @@ from edgepad.runtime.card import ModelCard, NpuCase, NpuTensor, OnnxEntry, Vim3E
 
 from ..parity import FLOAT32_ATOL, compare_outputs
 from ..report import TargetReport
-from .compilation import NpuCompilation
+from .compilation import QUANTIZERS, NpuCompilation
 from .compilers import compiler
 
-QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
+QUANTIZE_SCHEMES = tuple(QUANTIZERS)
 NEEDS_CALIBRATION = {"uint8", "int8", "int16"}
 LAYER_TABLE_INPUTS = 4  # per-layer outputs are kept in memory: a few inputs are enough to rank the layers
 WORST_LAYERS_NAMED = 3

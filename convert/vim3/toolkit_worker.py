@@ -17,13 +17,6 @@ import re
 import sys
 import traceback
 
-# How edgepad's --quantize names map to the toolkit's quantizer and qtype.
-SCHEMES = {
-    "uint8": ("asymmetric_affine", "uint8"),
-    "int8": ("perchannel_symmetric_affine", "int8"),
-    "int16": ("dynamic_fixed_point", "int16"),
-    "float16": ("float16", "float16"),
-}
 ACTIVATIONS_THAT_CLIP = {"relu", "relun", "relu_keras", "clipbyvalue"}
 
 
@@ -83,7 +76,7 @@ def compile_model(request):
     float_outputs = _run_all(model, evaluation, output_lids)
     float_layers = [_run_layers(model, x) for x in layer_inputs]
 
-    quantizer, qtype = SCHEMES[request["scheme"]]
+    quantizer, qtype = request["quantizer"], request["qtype"]  # edgepad's table: convert/vim3/compilation.py
     print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
     _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation)
 

@@ -77,9 +77,18 @@ class OnnxGraph:
 
 
 def attributes(node) -> dict:
+    """A node's attributes by name; ONNX's STRING attributes (bytes) as str."""
     from onnx import helper
 
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return {a.name: _text(helper.get_attribute_value(a)) for a in node.attribute}
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value
 
 
 def _constant_value(node) -> np.ndarray:

@@ -12,6 +12,14 @@ import numpy as np
 
 from . import caffe_pb2
 
+class MissingBlobError(LookupError):
+    """An ONNX tensor no layer has produced (yet): its producer failed, or a handler has a bug."""
+
+    def __init__(self, tensor: str):
+        super().__init__(f"ONNX tensor '{tensor}' has no Caffe blob")
+        self.tensor = tensor
+
+
 # Max pooling ignores padding; padding with this stands in for -inf without overflowing float32 arithmetic.
 MAX_POOL_PAD_VALUE = -3.0e38
 
@@ -56,6 +64,8 @@ class NetBuilder:
         self.blobs[tensor] = blob
 
     def blob(self, tensor: str) -> str:
+        if tensor not in self.blobs:
+            raise MissingBlobError(tensor)
         return self.blobs[tensor]
 
     # --- layers ----------------------------------------------------------------------------------------------

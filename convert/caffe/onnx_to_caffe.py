@@ -13,7 +13,7 @@ from edgepad.errors import UnsupportedOpError
 
 from .graph import OnnxGraph
 from .handlers import HANDLERS, Conversion, NotExpressible
-from .net_builder import NetBuilder
+from .net_builder import MissingBlobError, NetBuilder
 
 PROTOTXT = "model.prototxt"
 CAFFEMODEL = "model.caffemodel"
@@ -46,6 +46,7 @@ def onnx_to_caffe(model, name: str = "edgepad") -> CaffeNet:
     cx = Conversion(graph, NetBuilder(name, graph.output_names))
     input_blob = cx.net.input(input_tensor, graph.shape(input_tensor))
     problems: list[tuple[object, str]] = []
+    unconverted: set[str] = set()  # outputs of the nodes that could not be converted
     for node in graph.nodes:
         if node.op_type == "Constant" or (node.name and node.name in cx.fused):
             continue
@@ -53,9 +54,11 @@ def onnx_to_caffe(model, name: str = "edgepad") -> CaffeNet:
             HANDLERS[node.op_type](node, cx)
         except NotExpressible as reason:
             problems.append((node, str(reason)))
-        except KeyError:  # an input came from a node that failed above: that node is reported already
-            if not problems:
-                raise
+            unconverted.update(node.output)
+        except MissingBlobError as error:
+            if error.tensor not in unconverted:
+                raise  # no failed node explains it: a bug of ours, not the model's
+            unconverted.update(node.output)  # downstream of a node reported already
     if problems:
         raise UnsupportedOpError(_unsupported_message(problems))
     outputs = cx.net.finalize_outputs()

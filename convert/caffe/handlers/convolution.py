@@ -70,8 +70,7 @@ def conv_transpose(node, cx: Conversion):
     full = [(in_shape[2 + i] - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 for i in range(2)]
     total = [full[i] - out_shape[2 + i] for i in range(2)]
     pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = attrs.get("auto_pad", "NOTSET")
     begin = []
     for i in range(2):
         if auto_pad == "SAME_UPPER":
@@ -98,8 +97,7 @@ def conv_transpose(node, cx: Conversion):
 @handles("Pad")
 def pad(node, cx: Conversion):
     attrs = attributes(node)
-    mode = attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = attrs.get("mode", "constant")
     pads = [int(p) for p in (cx.constant(node, 1, "pads") if cx.graph.opset >= 11 else attrs["pads"])]
     value = 0.0
     if cx.graph.opset >= 11 and len(node.input) > 2 and node.input[2]:

@@ -14,8 +14,7 @@ def spatial_pads(node, cx: Conversion, kernel: list[int], strides: list[int], di
     attrs = attributes(node)
     rank = len(kernel)
     in_shape = cx.shape(node.input[0])[2:]
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = attrs.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0] * (2 * rank)
         for i in range(rank):

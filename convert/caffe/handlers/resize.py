@@ -22,19 +22,14 @@ def _integer_factors(cx: Conversion, node) -> list[int]:
     return factors
 
 
-def text_attribute(value, default: str) -> str:
-    if value is None:
-        return default
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @handles("Resize", "Upsample")
 def resize(node, cx: Conversion):
     """Integer upscaling as a Deconvolution with fixed weights, one group per channel: nearest repeats each pixel
     (a kernel of ones), linear spreads it with the bilinear kernel over edge-padded input, then crops."""
     attrs = attributes(node)
-    mode = text_attribute(attrs.get("mode"), "nearest")
-    transform = text_attribute(attrs.get("coordinate_transformation_mode"), "half_pixel" if node.op_type == "Resize" else "asymmetric")
+    mode = attrs.get("mode", "nearest")
+    transform = attrs.get("coordinate_transformation_mode",
+                          "half_pixel" if node.op_type == "Resize" else "asymmetric")
     if node.op_type == "Upsample":  # Upsample's nearest takes floor(o / scale)
         transform, attrs["nearest_mode"] = "asymmetric", "floor"
     factors = _integer_factors(cx, node)
@@ -45,7 +40,7 @@ def resize(node, cx: Conversion):
         cx.net.bind(node.output[0], bottom)
         return
     if mode == "nearest":
-        nearest = text_attribute(attrs.get("nearest_mode"), "round_prefer_floor")
+        nearest = attrs.get("nearest_mode", "round_prefer_floor")
         repeats = (transform == "asymmetric" and nearest == "floor") or transform == "tf_half_pixel_for_nn" or (
             transform in ("half_pixel", "pytorch_half_pixel") and nearest.startswith("round"))
         if not repeats:

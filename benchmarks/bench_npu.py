@@ -83,17 +83,17 @@ def bench_convert(models: list[str], quantize: str) -> None:
                                                   calibration=calibration, calibration_count=32), steps)
             total = time.perf_counter() - start
             vim3 = next(v for k, v in steps.timings.items() if k.startswith("Compiling for"))
-            entry = result.card["targets"]["onnx_nchw"]
+            entry = result.card.targets.onnx_nchw
             calibration_npy = Path(tmp) / "calibration.npy"
             np.save(calibration_npy, np.load(_last_run_calibration(env)))
             licence = Path(tmp) / "licence.txt"
             licence.write_text("VIPNANOQI_PID0X88")
-            bare = timed([str(env.python), "-c", BARE_TOOLKIT, str(result.out / entry["file"]), entry["input"],
-                          json.dumps(entry["input_shape"]), ",".join(entry["outputs"]), str(calibration_npy),
+            bare = timed([str(env.python), "-c", BARE_TOOLKIT, str(result.out / entry.file), entry.input,
+                          json.dumps(entry.input_shape), ",".join(entry.outputs), str(calibration_npy),
                           str(env.sdk_dir), tmp, str(licence)], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
-        report = result.report["vim3"]
+        report = result.report.check("vim3")
         print(f"{name:<17} {quantize}: convert total {total:6.1f} s, vim3 step {vim3:6.1f} s "
-              f"(cosine {report['cosine']:.5f}, top-1 {report['top1_agreement']:.0%})")
+              f"(cosine {report.cosine:.5f}, top-1 {report.top1_agreement:.0%})")
         print(f"  baseline bare toolkit import+quantize+NBG: {bare:6.1f} s  ratio vim3 step / bare {vim3 / bare:.2f}x")
 
 

@@ -78,10 +78,8 @@ class RuntimeScorer(Scorer):
         if requires not in card.targets:
             raise UsageError(f"--backend {name}: {model_dir} has no {requires} model; convert with "
                              f"`edgepad convert MODEL.h5 -o {model_dir} --to {requires} --force`")
-        try:
-            from edgepad.runtime.backends import load_model
-        except ImportError:
-            raise UsageError(f"--backend {name}: this edgepad has no runtime backends yet; use --backend onnx or keras") from None
+        from edgepad.runtime.backends import load_model
+
         self.model = load_model(str(model_dir), runtime_backend, **backend_options)
         self.default_threshold = card.spoof_threshold
         self.threshold_source = f"model card {self.default_threshold}"

@@ -24,7 +24,7 @@ def _prelu_graph(extra_outputs=(), shared_slope=False):
                   helper.make_node("Mul", [f"negrelu{i}", slope], [f"scaled{i}"]),
                   helper.make_node("Add", [f"pos{i}", f"scaled{i}"], [f"y{i}"], name=f"add{i}")]
         tensor = f"y{i}"
-    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y1", *extra_outputs)]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, 3, 4]) for name in ("y1", *extra_outputs)]
     graph = helper.make_graph(nodes, "prelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 3, 4])],
                               outputs, initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)

@@ -71,8 +71,8 @@ def reseal(bundle: Path) -> None:
     """Rewrite manifest.json after a test changed files, as a bundle built that way would carry."""
     from edgepad.deploy import manifest as manifest_io
 
-    data = json.loads((bundle / "manifest.json").read_text())
-    manifest_io.seal(bundle, data["versions"], data["models"])
+    manifest = manifest_io.load(bundle)
+    manifest_io.seal(bundle, manifest.versions, manifest.models)
 
 
 @dataclass

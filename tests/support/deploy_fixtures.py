@@ -5,7 +5,6 @@ the board_python environment (Python 3.8 with only numpy, OpenCV 4 and onnxrunti
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path

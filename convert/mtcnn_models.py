@@ -25,7 +25,7 @@ from edgepad.staging import staged_output_dir
 from .mtcnn_keras import NET_NAMES, build_net, mtcnn_package_version
 from .onnx.rewrites import fuse_prelu
 from .parity import ParityResult, compare_outputs
-from .report import TargetReport
+from .report import TargetReport, read_report, write_report
 
 MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # the nets were trained on (x - 127.5) / 128, RGB
 PNET_EXPORT_SIZE = 48  # size of PNet's static model.onnx (and of its parity inputs)
@@ -74,8 +74,6 @@ def build_detector_models(out: str | os.PathLike, force: bool = False, targets: 
 def _write_open_onnx(net: str, folder: Path) -> None:
     """model.open.onnx: model.onnx with symbolic batch (and H, W for PNet), checked against Keras at new shapes."""
     import onnx
-
-    from .pipeline import read_report, write_report
 
     card = ModelCard.load(folder)
     onnx_entry = card.targets.onnx

@@ -8,8 +8,6 @@ renders them to report.json. A new target (e.g. convert/tflite/target.py) is one
 from __future__ import annotations
 
 import importlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +23,7 @@ from edgepad.runtime.card import InputSpec, ModelCard, OnnxEntry, OutputSpec, Pr
 from edgepad.staging import staged_output_dir
 
 from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE
-from .report import ConvertReport, TargetReport
+from .report import ConvertReport, TargetReport, write_report
 
 # name -> the module with its `run(ctx)`, imported only when asked for: `--to onnx` never loads the NPU toolkit code.
 TARGETS: dict[str, str] = {
@@ -239,21 +237,3 @@ def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> ModelCard:
 
 def target_runner(name: str) -> Callable[[ConvertContext], TargetReport]:
     return importlib.import_module(TARGETS[name]).run
-
-
-def write_report(path: Path, report: ConvertReport) -> None:
-    path.write_text(json.dumps(report.to_json(), indent=2, default=_json_default) + "\n")
-
-
-def read_report(path: Path) -> ConvertReport:
-    return ConvertReport.from_json(json.loads(Path(path).read_text()))
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

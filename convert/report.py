@@ -7,7 +7,12 @@ the detector build adds). Each section holds the parity figures (`passed`, `max_
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from .parity import ParityResult
 
@@ -99,3 +104,21 @@ class ConvertReport:
         targets = [TargetReport.from_json(k, v) for k, v in data.items() if k not in REPORT_KEYS]
         return cls(data.get("edgepad_version", ""), data.get("source", ""), targets,
                    dict(data.get("timings_s", {})), list(data.get("warnings", [])))
+
+
+def write_report(path: Path, report: ConvertReport) -> None:
+    path.write_text(json.dumps(report.to_json(), indent=2, default=_json_default) + "\n")
+
+
+def read_report(path: Path) -> ConvertReport:
+    return ConvertReport.from_json(json.loads(Path(path).read_text()))
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -27,7 +27,7 @@ def detector(out, force, as_json):
     against Keras; `edgepad bundle` copies them to the board as models/pnet, models/rnet, models/onet.
     """
     from edgepad.convert.mtcnn_models import build_detector_models, default_cache_dir, detector_models
-    from edgepad.convert.pipeline import read_report
+    from edgepad.convert.report import read_report
     from edgepad.progress import Steps
 
     steps = Steps(quiet=as_json)

@@ -34,7 +34,7 @@ class BoardTarget:
 class BoardScorer(Scorer):
     def __init__(self, model_dir: Path, target: BoardTarget | None):
         if target is None:
-            raise UsageError("--backend board: give the board with --host [user@]host[:port]")
+            raise UsageError("--stage board: give the board with --host [user@]host[:port]")
         card = read_model_card(model_dir, "board")
         self.card = card
         self.target = target

@@ -18,6 +18,14 @@ def test_help_is_instant_and_does_not_import_tensorflow():
     assert "convert" in result.stdout
 
 
+def test_every_command_is_registered():
+    """A static list: no command disappears because one of its imports fails (`edgepad bench` once did)."""
+    from edgepad.cli import cli
+
+    assert sorted(cli.commands) == ["bench", "bundle", "convert", "deploy", "evaluate", "extract", "models",
+                                    "rollback", "run", "status", "toolkit", "train"]
+
+
 def test_convert_in_a_fresh_process_writes_report_and_card(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([*EDGEPAD, "convert", str(LEGACY_H5 / "pad_mobilenet.h5"), "-o", str(out), "--to", "onnx", "--json"],

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
-from edgepad.commands.deploy import _board_command, board_options
+from edgepad.commands.options import board_command, board_options, verbose_option
 
 
 @click.command()
@@ -19,7 +18,7 @@ from edgepad.commands.deploy import _board_command, board_options
 @click.option("--plot", type=click.Path(path_type=Path), default=Path("bench.png"), show_default=True, help="PNG written with the per-stage bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 @verbose_option
-@_board_command
+@board_command
 def bench(hosts, board, kwargs):
     """Benchmark the current release on the board against the same runtime on this host (per-stage p50/p95 ms, fps)."""
     from edgepad.deploy.bench import bench as run_bench

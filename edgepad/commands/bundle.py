@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 
 
 @click.command()
@@ -43,6 +43,3 @@ def bundle(out, classifier, detector, sample_images, force, as_json):
         click.echo(f"{result.out}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB, "
                    f"models {', '.join(summary['models'])}")
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(bundle)

@@ -6,14 +6,8 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(extract)
-    cli.add_command(train)
-    cli.add_command(evaluate)
 
 
 @click.command()
@@ -173,26 +167,26 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "board"]), default="keras",
-              show_default=True, help="keras: MODEL is the .h5; otherwise MODEL is an `edgepad convert` output folder "
-              "(board: the one deployed on --host).")
+@click.option("--stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "board"]), default="keras",
+              show_default=True, help="Where the crops are scored. keras: MODEL is the .h5; otherwise MODEL is an "
+              "`edgepad convert` output folder (board: the one deployed on --host).")
 @click.option("--threshold", type=float, help="Spoof-probability threshold (default: the model card's, else 0.5).")
 @click.option("--dev", "dev_data", type=click.Path(path_type=Path),
               help="Development crops: the threshold is fixed at their equal error rate.")
 @click.option("--unit", type=click.Choice(["frame", "video"]), default="frame", show_default=True,
               help="A presentation is one crop, or one video (its crops' mean score).")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a DET plot (APCER vs BPCER) as PNG.")
-@click.option("--host", help="--backend board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
-@click.option("--identity", type=click.Path(path_type=Path), help="--backend board: SSH private key file.")
-@click.option("--known-hosts", type=click.Path(path_type=Path), help="--backend board: known_hosts file [default: ~/.ssh/known_hosts].")
-@click.option("--trust-new-host", is_flag=True, help="--backend board: accept a host key seen for the first time.")
-@click.option("--remote-dir", default="~/edgepad", show_default=True, help="--backend board: the deploy folder on the board.")
-@click.option("--remote-python", default="python3", show_default=True, help="--backend board: the board's Python.")
+@click.option("--host", help="--stage board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
+@click.option("--identity", type=click.Path(path_type=Path), help="--stage board: SSH private key file.")
+@click.option("--known-hosts", type=click.Path(path_type=Path), help="--stage board: known_hosts file [default: ~/.ssh/known_hosts].")
+@click.option("--trust-new-host", is_flag=True, help="--stage board: accept a host key seen for the first time.")
+@click.option("--remote-dir", default="~/edgepad", show_default=True, help="--stage board: the deploy folder on the board.")
+@click.option("--remote-python", default="python3", show_default=True, help="--stage board: the board's Python.")
 @click.option("--board-backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
-              help="--backend board: the runtime backend on the board [default: the runtime's choice].")
+              help="--stage board: the runtime backend on the board [default: the runtime's choice].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @verbose_option
-def evaluate(model, data, backend, threshold, dev_data, unit, plot, host, identity, known_hosts, trust_new_host,
+def evaluate(model, data, stage, threshold, dev_data, unit, plot, host, identity, known_hosts, trust_new_host,
              remote_dir, remote_python, board_backend, as_json):
     """PAD metrics (ISO/IEC 30107-3) of a model on aligned crops.
 
@@ -204,21 +198,21 @@ def evaluate(model, data, backend, threshold, dev_data, unit, plot, host, identi
     \b
     Example:
       edgepad evaluate pad.h5 crops/Test --dev crops/Train --plot det.png
-      edgepad evaluate pad_out crops/Test --backend onnx --threshold 0.42
-      edgepad evaluate pad_out crops/Test --backend board --host khadas@vim3.local --board-backend ksnn
+      edgepad evaluate pad_out crops/Test --stage onnx --threshold 0.42
+      edgepad evaluate pad_out crops/Test --stage board --host khadas@vim3.local --board-backend ksnn
     """
     from edgepad.data.evaluate import EvaluateOptions, evaluate_model
 
     board = None
-    if backend == "board":
+    if stage == "board":
         board = _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend)
     elif host:
-        raise UsageError("--host is for --backend board; the other backends run on this machine")
-    options = EvaluateOptions(model=model, data=data, backend=backend, threshold=threshold, dev_data=dev_data,
+        raise UsageError("--host is for --stage board; the other stages run on this machine")
+    options = EvaluateOptions(model=model, data=data, stage=stage, threshold=threshold, dev_data=dev_data,
                               unit=unit, plot=plot, board=board)
     from edgepad.progress import Steps
 
-    with Steps(quiet=as_json).step(f"Scoring crops with {model.name} ({backend})"):
+    with Steps(quiet=as_json).step(f"Scoring crops with {model.name} ({stage})"):
         result = evaluate_model(options)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -232,7 +226,7 @@ def _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remot
     from edgepad.deploy.ssh import SshOptions
 
     if not host:
-        raise UsageError("--backend board: give the board with --host [user@]host[:port]")
+        raise UsageError("--stage board: give the board with --host [user@]host[:port]")
     ssh = SshOptions(identity, known_hosts, trust_new_host)
     return BoardTarget(host, BoardOptions(ssh, remote_dir, remote_python), board_backend)
 
@@ -242,7 +236,7 @@ def _print_metrics(result) -> None:
     from rich.table import Table
 
     m = result.metrics
-    table = Table(title=f"{result.model.name} ({result.backend}) on {result.data}, per {result.unit}", title_justify="left")
+    table = Table(title=f"{result.model.name} ({result.stage}) on {result.data}, per {result.unit}", title_justify="left")
     for column in ("", "presentations", "error"):
         table.add_column(column)
     for attack, rate in m.apcer_per_type.items():

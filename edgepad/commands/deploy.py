@@ -1,58 +1,13 @@
-"""`edgepad deploy`, `rollback`, `status`, `bench`: a bundle onto boards over SSH, and what runs there."""
+"""`edgepad deploy`, `rollback`, `status`: a bundle onto boards over SSH, and what runs there."""
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
-from edgepad.errors import EdgepadError, UsageError
-
-
-def board_options(command):
-    """--host/--inventory and the SSH options every board command shares."""
-    options = [
-        click.option("--host", "hosts", multiple=True, help="Board as [user@]host[:port]; repeat for several boards."),
-        click.option("--inventory", type=click.Path(path_type=Path), help="File of boards: one per line, or an Ansible INI inventory."),
-        click.option("--port", type=int, default=22, show_default=True, help="SSH port (unless the host names one)."),
-        click.option("--user", default="khadas", show_default=True, help="SSH user (unless the host names one)."),
-        click.option("--identity", type=click.Path(path_type=Path), help="Private key file (default: the ssh agent and ~/.ssh keys)."),
-        click.option("--known-hosts", type=click.Path(path_type=Path), help="known_hosts file [default: ~/.ssh/known_hosts]."),
-        click.option("--trust-new-host", is_flag=True, help="Accept and record a board's host key seen for the first time. A changed key is always refused."),
-        click.option("--remote-dir", default="~/edgepad", show_default=True, help="Folder on the board holding releases/ and current."),
-        click.option("--remote-python", default="python3", show_default=True, help="Python 3.8+ on the board that runs the runtime."),
-        click.option("--connect-timeout", type=float, default=15, show_default=True, help="Seconds to wait for connect, banner and auth."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _hosts_and_board(kwargs: dict):
-    from edgepad.deploy.inventory import parse_host, read_inventory, unique
-    from edgepad.deploy.pipeline import BoardOptions
-    from edgepad.deploy.ssh import SshOptions
-
-    hosts = [parse_host(h, kwargs["user"], kwargs["port"]) for h in kwargs["hosts"]]
-    if kwargs["inventory"]:
-        hosts += read_inventory(kwargs["inventory"], kwargs["user"], kwargs["port"])
-    if not hosts:
-        raise UsageError("no board given: pass --host HOST (repeatable) or --inventory FILE")
-    if kwargs["keep_arg"] is not None and kwargs["keep_arg"] < 1:
-        raise UsageError(f"--keep {kwargs['keep_arg']}: keep at least 1 release")
-    ssh = SshOptions(kwargs["identity"], kwargs["known_hosts"], kwargs["trust_new_host"], kwargs["connect_timeout"])
-    return unique(hosts), BoardOptions(ssh, kwargs["remote_dir"], kwargs["remote_python"])
-
-
-def _board_command(function):
-    @functools.wraps(function)
-    def wrapper(**kwargs):
-        kwargs.setdefault("keep_arg", None)
-        hosts, board = _hosts_and_board(kwargs)
-        return function(hosts, board, kwargs)
-    return wrapper
+from edgepad.commands.options import board_command, board_options, verbose_option
+from edgepad.errors import EdgepadError
 
 
 @click.command()
@@ -65,7 +20,7 @@ def _board_command(function):
 @click.option("--parallel", type=int, default=4, show_default=True, help="Boards deployed at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (one object; {'hosts': [...]} for several boards).")
 @verbose_option
-@_board_command
+@board_command
 def deploy(hosts, board, kwargs):
     """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, switch `current` atomically,
     run the runtime's parity check on the board, and roll back by itself if it fails.
@@ -99,7 +54,7 @@ def deploy(hosts, board, kwargs):
 @click.option("--to", "to_release", help="Release id to switch to [default: the one before current].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @verbose_option
-@_board_command
+@board_command
 def rollback(hosts, board, kwargs):
     """Point the board's `current` back at the previous release (atomically)."""
     from edgepad.deploy.pipeline import rollback_host
@@ -117,7 +72,7 @@ def rollback(hosts, board, kwargs):
 @click.option("--verify", is_flag=True, help="Also check the sha256 of every file of the current release on the board.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @verbose_option
-@_board_command
+@board_command
 def status(hosts, board, kwargs):
     """Show the board's current release, its models, the runtime backend, and board facts
     (Python version, CPU serial prefix: 290b is a VIM3, NPU driver version)."""
@@ -200,13 +155,3 @@ def _print_status(s: dict) -> None:
                f"NPU driver {board['npu_driver'] or 'not present'}")
     if "corrupted_files" in s:
         click.echo(f"  integrity       : {'all files match the manifest' if not s['corrupted_files'] else 'CORRUPTED: ' + ', '.join(s['corrupted_files'])}")
-
-
-def register(cli: click.Group) -> None:
-    for command in (deploy, rollback, status):
-        cli.add_command(command)
-    try:
-        from edgepad.commands.bench import bench
-    except ModuleNotFoundError:
-        return
-    cli.add_command(bench)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
 
 
@@ -90,6 +90,3 @@ def _print_table(result) -> None:
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
     console.print(f"{faces} face(s); {timing}" + ("" if result.has_classifier else "; no classifier: pass --bundle for live scores"))
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(run)

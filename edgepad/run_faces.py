@@ -13,9 +13,6 @@ import numpy as np
 
 from edgepad.errors import InputFileError, UsageError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-
-
 @dataclass
 class RunOptions:
     source: Path
@@ -48,15 +45,11 @@ class RunResult:
         return {"frames": self.frames, "timings_ms": self.timings_ms}
 
 
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def run_faces(options: RunOptions, steps=None) -> RunResult:
     from edgepad.runtime.backends import BackendError, default_backend
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.detector import DetectorSettings
-    from edgepad.runtime.frames import InputError
+    from edgepad.runtime.frames import InputError, is_image_file
 
     if options.repeat < 1:
         raise UsageError(f"--repeat {options.repeat}: give 1 or more")
@@ -74,7 +67,7 @@ def run_faces(options: RunOptions, steps=None) -> RunResult:
                                  options.threshold, detector_dir=detector_dir,
                                  classifier_dir=str(options.classifier) if options.classifier else None,
                                  warn=notes.append)
-        if is_image(options.source):
+        if is_image_file(options.source):
             result = _run_image(pipeline, options)
         else:
             result = _run_video(pipeline, options)

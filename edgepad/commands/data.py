@@ -41,47 +41,22 @@ def extract(root, out, workers, start, end, keep_original, margin, min_face_size
       edgepad extract /data/SiW -o crops --workers 2
     """
     from edgepad.data.extract import ExtractOptions, extract_dataset
+    from edgepad.progress import Bars
 
     options = ExtractOptions(root=root, out=out, workers=workers, start=start, end=end, keep_original=keep_original,
                              margin=margin, min_face_size=min_face_size, confidence=confidence,
                              borrow_boxes=not no_borrow_boxes)
-    with _VideoProgress(quiet=as_json) as progress:
-        result = extract_dataset(options, progress=progress.update)
+    with Bars(quiet=as_json) as bars:
+        def progress(done: int, total: int, video: str | None) -> None:
+            if video is None:  # the first call, before any video
+                bars.start("videos", "Extracting", total)
+            bars.update("videos", completed=done, note=video or "")
+
+        result = extract_dataset(options, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
         _print_extract_overview(result)
-
-
-class _VideoProgress:
-    """A rich progress bar over videos, on stderr."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.quiet:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("Extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("[dim]{task.description}"), console=Console(stderr=True))
-            self.bar.__enter__()
-        return self
-
-    def update(self, done: int, total: int, video: str | None) -> None:
-        if self.bar is None:
-            return
-        if self.task is None:
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=video or "")
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def _print_extract_overview(result) -> None:

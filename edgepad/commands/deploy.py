@@ -31,12 +31,12 @@ def deploy(hosts, board, kwargs):
       edgepad deploy pad_bundle --host khadas@vim3.local --identity ~/.ssh/id_ed25519
     """
     from edgepad.deploy.pipeline import DeployOptions, deploy_many
-    from edgepad.deploy.progress_bars import UploadBars
+    from edgepad.progress import Bars
 
     options = DeployOptions(kwargs["bundle"], board, keep=kwargs["keep_arg"], backend=kwargs["backend"],
                             dry_run=kwargs["dry_run"], health_check=not kwargs["no_health_check"])
-    with UploadBars(quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
-        outcomes = deploy_many(hosts, options, bars, parallel=kwargs["parallel"])
+    with Bars(unit="bytes", quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
+        outcomes = deploy_many(hosts, options, _upload_observer(bars), parallel=kwargs["parallel"])
     if kwargs["as_json"]:
         objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False} for o in outcomes]
         click.echo(json.dumps(objects[0] if len(objects) == 1 else {"hosts": objects, "passed": all(o.passed for o in outcomes)}, indent=2))
@@ -87,6 +87,26 @@ def status(hosts, board, kwargs):
     if any(s.get("corrupted_files") for s in results):
         raise _ErrorLine("files of the current release differ from its manifest: "
                          + ", ".join(f for s in results for f in s.get("corrupted_files", [])) + "; deploy again")
+
+
+def _upload_observer(bars):
+    """One upload bar per board, fed by the deploy's progress hooks (called from several threads)."""
+    from edgepad.deploy.release import DeployObserver
+
+    class UploadBars(DeployObserver):
+        def phase(self, host: str, name: str) -> None:
+            bars.update(host, description=f"{host} {name}")
+
+        def upload_start(self, host: str, files: int, total_bytes: int) -> None:
+            bars.start(host, f"{host} upload ({files} files)", max(total_bytes, 1))  # again after a sha256 mismatch
+
+        def bytes_sent(self, host: str, path: str, sent: int) -> None:
+            bars.advance(host, sent)
+
+        def upload_end(self, host: str) -> None:
+            bars.finish(host)
+
+    return UploadBars()
 
 
 class _ErrorLine(EdgepadError):

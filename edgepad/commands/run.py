@@ -39,9 +39,10 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
       edgepad run clip.mp4 --bundle pad_bundle --json
     """
     from edgepad.progress import Steps
-    from edgepad.run_faces import RunOptions, draw_faces, is_image, run_faces
+    from edgepad.run_faces import RunOptions, draw_faces, run_faces
+    from edgepad.runtime.frames import is_image_file
 
-    if draw is not None and not is_image(source):
+    if draw is not None and not is_image_file(source):
         raise UsageError(f"--draw {draw}: only for images; {source} is read as a video")
     options = RunOptions(source=source, bundle=bundle, classifier=classifier, backend=backend,
                          min_face_size=min_face_size, detect_thresholds=_thresholds(detect_thresholds),
@@ -60,13 +61,12 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
 
 
 def _thresholds(text: str) -> tuple[float, float, float]:
+    from edgepad.runtime.detector import parse_thresholds
+
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        raise UsageError(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _print_table(result) -> None:

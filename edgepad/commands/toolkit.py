@@ -67,6 +67,6 @@ def doctor(home, as_json):
                                                if sdk["ok"] else "MISSING: run `edgepad toolkit install --force`"))
     for board, info in report["boards"].items():
         verdict = "can compile" if info["can_compile"] else \
-            "cannot compile (this toolkit does not know the target; use --npu-backend khadas-sdk)"
+            "cannot compile (this toolkit does not know the target; use --npu-toolkit khadas-sdk)"
         click.echo(f"  --board {board:<6} {info['target']}: {verdict}")
 

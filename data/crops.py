@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepad.errors import InputFileError
-
 from edgepad.runtime.frames import is_image_file
 
 from .siw import LABELS, attack_type_of

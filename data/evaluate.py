@@ -13,9 +13,9 @@ import numpy as np
 
 from edgepad.errors import InputFileError, UsageError
 
+from .board_scorer import BoardScorer, BoardTarget
 from .crops import Crop, list_crops, resolve_split
 from .metrics import PadMetrics, eer_threshold, pad_metrics
-from .board_scorer import BoardScorer, BoardTarget
 from .scorers import SCORERS, Scorer
 
 UNITS = ("frame", "video")
@@ -79,7 +79,8 @@ def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
     else:
         threshold, source = scorer.default_threshold, scorer.threshold_source
 
-    scores, types = _presentations(test_crops, scorer.spoof_scores([c.path for c in test_crops], progress), options.unit)
+    scores, types = _presentations(test_crops, scorer.spoof_scores([c.path for c in test_crops], progress),
+                                   options.unit)
     try:
         metrics = pad_metrics(scores, types, threshold)
     except ValueError as error:
@@ -116,7 +117,7 @@ def _presentations(crops: list[Crop], scores: np.ndarray, unit: str) -> tuple[np
         return np.asarray(scores, np.float64), [c.attack_type for c in crops]
     by_video: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     types: dict[tuple[str, str, str], str] = {}
-    for crop, score in zip(crops, scores):
+    for crop, score in zip(crops, scores, strict=True):
         key = (crop.label, crop.subject, crop.video)
         by_video[key].append(float(score))
         types[key] = crop.attack_type

@@ -74,18 +74,18 @@ def extract_dataset(options: ExtractOptions, progress=None) -> ExtractResult:
     skipped = len(selected) - len(todo)
     started = time.perf_counter()
     frames = 0
-    done = 0
     if progress:
         progress(skipped, len(selected), None)
-    for summary in _run(todo, options):
+    for done, summary in enumerate(_run(todo, options), start=1):
         frames += summary.frames
-        done += 1
         if progress:
-            progress(skipped + done, len(selected), f"{summary.split}/{summary.label}/{summary.subject}/{summary.video}")
+            progress(skipped + done, len(selected),
+                     f"{summary.split}/{summary.label}/{summary.subject}/{summary.video}")
     seconds = time.perf_counter() - started
     summaries = [s for s in (read_marker(options.out / v.key / DONE_MARKER) for v in videos) if s is not None]
     write_summary_csv(options.out / SUMMARY_CSV, summaries)
-    return ExtractResult(options.out, summaries, len(todo), skipped, seconds, frames, _disk_bytes(options.out), warnings)
+    return ExtractResult(options.out, summaries, len(todo), skipped, seconds, frames, _disk_bytes(options.out),
+                         warnings)
 
 
 def _check_options(options: ExtractOptions) -> None:

@@ -54,7 +54,8 @@ class VideoSummary:
     unreadable: int = 0
     missing_face_file: int = 0
 
-    DEFECTS = ("bad_lines", "zero_boxes", "frames_without_line", "extra_lines", "m_mov", "unreadable", "missing_face_file")
+    DEFECTS = ("bad_lines", "zero_boxes", "frames_without_line", "extra_lines", "m_mov", "unreadable",
+               "missing_face_file")
 
     @classmethod
     def columns(cls) -> list[str]:

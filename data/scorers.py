@@ -132,7 +132,8 @@ def read_model_card(model_dir: Path, stage: str) -> dict:
 def spoof_index(card: dict) -> int:
     labels = card.get("labels") or ["live", "spoof"]
     if len(labels) != 2:
-        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof classifier")
+        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof "
+                             "classifier")
     return 1 - int(card.get("live_index", 0))
 
 

@@ -28,7 +28,8 @@ class EdgepadGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as error:  # a bug of ours: still one line, the traceback on request
-            self._fail(ctx, f"internal error: {type(error).__name__}: {error} (run again with --verbose for the traceback)", 70)
+            self._fail(ctx, f"internal error: {type(error).__name__}: {error} (run again with --verbose for the "
+                       "traceback)", 70)
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:

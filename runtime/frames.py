@@ -9,7 +9,6 @@ import numpy as np
 
 from .preprocess import to_bgr
 
-
 # The image files edgepad reads (OpenCV decodes them all): `edgepad run`, calibration and sample images, crops.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgepad.cli import cli
+
 from support.siw_dataset import build_siw_dataset
 
 FRAMES = 10

@@ -154,7 +154,8 @@ def test_the_checker_sees_cycles_through_relative_and_function_level_imports(tmp
     package = tmp_path / "data"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "scorers.py").write_text("def make():\n    from .board_scorer import BoardScorer\n    return BoardScorer\n")
+    (package / "scorers.py").write_text("def make():\n    from .board_scorer import BoardScorer\n    return "
+     "BoardScorer\n")
     (package / "board_scorer.py").write_text("from edgepad.data.scorers import make\n")
     (package / "plain.py").write_text("import edgepad.data.board_scorer\n")
     graph = import_graph(project_modules(tmp_path))

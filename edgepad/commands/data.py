@@ -66,7 +66,8 @@ def _print_extract_overview(result) -> None:
     console = Console()
     totals = result.totals()
     console.print(f"[bold]{result.out}[/bold]: {len(result.videos)} videos ({result.processed} extracted now, "
-                  f"{result.skipped} already done), {totals['frames']} frames, {totals['faces_aligned']} faces aligned, "
+                  f"{result.skipped} already done), {totals['frames']} frames, "
+                  f"{totals['faces_aligned']} faces aligned, "
                   f"{totals['frames_lost']} frames lost ({_percent(totals['frames_lost'], totals['frames'])}), "
                   f"{result.disk_bytes / 1e6:.1f} MB on disk")
     if result.processed:
@@ -81,7 +82,8 @@ def _print_extract_overview(result) -> None:
         for column in ("video", "split", "frames", "lost", "no box", "no face"):
             table.add_column(column)
         for v in worst:
-            table.add_row(v.video, f"{v.split}/{v.label}", str(v.frames), str(v.frames_lost), str(v.no_box), str(v.no_face))
+            table.add_row(v.video, f"{v.split}/{v.label}", str(v.frames), str(v.frames_lost), str(v.no_box),
+                          str(v.no_face))
         console.print(table)
     console.print(f"per-video figures: {result.out / 'summary.csv'}")
     for warning in result.warnings:
@@ -97,9 +99,12 @@ def _percent(part: int, whole: int) -> str:
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="The trained model, a .h5 file.")
 @click.option("--val-data", type=click.Path(path_type=Path),
               help="Validation crops (default: hold out --val-fraction of DATA's subjects).")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of subjects held out for validation.")
-@click.option("--epochs", type=int, default=50, show_default=True, help="At most this many epochs (early stopping may end sooner).")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step (per GPU with several GPUs).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of subjects held out for validation.")
+@click.option("--epochs", type=int, default=50, show_default=True,
+              help="At most this many epochs (early stopping may end sooner).")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Images per step (per GPU with several GPUs).")
 @click.option("--alpha", type=float, default=0.25, show_default=True, help="MobileNet width multiplier.")
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam's initial learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for shuffling, augmentation and the split.")
@@ -153,9 +158,11 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a DET plot (APCER vs BPCER) as PNG.")
 @click.option("--host", help="--stage board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
 @click.option("--identity", type=click.Path(path_type=Path), help="--stage board: SSH private key file.")
-@click.option("--known-hosts", type=click.Path(path_type=Path), help="--stage board: known_hosts file [default: ~/.ssh/known_hosts].")
+@click.option("--known-hosts", type=click.Path(path_type=Path),
+              help="--stage board: known_hosts file [default: ~/.ssh/known_hosts].")
 @click.option("--trust-new-host", is_flag=True, help="--stage board: accept a host key seen for the first time.")
-@click.option("--remote-dir", default="~/edgepad", show_default=True, help="--stage board: the deploy folder on the board.")
+@click.option("--remote-dir", default="~/edgepad", show_default=True,
+              help="--stage board: the deploy folder on the board.")
 @click.option("--remote-python", default="python3", show_default=True, help="--stage board: the board's Python.")
 @click.option("--board-backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
               help="--stage board: the runtime backend on the board [default: the runtime's choice].")
@@ -211,7 +218,8 @@ def _print_metrics(result) -> None:
     from rich.table import Table
 
     m = result.metrics
-    table = Table(title=f"{result.model.name} ({result.stage}) on {result.data}, per {result.unit}", title_justify="left")
+    table = Table(title=f"{result.model.name} ({result.stage}) on {result.data}, per {result.unit}",
+                  title_justify="left")
     for column in ("", "presentations", "error"):
         table.add_column(column)
     for attack, rate in m.apcer_per_type.items():

@@ -13,12 +13,15 @@ from edgepad.errors import EdgepadError
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @board_options
-@click.option("--keep", "keep_arg", type=int, default=5, show_default=True, help="Releases kept on the board (the current one always stays).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Runtime backend for the health check [default: the runtime's choice].")
+@click.option("--keep", "keep_arg", type=int, default=5, show_default=True,
+              help="Releases kept on the board (the current one always stays).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
+              help="Runtime backend for the health check [default: the runtime's choice].")
 @click.option("--dry-run", is_flag=True, help="Connect and say what would be sent and reused; change nothing.")
 @click.option("--no-health-check", is_flag=True, help="Skip the parity check on the board (not recommended).")
 @click.option("--parallel", type=int, default=4, show_default=True, help="Boards deployed at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (one object; {'hosts': [...]} for several boards).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON on stdout (one object; {'hosts': [...]} for several boards).")
 @verbose_option
 @board_command
 def deploy(hosts, board, kwargs):
@@ -38,8 +41,10 @@ def deploy(hosts, board, kwargs):
     with Bars(unit="bytes", quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
         outcomes = deploy_many(hosts, options, _upload_observer(bars), parallel=kwargs["parallel"])
     if kwargs["as_json"]:
-        objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False} for o in outcomes]
-        click.echo(json.dumps(objects[0] if len(objects) == 1 else {"hosts": objects, "passed": all(o.passed for o in outcomes)}, indent=2))
+        objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False}
+                   for o in outcomes]
+        several = {"hosts": objects, "passed": all(o.passed for o in outcomes)}
+        click.echo(json.dumps(objects[0] if len(objects) == 1 else several, indent=2))
     else:
         _print_outcomes(outcomes, options.dry_run)
     failed = [o for o in outcomes if not o.passed]
@@ -127,7 +132,8 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
             plan = result.plan
             console.print(f"[cyan]dry run[/cyan] {outcome.host}: would create release {result.release} "
                           f"(current: {result.previous or 'none'}): send {len(plan['send'])} files, "
-                          f"{plan['bytes_to_send'] / 1e6:.2f} MB, reuse {len(plan['reuse'])} on the board", soft_wrap=True)
+                          f"{plan['bytes_to_send'] / 1e6:.2f} MB, reuse {len(plan['reuse'])} on the board",
+                          soft_wrap=True)
             for entry in plan["send"]:
                 console.print(f"  send  {entry['path']} ({entry['size']} bytes)")
             for entry in plan["reuse"]:
@@ -165,13 +171,17 @@ def _print_health(console, host: str, health) -> None:
 
 def _print_status(s: dict) -> None:
     board = s["board"]
-    vim3 = "VIM3 (serial 290b…)" if board["is_vim3"] else f"not a VIM3 (serial prefix {board['cpu_serial_prefix'] or 'none'})"
+    vim3 = ("VIM3 (serial 290b…)" if board["is_vim3"] else
+            f"not a VIM3 (serial prefix {board['cpu_serial_prefix'] or 'none'})")
     click.echo(f"{s['host']}  {s['remote_dir']}")
     click.echo(f"  current release : {s['current'] or 'none'}  ({len(s['releases'])} on the board)")
     for name, model in s["models"].items():
         click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}")
-    click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: {', '.join(s['available_backends']) or '?'})")
+    click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: "
+               f"{', '.join(s['available_backends']) or '?'})")
     click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}, "
                f"NPU driver {board['npu_driver'] or 'not present'}")
     if "corrupted_files" in s:
-        click.echo(f"  integrity       : {'all files match the manifest' if not s['corrupted_files'] else 'CORRUPTED: ' + ', '.join(s['corrupted_files'])}")
+        integrity = ("all files match the manifest" if not s["corrupted_files"] else
+                     "CORRUPTED: " + ", ".join(s["corrupted_files"]))
+        click.echo(f"  integrity       : {integrity}")

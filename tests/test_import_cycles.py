@@ -149,6 +149,27 @@ def test_the_project_has_no_import_cycles():
                        "into a module they both import:\n" + "\n".join(lines))
 
 
+def private_imports(modules: dict[str, Path]) -> list[str]:
+    """`module: from other import _name` for every private name a project module takes from another one."""
+    found = []
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _resolve(module, path.name == "__init__.py", node.level, node.module)
+            if _project_target(source, modules) is None:
+                continue
+            found += [f"{module}: from {source} import {alias.name}" for alias in node.names
+                      if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_another_ones_private_names():
+    """A name with a leading underscore is its module's own: what others need gets a public name."""
+    found = private_imports(project_modules())
+    assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
 def test_the_checker_sees_cycles_through_relative_and_function_level_imports(tmp_path):
     """The checker itself: a cycle made by an import inside a function and a relative import is found."""
     package = tmp_path / "data"
@@ -175,3 +196,12 @@ def test_the_checker_resolves_from_package_import_submodule(tmp_path):
     assert graph["edgepad.runtime.backends"] == {"edgepad.runtime.backends.base"}
     assert graph["edgepad.runtime.backends.ksnn"] == {"edgepad.runtime.npu_loader"}
     assert cycles(graph) == []
+
+
+def test_the_checker_sees_private_names_taken_from_project_modules_only(tmp_path):
+    (tmp_path / "edgepad").mkdir()
+    (tmp_path / "edgepad" / "__init__.py").write_text("")
+    (tmp_path / "edgepad" / "hashing.py").write_text("def _digest():\n    pass\n")
+    (tmp_path / "edgepad" / "cli.py").write_text(
+        "from __future__ import annotations\nfrom os import _exit\n\ndef f():\n    from .hashing import _digest\n")
+    assert private_imports(project_modules(tmp_path)) == ["edgepad.cli: from edgepad.hashing import _digest"]

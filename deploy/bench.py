@@ -87,14 +87,15 @@ def fetch_models(board: Board, release: str, destination: Path,
         expected = _board_manifest_models(board, release, where)
     if not expected:
         raise DeployError(f"{where}: its manifest lists no models/ files; deploy a bundle again")
-    destination.mkdir(parents=True)
-    root = destination.resolve()
-    for path, (digest, size) in sorted(expected.items()):
+    for path in expected:  # every path checked before anything is fetched
         try:
             manifest_io.check_relative_path(path, where)
         except InputFileError:
             raise DeployError(f"{where}: manifest path {path!r} is not a plain relative path; refusing to fetch it "
                               "(the release was altered: deploy a bundle again)") from None
+    destination.mkdir(parents=True)
+    root = destination.resolve()
+    for path, (digest, size) in sorted(expected.items()):
         remote = board.release_path(release, *path.split("/"))
         target = (destination / path).resolve()
         if not target.is_relative_to(root):

@@ -101,9 +101,9 @@ def upload_release(board: Board, bundle_dir: Path, plan: ReleasePlan, observer: 
     """Create the staging folder, link reused files, send the rest (temporary name, then rename).
 
     A reused file that vanished since the scan is left to verify_and_repair, which sends it."""
-    check_space(board, plan.bytes_to_send)
     dirs = sorted({posixpath.dirname(f.path) for f in plan.files} - {""})
     board.op("prepare", staging=plan.staging, dirs=dirs, reuse=[list(r) for r in plan.reuse])
+    check_space(board, plan.bytes_to_send)  # after prepare, which removed the leftovers of earlier failures
     send_files(board, bundle_dir, plan.staging, plan.send, observer)
 
 

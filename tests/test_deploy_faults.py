@@ -107,11 +107,11 @@ def test_runtime_failing_the_health_check_never_moves_current(board, small_bundl
         assert gone(hung_pid)  # the hung runtime was stopped, not left running on the board
 
 
-def test_bench_runs_nothing_from_the_board_on_the_host(board, small_bundle_dir, faces_dir, tmp_path):
+def test_bench_runs_nothing_from_the_board_on_the_host(board, bundle_dir, faces_dir, tmp_path):
     """The board's current release has altered runtime code: the board runs it (it is the board's), the host
     never does: the host side is this host's installed runtime on model files checked against the manifest."""
     marker = tmp_path / "ran-by"
-    board.deploy(small_bundle_dir, health_check=False)
+    board.deploy(bundle_dir, health_check=False)
     script = board.remote_dir / "current" / "runtime" / "vim3_infer.py"
     head = "from __future__ import annotations\n"
     script.write_text(script.read_text().replace(

@@ -73,8 +73,8 @@ def _board_command(function):
 @verbose_option
 @_board_command
 def deploy(hosts, board, kwargs):
-    """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, switch `current` atomically,
-    run the runtime's parity check on the board, and roll back by itself if it fails.
+    """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, run the runtime's parity check
+    on the new release, and only when it passes switch `current` atomically (else `current` never moves).
 
     \b
     Board layout: REMOTE_DIR/releases/<id>/ (copies of the bundle), REMOTE_DIR/current -> releases/<id>.

@@ -14,7 +14,8 @@ from edgepad.errors import InputFileError, UsageError
 
 from .ssh import HostSpec
 
-_HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ip6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\s\[\]@]+))(?::(?P<port>\d+))?$")
+_HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ip6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\s\[\]@]+))"
+                   r"(?::(?P<port>\d+))?$")
 _ANSIBLE_KEYS = {
     "host": ("ansible_host", "ansible_ssh_host"),
     "port": ("ansible_port", "ansible_ssh_port"),
@@ -44,7 +45,8 @@ def read_inventory(path: Path, user: str, port: int) -> list[HostSpec]:
         hosts = [parse_host(line.split("#")[0], user, port, f"--inventory {path}:{n}")
                  for n, line in enumerate(lines, 1) if line.split("#")[0].strip()]
     if not hosts:
-        raise InputFileError(f"--inventory {path}: no hosts in it; write one host per line, or an Ansible INI inventory")
+        raise InputFileError(f"--inventory {path}: no hosts in it; write one host per line, "
+                             "or an Ansible INI inventory")
     return unique(hosts)
 
 
@@ -94,7 +96,8 @@ def _ansible_ini(lines: list[str], path: Path, user: str, port: int) -> list[Hos
             if not tokens:
                 continue
             if re.search(r"\[[^\]]*:[^\]]*\]", tokens[0]):
-                raise InputFileError(f"--inventory {path}:{n}: host ranges like {tokens[0]} are not supported; list the hosts")
+                raise InputFileError(f"--inventory {path}:{n}: host ranges like {tokens[0]} are not supported; "
+                                     "list the hosts")
             variables = dict(t.split("=", 1) for t in tokens[1:] if "=" in t)
             group_hosts.setdefault(group, []).append((tokens[0], variables, n))
 

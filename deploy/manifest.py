@@ -80,13 +80,15 @@ def seal(bundle_dir: str | os.PathLike, versions: dict, models: dict) -> Manifes
 def load(bundle_dir: str | os.PathLike) -> Manifest:
     path = Path(bundle_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise InputFileError(f"{bundle_dir}: no {MANIFEST_NAME}; build the bundle with `edgepad bundle -o {bundle_dir} ...`")
+        raise InputFileError(f"{bundle_dir}: no {MANIFEST_NAME}; build the bundle with "
+                             f"`edgepad bundle -o {bundle_dir} ...`")
     try:
         data = json.loads(path.read_text())
         files = [ManifestFile(check_relative_path(f["path"], str(path)), str(f["sha256"]), int(f["size"]))
                  for f in data["files"]]
     except (ValueError, KeyError, TypeError) as error:
-        raise InputFileError(f"{path}: not an edgepad manifest ({error}); rebuild the bundle with `edgepad bundle`") from None
+        raise InputFileError(f"{path}: not an edgepad manifest ({error}); "
+                             "rebuild the bundle with `edgepad bundle`") from None
     return Manifest(files, data.get("versions", {}), data.get("models", {}))
 
 
@@ -98,7 +100,8 @@ def verify_local(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
         for parent in [*reversed(Path(entry.path).parents), Path(entry.path)][1:]:
             refuse_symlink(root / parent)
         if not path.is_file():
-            raise InputFileError(f"{path}: listed in {MANIFEST_NAME} but missing; rebuild the bundle with `edgepad bundle`")
+            raise InputFileError(f"{path}: listed in {MANIFEST_NAME} but missing; "
+                                 "rebuild the bundle with `edgepad bundle`")
         if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             raise InputFileError(f"{path}: changed since the bundle was built (sha256 differs from {MANIFEST_NAME}); "
                                  "rebuild the bundle with `edgepad bundle`")

@@ -129,9 +129,10 @@ def send_files(board: Board, bundle_dir: Path, release_dir: str, files: list[Man
         try:
             with open(Path(bundle_dir) / entry.path, "rb") as local:
                 sftp.putfo(local, temporary, file_size=entry.size, callback=progress, confirm=True)
-        except OSError:
-            # SFTP v3 reports a full disk as a bare "Failure": ask the board how much room is left
-            link_alive = board.connection.transport.is_active()
+        except OSError as error:
+            # SFTP v3 reports a full disk as a bare "Failure": ask the board how much room is left (unless the
+            # link itself timed out: then asking would only wait again)
+            link_alive = board.connection.transport.is_active() and not isinstance(error, TimeoutError)
             if link_alive and board.op("space")["free"] < entry.size + SPACE_MARGIN_BYTES:
                 raise DeployError(f"{disk_full_message(board.name, board.root)} (while sending {entry.path})") from None
             raise

@@ -5,6 +5,7 @@ paths and file names travel to board_ops.py as JSON on stdin.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -108,10 +109,8 @@ class Board:
                                   "--break-lock if that client is gone")
             yield
         finally:
-            try:
-                channel.close()
-            except (OSError, EOFError, paramiko.SSHException):
-                pass  # the connection is gone, and the board-side lock holder with it
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()  # may fail when the connection is gone, and the board-side lock holder with it
 
 
 def describe_holder(holder: dict) -> str:

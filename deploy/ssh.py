@@ -107,7 +107,8 @@ class BoardConnection:
                 out += channel.recv(1 << 16)
             elif channel.recv_stderr_ready():
                 err += channel.recv_stderr(1 << 16)
-            elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready() or channel.closed and channel.eof_received:
+            elif ((channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready())
+                  or (channel.closed and channel.eof_received)):
                 break
             else:
                 if time.monotonic() > deadline:

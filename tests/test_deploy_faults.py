@@ -294,3 +294,28 @@ def test_full_disk_is_named_as_such(tmpfs_board, small_bundle_dir, tmp_path):
     line = error_line(ran.stderr)
     assert "the board's disk is full" in line and "MB free" in line and "connection lost" not in line
     assert board.current() == first.release
+
+
+def test_half_dead_link_during_the_upload_fails_instead_of_hanging(board, small_bundle_dir, tmp_path, monkeypatch):
+    from edgepad.deploy import ssh
+    from edgepad.deploy.pipeline import DeployOptions, deploy_host
+    from edgepad.deploy.release import DeployObserver
+    from edgepad.errors import DeployError
+
+    monkeypatch.setattr(ssh, "SFTP_TIMEOUT_S", 3)
+    link = DroppingLink(board.sshd.port)
+    try:
+        board.known_hosts.write_text(board.sshd.known_hosts_line().replace(f":{board.sshd.port} ", f":{link.port} "))
+
+        class LinkFreezes(DeployObserver):
+            def bytes_sent(self, host, path, sent):
+                link.freeze()
+
+        spec = ssh.HostSpec("127.0.0.1", link.port, "root")
+        started = time.monotonic()
+        with pytest.raises(DeployError, match="connection lost during upload .*current` still points to nothing"):
+            deploy_host(spec, DeployOptions(small_bundle_dir, board.board_options()), LinkFreezes())
+        assert time.monotonic() - started < 60
+    finally:
+        link.close()
+    assert board.current() is None

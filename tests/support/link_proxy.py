@@ -19,6 +19,7 @@ class DroppingLink:
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.closed = False
+        self.frozen = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -32,15 +33,19 @@ class DroppingLink:
             threading.Thread(target=self._forward, args=(client, board), daemon=True).start()
             threading.Thread(target=self._forward, args=(board, client), daemon=True).start()
 
-    @staticmethod
-    def _forward(source: socket.socket, destination: socket.socket) -> None:
+    def freeze(self) -> None:
+        """A half-dead link (a Wi-Fi that associates but passes nothing): bytes stop, no connection closes."""
+        self.frozen.set()
+
+    def _forward(self, source: socket.socket, destination: socket.socket) -> None:
         """Bytes one way; when `source` ends, stop forwarding but leave `destination` open (the close is lost)."""
         while True:
             try:
                 data = source.recv(1 << 16)
                 if not data:
                     return
-                destination.sendall(data)
+                if not self.frozen.is_set():
+                    destination.sendall(data)
             except OSError:
                 return
 

@@ -157,6 +157,21 @@ def test_bench_refuses_a_manifest_that_points_outside_the_release(board, small_b
         assert not (tmp_path / "bench.png").exists()
 
 
+def test_bench_refuses_model_files_whose_sha256_differs(board, small_bundle_dir, faces_dir, tmp_path):
+    board.deploy(small_bundle_dir, health_check=False)
+    on_board = board.remote_dir / "current" / "models" / "classifier" / "model.onnx"
+    data = bytearray(on_board.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    on_board.write_bytes(bytes(data))
+    for extra, against in (([], "board's manifest"), (["--bundle", str(small_bundle_dir)], "--bundle manifest")):
+        ran = subprocess.run(EDGEPAD + ["bench", "--image", str(faces_dir / "t1.jpg"), "--runs", "1", "--plot",
+                                        str(tmp_path / "bench.png"), *extra, *board.cli_args()],
+                             capture_output=True, text=True)
+        assert ran.returncode != 0
+        line = error_line(ran.stderr)
+        assert f"models/classifier/model.onnx on the board differs from the {against}" in line, line
+
+
 def test_file_deleted_from_an_old_release_is_sent_and_nothing_else(board, small_bundle_dir, tmp_path):
     from edgepad.deploy.release import DeployObserver
 

@@ -58,7 +58,7 @@ def _board_command(function):
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @board_options
-@click.option("--keep", "keep_arg", type=int, default=5, show_default=True, help="Releases kept on the board (the current one always stays).")
+@click.option("--keep", "keep_arg", type=int, default=5, show_default=True, help="Releases kept on the board (the current one and the one it replaced always stay).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Runtime backend for the health check [default: the runtime's choice].")
 @click.option("--dry-run", is_flag=True, help="Connect and say what would be sent and reused; change nothing.")
 @click.option("--no-health-check", is_flag=True, help="Skip the parity check on the board (not recommended).")

@@ -91,6 +91,7 @@ def test_runtime_failing_the_health_check_never_moves_current(board, small_bundl
 
     assert deploy.returncode != 0
     line = error_line(stderr)
+    print(f"{fault}: {line}")
     assert line.startswith("error: ") and "health check of release" in line
     assert f"`current` still points to {first.release}" in line
     expected = {"hangs": f"did not finish within {HEALTH_TIMEOUT} s (--health-timeout)",

@@ -72,13 +72,14 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
         return HealthResult(False, used_backend, error=error, seconds=time.perf_counter() - start)
 
     lines = ran["stderr"].strip().splitlines()
-    last = lines[-1] if lines else "no message"
+    last = lines[-1] if lines else None
     try:
         if ran["exit_code"] is None:
-            return failed(f"the runtime did not finish within {timeout:g} s (--health-timeout) and was stopped; "
-                          f"last message: {last}")
+            said_last = f" (its last message: {last})" if last else " (it printed nothing)"
+            return failed(f"the runtime did not finish within {timeout:g} s (--health-timeout) and was stopped"
+                          + said_last)
         if ran["exit_code"] != 0:
-            return failed(f"the runtime exited with {ran['exit_code']}: {last}")
+            return failed(f"the runtime exited with {ran['exit_code']}: {last or 'no message'}")
         if ran["out_size"] is None:
             return failed(f"the runtime exited 0 but wrote no {out_name}")
         if ran["out_size"] > HEALTH_OUTPUT_MAX_BYTES:

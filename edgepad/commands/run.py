@@ -15,7 +15,7 @@ from edgepad.errors import UsageError
 @click.option("--bundle", type=click.Path(path_type=Path), help="Bundle folder (models/pnet, rnet, onet, classifier). "
               "Default: the detector from the host cache, no classifier (live is null).")
 @click.option("--classifier", type=click.Path(path_type=Path), help="Without --bundle: a classifier's `edgepad convert` output folder.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Inference backend (default: onnxruntime).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Inference backend (default: ksnn for models with NPU files, else onnxruntime).")
 @click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
 @click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True, help="PNet,RNet,ONet face probability thresholds.")
 @click.option("--threshold", type=float, help="Spoof decision threshold (default: the classifier's model card).")

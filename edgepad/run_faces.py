@@ -27,7 +27,7 @@ class RunOptions:
     threshold: float | None = None
     repeat: int = 1
     track: bool = True
-    redetect_every: int = 10
+    redetect_every: int = 15
     max_frames: int | None = None
 
 

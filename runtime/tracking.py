@@ -6,11 +6,11 @@ score falls below `min_face_score` is dropped. Every `redetect_every` frames the
 frame with the tracked faces blacked out, so it only adds faces that are new. Each track keeps an
 exponentially smoothed live score, so one bad frame does not flip the decision.
 
-Between full detections, faces that come into view are found within a few frames by a cheap watch: each frame
-the detector runs on one small region, in turn the four edge strips of the picture (where faces enter when
-the camera or the people move), and first of all around where a track was just lost (a face that was
-covered or blurred for a frame). Tracked faces are blacked out there as well, so a watch never finds a face
-twice and never gives a tracked face a new identity.
+Between full detections, faces that come into view are found within a few frames by a cheap watch: every
+`watch_every` frames the detector (PNet stricter) runs on one edge strip of the picture, mostly the edge the
+picture flows in from as the tracked faces move (a pan, a zoom out), else the four in turn; and at once around
+where a track was just lost (a face covered or blurred for a frame), which gets its id back when it shows
+again. Tracked faces are blacked out there as well, so a watch never finds a face twice.
 """
 from __future__ import annotations
 
@@ -28,20 +28,30 @@ from .preprocess import to_bgr
 
 TEMPLATE_WIDTH = 32  # faces are matched at this width: cost independent of face size
 FLOW_PIXELS = 0.5  # tracks moving more than this per frame (mean) mean the picture flows in from that side
+LOST_IOU = 0.3  # a new face overlapping a just lost track this much is that face again: it keeps its id
 FLOW_ZOOM = 0.005  # tracks shrinking by more than this fraction per frame: the picture flows in from every side
 
 
 @dataclass
 class TrackerSettings:
-    redetect_every: int = 10  # frames between full detections (the timer)
+    redetect_every: int = 15  # frames between full detections (the timer)
     search_margin: float = 0.5  # the search window extends the last box by this fraction of its size
     min_face_score: float = 0.5  # ONet face probability below which a track is dropped
     live_smoothing: float = 0.3  # weight of the newest live probability in the running average
     duplicate_iou: float = 0.5  # two tracks overlapping more than this are one face
     watch: bool = True  # between full detections, look for new faces on an edge strip (or where a track was lost)
-    watch_every: int = 2  # frames between two edge watches (a lost track's place is watched at once)
+    watch_every: int = 3  # frames between two edge watches (a lost track's place is watched at once)
     edge_faces: float = 1.3  # an edge strip is this many of the largest faces seen wide (at least 3 minimum faces)
-    lost_frames: int = 4  # frames a lost track's place is watched
+    watch_pnet_threshold: float = 0.8  # PNet's face probability threshold in the watch (a full detection: 0.6)
+    lost_frames: int = 4  # frames a lost track's place is watched (from the next frame on) and its id kept
+
+
+@dataclass
+class Lost:
+    box: np.ndarray
+    track_id: int
+    frames_left: int
+    watched: int = -1  # the frame its place was last watched
 
 
 @dataclass
@@ -62,7 +72,7 @@ class FaceTracker:
         self.tracks: List[Track] = []
         self.frame_index = 0
         self._next_id = 1
-        self._lost: List[List] = []  # [box, frames left] where a track was lost
+        self._lost: List[Lost] = []  # tracks lost in the last few frames: their place is watched, their id kept
         self._edge = 0  # the edge strip watched next
         self._largest_face = 0.0
         self._watches = 0
@@ -73,6 +83,9 @@ class FaceTracker:
         image_bgr = to_bgr(image_bgr)
         gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
         timings: Dict[str, float] = {"detect": 0.0, "track": 0.0}
+        for lost in self._lost:
+            lost.frames_left -= 1
+        self._lost = [lost for lost in self._lost if lost.frames_left >= 0]
         if self.tracks:
             self._follow(image_bgr, gray)
             timings["track"] = (time.perf_counter() - start) * 1e3
@@ -80,7 +93,6 @@ class FaceTracker:
             detect_start = time.perf_counter()
             self._add_new_faces(image_bgr, gray)
             timings["detect"] = (time.perf_counter() - detect_start) * 1e3
-            self._lost = []
         elif self.settings.watch:
             watch_start = time.perf_counter()
             region = self._watch_region(gray.shape)
@@ -123,7 +135,8 @@ class FaceTracker:
         kept = []
         for track, box, points in zip(self.tracks, refined, landmarks):
             if box[4] < self.settings.min_face_score or box[2] - box[0] < 4 or box[3] - box[1] < 4:
-                self._lost.append([track.box.copy(), self.settings.lost_frames])  # left, turned away or covered
+                # left, turned away or covered: watch its place, and give its id back if the face shows again
+                self._lost.append(Lost(track.box.copy(), track.track_id, self.settings.lost_frames))
                 continue
             track.box, track.score, track.landmarks = box[:4], float(box[4]), points
             track.template = _template(gray, track.box)
@@ -145,22 +158,34 @@ class FaceTracker:
         return np.array([nx1, ny1, nx1 + w, ny1 + h])
 
     # -- re-detection ------------------------------------------------------------------------------------------
-    def _watch_region(self, shape) -> Optional[Tuple[int, int, int, int]]:
-        """This frame's watched region (x1, y1, x2, y2), or None: around a lost track while there is one, else an
-        edge strip, every other time one where the picture flows in (the tracked faces move away from it)."""
-        height, width = shape[:2]
-        self._lost = [[box, left - 1] for box, left in self._lost if left > 0]
+    def _reuse_id(self, box: np.ndarray) -> int:
+        """The id of a track lost here a few frames ago (the same face, back), else a new one."""
         if self._lost:
-            box, _ = self._lost.pop(0)
-            x1, y1, x2, y2 = box
+            overlaps = iou_matrix(box[None], np.array([lost.box for lost in self._lost]))[0]
+            best = int(overlaps.argmax())
+            if overlaps[best] >= LOST_IOU:
+                return self._lost.pop(best).track_id
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _watch_region(self, shape) -> Optional[Tuple[int, int, int, int]]:
+        """This frame's watched region (x1, y1, x2, y2), or None: around a lost track while there is one, else every
+        `watch_every` frames an edge strip, mostly one where the picture flows in (the tracked faces move away
+        from it), else the four in turn."""
+        height, width = shape[:2]
+        waiting = [lost for lost in self._lost if lost.frames_left < self.settings.lost_frames]  # lost before
+        if waiting:
+            lost = min(waiting, key=lambda entry: entry.watched)  # the one watched least recently
+            lost.watched = self.frame_index
+            x1, y1, x2, y2 = lost.box
             grow_x, grow_y = (x2 - x1) * 0.75, (y2 - y1) * 0.75
             return _clip_region(x1 - grow_x, y1 - grow_y, x2 + grow_x, y2 + grow_y, width, height)
         if (self.frame_index % max(self.settings.redetect_every, 1)) % max(self.settings.watch_every, 1):
             return None
         self._watches += 1
         inflow = self._inflow_edges()
-        if inflow and self._watches % 2:
-            side = inflow[(self._watches // 2) % len(inflow)]
+        if inflow and self._watches % 4:  # three watches of four where the picture comes in, the fourth in turn
+            side = inflow[self._watches % len(inflow)]
         else:
             side = self._edge % 4
             self._edge += 1
@@ -184,15 +209,19 @@ class FaceTracker:
             for track in self.tracks:  # tracked faces are not searched again, so they are not found twice
                 x1, y1, x2, y2 = np.round(track.box - [x0, y0, x0, y0]).astype(int)
                 masked[max(y1, 0):max(y2 + 1, 0), max(x1, 0):max(x2 + 1, 0)] = 0
-        found = self.pipeline.detector.detect(masked, clip=False)
+        detector = self.pipeline.detector
+        thresholds = None
+        if region is not None:  # the watch: PNet stricter than a full detection, so RNet sees only likely faces
+            thresholds = (max(detector.settings.thresholds[0], self.settings.watch_pnet_threshold),
+                          *detector.settings.thresholds[1:])
+        found = detector.detect(masked, clip=False, thresholds=thresholds)
         existing = np.array([t.box for t in self.tracks]) if self.tracks else np.zeros((0, 4))
         for face in found:
             box = face.box + [x0, y0, x0, y0]
             if len(existing) and iou_matrix(box[None], existing).max() > self.settings.duplicate_iou:
                 continue
             landmarks = face.landmarks + [x0, y0]
-            self.tracks.append(Track(self._next_id, box, landmarks, face.score, _template(gray, box)))
-            self._next_id += 1
+            self.tracks.append(Track(self._reuse_id(box), box, landmarks, face.score, _template(gray, box)))
         self._largest_face = max([self._largest_face] + [t.box[2] - t.box[0] for t in self.tracks])
 
 

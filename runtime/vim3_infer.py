@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench", type=int, metavar="N", help="with --image: run N times, print per-stage p50/p95 and fps")
     parser.add_argument("--json", action="store_true", help="with --bench: print the figures as one JSON object")
     parser.add_argument("--no-track", action="store_true", help="video/camera: detect on every frame instead of tracking")
-    parser.add_argument("--redetect-every", type=int, default=10, help="video/camera: frames between full detections (default 10)")
+    parser.add_argument("--redetect-every", type=int, default=15, help="video/camera: frames between full detections (default 15)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
     return parser

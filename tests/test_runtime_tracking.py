@@ -142,7 +142,7 @@ def match_truth(results, truth):
 @pytest.mark.parametrize("direction", ["forwards", "backwards"])
 def test_tracking_keeps_every_true_face_with_one_identity(pipeline, long_videos, direction):
     frames, truth = long_videos[direction]
-    matches = match_truth(track_video(pipeline, frames, redetect_every=REDETECT_EVERY), truth)
+    matches = match_truth(track_video(pipeline, frames), truth)  # the default settings
     found = [track for row in matches for track in row.values()]
     assert len(found) >= 3.5 * LONG
     recall = sum(track is not None for track in found) / len(found)
@@ -175,3 +175,21 @@ def test_without_the_watch_an_entering_face_waits_for_the_next_detection(pipelin
     frames, truth = long_videos["backwards"]
     matches = match_truth(track_video(pipeline, frames, redetect_every=1000, watch=False), truth)
     assert any(track is None for row in matches for track in row.values())
+
+
+def test_a_face_covered_for_a_frame_comes_back_with_its_id(pipeline, video_frames):
+    """A hand over one face for one frame: its track is lost, its place watched, and it is found again under
+    its old id (not as a new face)."""
+    from edgepad.runtime.tracking import FaceTracker
+
+    tracker = FaceTracker(pipeline)
+    first = tracker.process(video_frames[0])
+    face = next(f for f in first.faces if inside(f.box, video_frames[0], 40))
+    covered = video_frames[2].copy()
+    x1, y1, x2, y2 = np.round(next(f.box for f in tracker.process(video_frames[1]).faces if f.track == face.track))
+    covered[int(y1) - 10:int(y2) + 10, int(x1) - 10:int(x2) + 10] = 120
+    assert face.track not in {f.track for f in tracker.process(covered).faces}
+    for frame in video_frames[3:6]:
+        result = tracker.process(frame)
+        assert face.track in {f.track for f in result.faces}, (result.frame, [f.track for f in result.faces])
+    assert max(f.track for f in result.faces) == max(f.track for f in first.faces)  # no new ids were made

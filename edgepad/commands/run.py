@@ -21,7 +21,7 @@ from edgepad.errors import UsageError
 @click.option("--threshold", type=float, help="Spoof decision threshold (default: the classifier's model card).")
 @click.option("--repeat", type=int, default=1, show_default=True, help="Run an image N times; timings are medians.")
 @click.option("--no-track", is_flag=True, help="Video: detect on every frame instead of tracking between detections.")
-@click.option("--redetect-every", type=int, default=10, show_default=True, help="Video: frames between full detections.")
+@click.option("--redetect-every", type=int, default=15, show_default=True, help="Video: frames between full detections.")
 @click.option("--max-frames", type=int, help="Video: stop after N frames.")
 @click.option("--draw", type=click.Path(path_type=Path), help="Image: write it with boxes, landmarks and scores to this PNG/JPG.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: faces (box, landmarks, score, live, track) and timings_ms.")

@@ -174,7 +174,7 @@ def run_parity(bundle_dir: str, inputs_path: str, out_path: str, backend: Option
     # "(backend X)": the NPU when any model ran there (the health check's tolerance for models with NPU files)
     used = NPU_BACKEND if NPU_BACKEND in backends.values() else (backend or cpu_backend())
     print(f"wrote {len(outputs)} outputs of {len(inputs.files)} models to {out_path} "
-          f"(backend {used}; backends {json.dumps(backends, sort_keys=True)})", file=sys.stderr)
+          f"(backend {used}); backends {json.dumps(backends, sort_keys=True)}", file=sys.stderr)
     return 0
 
 

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera", type=int, help="a camera index (/dev/videoN)")
     source.add_argument("--parity", metavar="INPUTS.npz", help="run each model named in INPUTS.npz (see --out)")
     parser.add_argument("--out", metavar="OUTPUTS.npz", help="with --parity: where to write <model>/<output> arrays")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), help="inference backend (default: ksnn for models with NPU files, else onnxruntime where installed)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS),
+                        help="inference backend (default: ksnn for models with NPU files, else onnxruntime or opencv)")
     parser.add_argument("--min-face-size", type=float, default=40.0, help="smallest face to find, in pixels (default 40)")
     parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7", help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
     parser.add_argument("--threshold", type=float, help="spoof decision threshold (default: the classifier's card)")

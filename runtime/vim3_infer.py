@@ -80,13 +80,18 @@ def run(args, parser: argparse.ArgumentParser) -> int:
     if args.bench is not None and (args.image is None or args.bench < 1):
         parser.error("--bench N needs --image and N >= 1")
     settings = DetectorSettings(min_face_size=args.min_face_size, thresholds=_thresholds(args.detect_thresholds, parser))
-    pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold)
+    notes = Notes()
+    pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold, warn=notes)
     if args.image is not None:
         image = read_image(args.image)
         if args.bench:
-            print_bench(bench(pipeline, image, args.bench), args.json)
+            figures = bench(pipeline, image, args.bench)
+            notes.flush()
+            print_bench(figures, args.json)
             return 0
-        _emit(dict(source=args.image, **pipeline.process(image).to_json(), backends=pipeline.backend_names()))
+        result = pipeline.process(image)
+        notes.flush()
+        _emit(dict(source=args.image, **result.to_json(), backends=pipeline.backend_names()))
         return 0
     frames = video_frames(args.video) if args.video is not None else camera_frames(args.camera)
     process = pipeline.process if args.no_track else FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
@@ -95,6 +100,7 @@ def run(args, parser: argparse.ArgumentParser) -> int:
             break
         result = process(frame)
         result.frame = index
+        notes.flush()
         _emit(dict(result.to_json(), backends=pipeline.backend_names()) if index == 0 else result.to_json())
     return 0
 
@@ -107,6 +113,25 @@ def _thresholds(text: str, parser) -> tuple:
     if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
         parser.error(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
     return values
+
+
+class Notes:
+    """Notes (which backend runs what) held back until the first result, so a bad input stays one error line."""
+
+    def __init__(self):
+        self.pending: List[str] = []
+        self.shown = False
+
+    def __call__(self, message: str) -> None:
+        self.pending.append(message)
+        if self.shown:
+            self.flush()
+
+    def flush(self) -> None:
+        self.shown = True
+        for message in self.pending:
+            print(f"note: {message}", file=sys.stderr)
+        self.pending = []
 
 
 def _emit(data: dict) -> None:

@@ -35,7 +35,9 @@ def bench(spec: HostSpec, options: BoardOptions, image: Path, repeats: int, bund
             raise DeployError(f"{board.name}: nothing deployed under {board.root}; run `edgepad deploy` first")
         board_figures = _bench_on_board(board, current, image, repeats, backend)
         local_bundle = Path(bundle) if bundle else fetch_release(board, current, Path(scratch) / "release")
-        host_backend = None if backend == "ksnn" else backend  # the NPU exists only on the board
+        # The NPU exists only on the board: the host runs the CPU backend (by default the runtime would pick the
+        # NPU's emulator for models with NPU files)
+        host_backend = "onnxruntime" if backend in (None, "ksnn") else backend
         host_figures = bench_on_host(local_bundle, image, repeats, host_backend)
     return {"host": board.name, "release": current, "image": str(image), "repeats": repeats,
             "board": board_figures, "local": host_figures}

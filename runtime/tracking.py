@@ -8,9 +8,9 @@ exponentially smoothed live score, so one bad frame does not flip the decision.
 
 Between full detections, faces that come into view are found within a few frames by a cheap watch: every
 `watch_every` frames the detector (PNet stricter) runs on one edge strip of the picture, mostly the edge the
-picture flows in from as the tracked faces move (a pan, a zoom out), else the four in turn; and at once around
-where a track was just lost (a face covered or blurred for a frame), which gets its id back when it shows
-again. Tracked faces are blacked out there as well, so a watch never finds a face twice.
+picture flows in from as the tracked faces move (a pan, a zoom out), else the four in turn; and, in the few
+frames after a track is lost (a face covered or blurred for a moment), around its place: the face found there
+gets its old id back. Tracked faces are blacked out there as well, so a watch never finds a face twice.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class TrackerSettings:
     live_smoothing: float = 0.3  # weight of the newest live probability in the running average
     duplicate_iou: float = 0.5  # two tracks overlapping more than this are one face
     watch: bool = True  # between full detections, look for new faces on an edge strip (or where a track was lost)
-    watch_every: int = 3  # frames between two edge watches (a lost track's place is watched at once)
+    watch_every: int = 3  # frames between two edge watches (a lost track's place is watched every frame)
     edge_faces: float = 1.3  # an edge strip is this many of the largest faces seen wide (at least 3 minimum faces)
     watch_pnet_threshold: float = 0.8  # PNet's face probability threshold in the watch (a full detection: 0.6)
     lost_frames: int = 4  # frames a lost track's place is watched (from the next frame on) and its id kept
@@ -203,9 +203,9 @@ class FaceTracker:
     def _add_new_faces(self, image_bgr: np.ndarray, gray: np.ndarray, region=None) -> None:
         """Faces in the frame (or in `region` of it) that no track follows yet become new tracks."""
         x0, y0, x_end, y_end = region or (0, 0, image_bgr.shape[1], image_bgr.shape[0])
-        masked = np.ascontiguousarray(image_bgr[y0:y_end, x0:x_end])
+        masked = image_bgr[y0:y_end, x0:x_end]
+        masked = masked.copy() if self.tracks else np.ascontiguousarray(masked)
         if self.tracks:
-            masked = masked.copy() if masked.base is image_bgr or masked is image_bgr else masked
             for track in self.tracks:  # tracked faces are not searched again, so they are not found twice
                 x1, y1, x2, y2 = np.round(track.box - [x0, y0, x0, y0]).astype(int)
                 masked[max(y1, 0):max(y2 + 1, 0), max(x1, 0):max(x2 + 1, 0)] = 0

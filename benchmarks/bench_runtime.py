@@ -7,7 +7,8 @@ Baselines measured in the same run:
     its default; at 40 it finds nothing), and edgepad at 40 (the seed's setting) against it as well;
   * tracking: edgepad detecting on every frame of a video made from t1.jpg (a slow pan and zoom written with
     cv2.VideoWriter, played forwards and backwards), against edgepad tracking with a full detection every 10
-    frames (with and without the edge watch) and with its defaults (every 15, edge watch); recall against where the photo's faces truly are in each frame
+    frames (with and without the edge watch), with its defaults (every 15, edge watch), and detecting only on
+    the first frame (with and without the watch: faces entering later are found by the watch alone); recall against where the photo's faces truly are in each frame
     (the package's boxes on the photo, moved as the frame was cut), and identity switches.
 """
 from __future__ import annotations
@@ -100,7 +101,11 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
                  ("track (defaults)", FaceTracker(pipeline).process),
                  ("track, detect every 10", FaceTracker(pipeline, TrackerSettings(redetect_every=10)).process),
                  ("track, 10, no edge watch",
-                  FaceTracker(pipeline, TrackerSettings(redetect_every=10, watch=False)).process)]
+                  FaceTracker(pipeline, TrackerSettings(redetect_every=10, watch=False)).process),
+                 # one detection on frame 0: only the watch brings in the faces entering later
+                 ("track, detect once", FaceTracker(pipeline, TrackerSettings(redetect_every=10**6)).process),
+                 ("track, detect once, no watch",
+                  FaceTracker(pipeline, TrackerSettings(redetect_every=10**6, watch=False)).process)]
         base = None
         for name, process in modes:
             start_cpu = time.process_time()

@@ -95,7 +95,7 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
     height, width = decoded[0].shape[:2]
     print(f"\nVideo: {len(decoded)} frames {width}x{height} (pan/zoom over t1.jpg, then backwards), "
           f"edgepad on {backend}; ms/frame = mean of timings_ms.total (CPU ms of the process)")
-    print(f"{'mode':<36} {'ms/frame':>16} {'speed-up':>13} {'recall':>8} {'id switches':>12} {'vs per-frame':>13}")
+    print(f"{'mode':<42} {'ms/frame':>16} {'speed-up':>13} {'recall':>8} {'id switches':>12} {'vs per-frame':>13}")
     for direction, clip, faces in (("forwards", decoded, truth), ("backwards", decoded[::-1], truth[::-1])):
         modes = [("detect every frame", pipeline.process),
                  ("track (defaults)", FaceTracker(pipeline).process),
@@ -117,7 +117,7 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
             kept = sum(_matched(d.faces, t.faces) for d, t in zip(base[0], results))
             found = sum(len(r.faces) for r in base[0])
             speed_up = f"{base[1] / wall:>5.1f}x ({base[2] / cpu:>4.1f}x)"
-            print(f"{direction + ': ' + name:<36} {wall:>7.1f} ({cpu:>5.1f}) {speed_up} "
+            print(f"{direction + ': ' + name:<42} {wall:>7.1f} ({cpu:>5.1f}) {speed_up} "
                   f"{recall:>8.3f} {switches:>12} {kept:>6}/{found:<6}")
 
 

@@ -8,12 +8,14 @@ Baselines measured in the same run:
   * tracking: edgepad detecting on every frame of a video made from t1.jpg (a slow pan and zoom written with
     cv2.VideoWriter, played forwards and backwards), against edgepad tracking with a full detection every 10
     frames (with and without the edge watch), with its defaults (every 15, edge watch), and detecting only on
-    the first frame (with and without the watch: faces entering later are found by the watch alone); recall against where the photo's faces truly are in each frame
-    (the package's boxes on the photo, moved as the frame was cut), and identity switches.
+    the first frame (with and without the watch: faces entering later are found by the watch alone); recall
+    against where the photo's faces truly are in each frame (the package's boxes on the photo, moved as the frame
+    was cut), and identity switches.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -49,16 +51,18 @@ def detection(detector_dir: Path, backend: str, repeat: int) -> None:
 
     package_detector = MTCNN()
     print(f"\nDetection: median of {repeat} runs, wall ms (CPU ms), edgepad on {backend}")
-    print(f"{'image':<14} {'size':>9} {'mtcnn pkg @20':>15} {'edgepad @20':>15} {'ratio':>11} {'edgepad @40':>15} {'ratio':>11} {'faces p/e20/e40':>15}")
+    print(f"{'image':<14} {'size':>9} {'mtcnn pkg @20':>15} {'edgepad @20':>15} {'ratio':>11} {'edgepad @40':>15} "
+          f"{'ratio':>11} {'faces p/e20/e40':>15}")
     for name in ("astronaut.png", "t1.jpg"):
         image = cv2.imread(str(FACES / name))
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         at20 = load_detector(str(detector_dir), backend, DetectorSettings(min_face_size=20))
         at40 = load_detector(str(detector_dir), backend, DetectorSettings(min_face_size=40))
-        package = median_ms(lambda: package_detector.detect_faces(rgb, min_face_size=20), repeat)
-        ours20 = median_ms(lambda: at20.detect(image), repeat)
-        ours40 = median_ms(lambda: at40.detect(image), repeat)
-        counts = f"{len(package_detector.detect_faces(rgb, min_face_size=20))}/{len(at20.detect(image))}/{len(at40.detect(image))}"
+        package = median_ms(functools.partial(package_detector.detect_faces, rgb, min_face_size=20), repeat)
+        ours20 = median_ms(functools.partial(at20.detect, image), repeat)
+        ours40 = median_ms(functools.partial(at40.detect, image), repeat)
+        found = (package_detector.detect_faces(rgb, min_face_size=20), at20.detect(image), at40.detect(image))
+        counts = "/".join(str(len(faces)) for faces in found)
         size = f"{image.shape[1]}x{image.shape[0]}"
         print(f"{name:<14} {size:>9} {_ms(package):>15} {_ms(ours20):>15} {_ratio(package, ours20):>11} "
               f"{_ms(ours40):>15} {_ratio(package, ours40):>11} {counts:>15}")
@@ -80,6 +84,7 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.frames import video_frames
     from edgepad.runtime.tracking import FaceTracker, TrackerSettings
+
     from support.face_video import pan_zoom_frames, true_faces, write_video
 
     photo = cv2.imread(str(FACES / "t1.jpg"))
@@ -114,7 +119,7 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
             wall = sum(r.timings_ms["total"] for r in results) / len(clip)
             base = base or (results, wall, cpu)
             recall, switches = _truth_recall(results, faces)
-            kept = sum(_matched(d.faces, t.faces) for d, t in zip(base[0], results))
+            kept = sum(_matched(d.faces, t.faces) for d, t in zip(base[0], results, strict=True))
             found = sum(len(r.faces) for r in base[0])
             speed_up = f"{base[1] / wall:>5.1f}x ({base[2] / cpu:>4.1f}x)"
             print(f"{direction + ': ' + name:<42} {wall:>7.1f} ({cpu:>5.1f}) {speed_up} "
@@ -130,7 +135,7 @@ def _truth_recall(results, truth) -> tuple:
 
     hits = total = switches = 0
     identity = {}
-    for result, faces in zip(results, truth):
+    for result, faces in zip(results, truth, strict=True):
         for index, box in faces.items():
             total += 1
             if not result.faces:
@@ -172,7 +177,8 @@ def main() -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    print(f"threads: {args.threads or 'library defaults'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+    print(f"threads: {args.threads or 'library defaults'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+          "cores "
           "(other work on the machine skews both sides)")
 
     from edgepad.convert.mtcnn_models import detector_models

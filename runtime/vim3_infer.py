@@ -27,7 +27,7 @@ import numpy as np
 
 from .backends import BACKENDS, NPU_BACKEND, BackendError, cpu_backend
 from .bundle import load_any, load_pipeline, models_root
-from .detector import DetectorSettings
+from .detector import DetectorSettings, parse_thresholds
 from .frames import InputError, camera_frames, read_image, video_frames
 from .tracking import FaceTracker, TrackerSettings
 
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench", type=int, metavar="N", help="with --image: run N times, print per-stage p50/p95 and fps")
     parser.add_argument("--json", action="store_true", help="with --bench: print the figures as one JSON object")
     parser.add_argument("--no-track", action="store_true", help="video/camera: detect on every frame instead of tracking")
-    parser.add_argument("--redetect-every", type=int, default=15, help="video/camera: frames between full detections (default 15)")
+    parser.add_argument("--redetect-every", type=int, default=15,
+                        help="video/camera: frames between full detections (default 15)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
     return parser
@@ -107,12 +108,9 @@ def run(args, parser: argparse.ArgumentParser) -> int:
 
 def _thresholds(text: str, parser) -> tuple:
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        parser.error(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 class Notes:

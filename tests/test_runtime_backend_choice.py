@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from support.runtime_fixtures import classifier_model, detector_models, runtime_bundle  # noqa: F401
-
 STANDIN_DIR = Path(__file__).resolve().parent / "runtime_board"
 
 
@@ -52,6 +50,6 @@ def test_edgepad_run_picks_the_npu_where_the_model_has_npu_files(runtime_bundle,
     forced, forced_notes = run_json(image, "--bundle", bundle, "--backend", "onnxruntime")
     assert set(forced["backends"].values()) == {"onnxruntime"} and "no NPU files" not in forced_notes
     assert len(chosen["faces"]) == len(forced["faces"]) == 6
-    for on_npu, on_cpu in zip(chosen["faces"], forced["faces"]):
+    for on_npu, on_cpu in zip(chosen["faces"], forced["faces"], strict=True):
         np.testing.assert_allclose(on_npu["box"], on_cpu["box"], atol=0.11)
         assert on_npu["is_live"] == on_cpu["is_live"]

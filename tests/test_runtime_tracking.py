@@ -1,4 +1,5 @@
-"""Tracking on a video made from a real photo: the same faces as detecting every frame, at a fraction of the detections.
+"""Tracking on a video made from a real photo: the same faces as detecting every frame, at a fraction of the
+detections.
 
 Where each face of the photo is in every frame is known from how the frame was cut (support.face_video), with
 the `mtcnn` package's boxes on the photo as the independent reference: recall and identity are measured
@@ -11,15 +12,7 @@ import numpy as np
 import pytest
 
 from support.face_video import pan_zoom_frames, true_faces
-from support.runtime_fixtures import (  # noqa: F401
-    classifier_model,
-    detector_models,
-    iou,
-    pipeline,
-    runtime_bundle,
-    t1_image,
-    t1_true_faces,
-)
+from support.runtime_fixtures import iou
 
 FRAMES = 30
 REDETECT_EVERY = 10
@@ -51,7 +44,7 @@ def inside(box, frame, margin=2):
 
 def test_tracking_keeps_the_faces_that_detection_finds(video_frames, per_frame, tracked):
     matched, total = 0, 0
-    for frame, detected, followed in zip(video_frames, per_frame, tracked):
+    for frame, detected, followed in zip(video_frames, per_frame, tracked, strict=True):
         for face in detected.faces:
             if not inside(face.box, frame):
                 continue  # faces entering or leaving at the border are found by the next re-detection
@@ -66,7 +59,7 @@ def test_tracking_keeps_the_faces_that_detection_finds(video_frames, per_frame, 
 def test_interior_faces_keep_their_track_id(video_frames, tracked):
     first = {face.track: face.box for face in tracked[0].faces if inside(face.box, video_frames[0], 40)}
     assert len(first) >= 3
-    for frame, result in zip(video_frames, tracked):
+    for result in tracked:
         ids = {face.track for face in result.faces}
         assert set(first) <= ids, (sorted(first), sorted(ids))
 
@@ -99,7 +92,7 @@ def test_each_track_smooths_its_live_score(pipeline, video_frames, per_frame, tr
     """The smoothed score of a face varies less across frames than the per-frame score of the same face."""
     track_id = tracked[0].faces[0].track
     smoothed, raw = [], []
-    for detected, followed in zip(per_frame, tracked):
+    for detected, followed in zip(per_frame, tracked, strict=True):
         face = next((f for f in followed.faces if f.track == track_id), None)
         if face is None:
             continue
@@ -129,7 +122,7 @@ def track_video(pipeline, frames, **settings):
 def match_truth(results, truth):
     """Per frame {face index: track id of the tracked face over it (IoU >= 0.5), or None}."""
     matches = []
-    for result, faces in zip(results, truth):
+    for result, faces in zip(results, truth, strict=True):
         row = {}
         for index, box in faces.items():
             overlaps = [iou(box, face.box) for face in result.faces]

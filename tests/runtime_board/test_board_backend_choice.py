@@ -121,6 +121,7 @@ def test_npu_files_that_cannot_run_fail_loudly_instead_of_falling_back(bundle, t
 
 def test_a_pnet_size_without_an_nbg_runs_on_the_cpu_with_a_note(bundle, faces, tmp_path, standin_ksnn):
     import ksnn_standin
+
     from runtime.bundle import load_pipeline
     from runtime.detector import DetectorSettings, pyramid_sizes
 

@@ -19,7 +19,7 @@ import numpy as np
 from edgepad.errors import ExportError
 from edgepad.hashing import sha256_file
 from edgepad.progress import Steps
-from edgepad.runtime.card import MtcnnInfo, ModelCard, OnnxEntry
+from edgepad.runtime.card import ModelCard, MtcnnInfo, OnnxEntry
 from edgepad.staging import staged_output_dir
 
 from .mtcnn_keras import NET_NAMES, build_net, mtcnn_package_version

@@ -13,8 +13,6 @@ import numpy as np
 
 from edgepad.errors import InputFileError, UsageError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-
 
 @dataclass
 class RunOptions:
@@ -27,7 +25,7 @@ class RunOptions:
     threshold: float | None = None
     repeat: int = 1
     track: bool = True
-    redetect_every: int = 10
+    redetect_every: int = 15
     max_frames: int | None = None
 
 
@@ -41,22 +39,19 @@ class RunResult:
     has_classifier: bool
     image: np.ndarray | None = None  # the image, for --draw
     notes: list[str] = field(default_factory=list)
+    backends: dict[str, str] = field(default_factory=dict)  # model -> the backend that ran it
 
     def to_json(self) -> dict:
         if self.kind == "image":
-            return {"faces": self.frames[0]["faces"], "timings_ms": self.timings_ms}
-        return {"frames": self.frames, "timings_ms": self.timings_ms}
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+            return {"faces": self.frames[0]["faces"], "timings_ms": self.timings_ms, "backends": self.backends}
+        return {"frames": self.frames, "timings_ms": self.timings_ms, "backends": self.backends}
 
 
 def run_faces(options: RunOptions, steps=None) -> RunResult:
-    from edgepad.runtime.backends import BackendError, default_backend
+    from edgepad.runtime.backends import BackendError
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.detector import DetectorSettings
-    from edgepad.runtime.frames import InputError
+    from edgepad.runtime.frames import InputError, is_image_file
 
     if options.repeat < 1:
         raise UsageError(f"--repeat {options.repeat}: give 1 or more")
@@ -74,15 +69,14 @@ def run_faces(options: RunOptions, steps=None) -> RunResult:
                                  options.threshold, detector_dir=detector_dir,
                                  classifier_dir=str(options.classifier) if options.classifier else None,
                                  warn=notes.append)
-        if is_image(options.source):
-            result = _run_image(pipeline, options)
-        else:
-            result = _run_video(pipeline, options)
+        run_source = _run_image if is_image_file(options.source) else _run_video
+        result = run_source(pipeline, options)
     except InputError as error:
         raise InputFileError(str(error)) from None
     except BackendError as error:
         raise UsageError(str(error)) from None
-    result.backend = options.backend or default_backend()
+    result.backends = pipeline.backend_names()
+    result.backend = ", ".join(dict.fromkeys(result.backends.values()))
     result.has_classifier = pipeline.classifier is not None
     result.notes = notes
     return result
@@ -139,7 +133,8 @@ def draw_faces(image: np.ndarray, faces: list[dict], path: Path) -> None:
         text_thickness = max(1, int(round(scale * 3)))
         (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, text_thickness)
         x = min(max(x1, 0), max(canvas.shape[1] - width, 0))
-        cv2.putText(canvas, label, (x, max(y1 - 4, height + 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, text_thickness)
+        cv2.putText(canvas, label, (x, max(y1 - 4, height + 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                    text_thickness)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), canvas):
         raise UsageError(f"--draw {path}: OpenCV cannot write it; use a .png or .jpg name in a writable folder")

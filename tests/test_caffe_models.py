@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import keras_models
-from support.paths import FACES, LEGACY_H5
 from edgepad.convert.caffe.opencv_runner import load_caffe_net
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UnsupportedOpError
 from edgepad.runtime.card import InputSpec, ModelCard
+
+import keras_models
+from support.paths import FACES, LEGACY_H5
 
 
 def resnet_style(size=64):
@@ -308,8 +309,8 @@ def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgepad.convert.onnx.onnx_runner import run_onnx
     from edgepad.convert.caffe.target import run as caffe_target
+    from edgepad.convert.onnx.onnx_runner import run_onnx
     from edgepad.convert.pipeline import ConvertContext
     from edgepad.errors import ParityError
     from edgepad.progress import Steps

@@ -9,9 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from edgepad.convert.pipeline import ConvertOptions, convert_model
+
 import keras_models
 from support.paths import FACES, LEGACY_H5
-from edgepad.convert.pipeline import ConvertOptions, convert_model
 
 TOLERANCE = 1e-4  # the issue's bound for float32 Keras -> ONNX
 
@@ -116,8 +117,9 @@ def test_custom_layer_through_custom_objects_file(tmp_path):
             def get_config(self):
                 return {**super().get_config(), "scale": self.scale}
     """))
-    from edgepad.convert.onnx.keras_loading import load_custom_objects
     import keras
+
+    from edgepad.convert.onnx.keras_loading import load_custom_objects
 
     ScaledTanh = load_custom_objects(objects_file)["ScaledTanh"]
     inputs = keras.Input((16, 16, 3))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.paths import FIXTURES
 
 from edgepad.runtime.card import CARD_VERSION, CardError, ModelCard, NpuTensor, Vim3Entry
+
+from support.paths import FIXTURES
 
 # written by edgepad before the card had a class (`edgepad_card: 1`, no `card_version`): MTCNN's PNet
 PNET_V1 = FIXTURES / "cards" / "pnet_v1.json"

@@ -20,10 +20,16 @@ import cv2
 import numpy as np
 import pytest
 
-from support.paths import FACES, LEGACY_H5
-from edgepad.convert.parity import (QUANTIZED_BOX_MIN_IOU, QUANTIZED_LANDMARK_ATOL_PX, QUANTIZED_MIN_COSINE,
-                                   QUANTIZED_SCORE_ATOL, compare_outputs)
+from edgepad.convert.parity import (
+    QUANTIZED_BOX_MIN_IOU,
+    QUANTIZED_LANDMARK_ATOL_PX,
+    QUANTIZED_MIN_COSINE,
+    QUANTIZED_SCORE_ATOL,
+    compare_outputs,
+)
 from edgepad.errors import ToolkitError
+
+from support.paths import FACES, LEGACY_H5
 
 pytestmark = pytest.mark.toolkit
 ELF_MACHINE = {62: "x86-64", 183: "aarch64"}
@@ -57,6 +63,7 @@ def npu_models(toolkit, faces_dir, tmp_path_factory) -> dict:
     """classifier, rnet, onet -> the folder `--to onnx,vim3` wrote (NBG, case, libnn_<case>.so, vim3_emulated)."""
     from edgepad.convert.mtcnn_keras import build_net
     from edgepad.convert.pipeline import ConvertOptions, convert_model
+
     from support.board_env import test_cache
     from support.calibration_faces import calibration_faces_dir
 
@@ -116,6 +123,7 @@ def test_convert_builds_the_library_and_reports_it_in_the_emulator(npu_models):
 def test_ksnn_backend_runs_the_libraries_like_onnxruntime(npu_models, faces_dir):
     """The runtime's NPU backend (KSNN's calls over the library, no ksnn package here) against float onnxruntime."""
     from edgepad.runtime.backends import load_model
+
     from support.calibration_faces import calibration_faces_dir
 
     for name, result in npu_models.items():

@@ -46,7 +46,8 @@ def test_each_prelu_becomes_one_node_computing_the_same():
     fused = _fused(model)
     onnx.checker.check_model(fused)
     assert [n.op_type for n in fused.graph.node] == ["PRelu", "PRelu"]
-    assert len({n.input[1] for n in fused.graph.node}) == 2 and "slope0" not in {t.name for t in fused.graph.initializer}
+    assert len({n.input[1] for n in fused.graph.node}) == 2  # a slope of its own each
+    assert "slope0" not in {t.name for t in fused.graph.initializer}  # the shared constant, unused now
     x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 3, 4)).astype(np.float32)
     np.testing.assert_allclose(_run(fused, x)[0], _run(model, x)[0], atol=1e-6)
 
@@ -56,5 +57,5 @@ def test_a_pattern_whose_intermediate_is_a_graph_output_is_left_alone():
     fused = _fused(model)
     assert [n.op_type for n in fused.graph.node].count("PRelu") == 1  # only the second one
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 3, 4)).astype(np.float32)
-    for got, expected in zip(_run(fused, x), _run(model, x)):
+    for got, expected in zip(_run(fused, x), _run(model, x), strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-6)

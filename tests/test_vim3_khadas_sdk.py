@@ -1,4 +1,4 @@
-"""`--npu-backend khadas-sdk`: the docker and pegasus command lines edgepad drives, and the in-container script.
+"""`--npu-toolkit khadas-sdk`: the docker and pegasus command lines edgepad drives, and the in-container script.
 
 There is no Docker engine and no Khadas SDK here, so `docker` and `pegasus` are stand-ins (tests/standins/) that
 check each call against the tools' documented command lines and record it. What these tests prove: the image is
@@ -13,14 +13,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from support.paths import LEGACY_H5
-from edgepad.convert.vim3.khadas_sdk import CONTAINER_SDK, DOCKERFILE, IMAGE
-from edgepad.convert.pipeline import ConvertOptions, convert_model
-from edgepad.errors import UsageError
 from standins import install_standins, recorded_calls
+
+from edgepad.convert.pipeline import ConvertOptions, convert_model
+from edgepad.convert.vim3.khadas_sdk import CONTAINER_SDK, DOCKERFILE, IMAGE
+from edgepad.errors import UsageError
+
 from support.board_env import find_python
 from support.calibration_faces import calibration_faces_dir
+from support.paths import LEGACY_H5
 
 
 @pytest.fixture()
@@ -43,7 +44,7 @@ def calibration(faces_dir):
 
 def _convert(tmp_path, sdk, calibration, **options):
     return convert_model(ConvertOptions(model=LEGACY_H5 / "sequential_small.h5", out=tmp_path / "out",
-                                        targets=("onnx", "vim3"), npu_backend="khadas-sdk", sdk=sdk,
+                                        targets=("onnx", "vim3"), npu_toolkit="khadas-sdk", sdk=sdk,
                                         calibration=calibration, calibration_count=5, **options))
 
 

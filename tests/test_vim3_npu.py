@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support.paths import FACES, LEGACY_H5
 from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import ExportError, InputFileError, ParityError, ToolkitError
+
 from support.calibration_faces import calibration_faces_dir
+from support.paths import FACES, LEGACY_H5
 
 pytestmark = pytest.mark.toolkit
 EDGEPAD = [str(Path(sys.executable).with_name("edgepad"))]  # the installed console script

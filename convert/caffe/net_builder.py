@@ -12,6 +12,7 @@ import numpy as np
 
 from . import caffe_pb2
 
+
 class MissingBlobError(LookupError):
     """An ONNX tensor no layer has produced (yet): its producer failed, or a handler has a bug."""
 

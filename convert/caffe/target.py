@@ -29,7 +29,7 @@ def run(ctx) -> TargetReport:
                                  candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
         # Against Keras too, for the report: each step was checked against the one before it, so this can exceed
         # the tolerance only by the sum of two in-tolerance differences; that is a warning, not a failure.
-        keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values())}
+        keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values(), strict=True)}
         vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name="keras",
                                    candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
     parity.raise_if_failed(str(ctx.options.model), hint="a Caffe layer computes something else than its ONNX op: "
@@ -47,5 +47,5 @@ def run(ctx) -> TargetReport:
 
 def _shaped_like(candidate: dict, reference: dict) -> dict:
     """Keras outputs keep Keras' own shapes; OpenCV's have the ONNX graph's, equal in every element."""
-    return {name: [np.reshape(c, np.shape(r)) for c, r in zip(candidate[name], reference[name])]
+    return {name: [np.reshape(c, np.shape(r)) for c, r in zip(candidate[name], reference[name], strict=True)]
             for name in reference}

@@ -31,4 +31,4 @@ def run(ctx) -> TargetReport:
 
 def keras_outputs_as_onnx(keras_outputs: dict, onnx_outputs: dict) -> dict:
     """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
-    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}
+    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values(), strict=True)}

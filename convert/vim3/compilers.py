@@ -1,4 +1,4 @@
-"""The compilers the vim3 target can use (`--npu-backend`), by name. Each is a module with DISPLAY_NAME,
+"""The compilers the vim3 target can use (`--npu-toolkit`), by name. Each is a module with DISPLAY_NAME,
 check_target(target, options) and compile(...) -> NpuCompilation."""
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ def compiler(name: str):
     try:
         return COMPILERS[name]
     except KeyError:
-        raise UsageError(f"--npu-backend {name}: choose {' or '.join(COMPILERS)}") from None
+        raise UsageError(f"--npu-toolkit {name}: choose {' or '.join(COMPILERS)}") from None

@@ -9,7 +9,6 @@ import numpy as np
 from ..card import ModelCard
 from .base import BackendError, InferenceModel, nhwc_to
 
-
 THREADS_ENV = "EDGEPAD_THREADS"  # onnxruntime's threads per model when not given (0: one per core)
 
 

@@ -13,7 +13,6 @@ from edgepad.errors import ParityError
 from edgepad.runtime.card import NpuLibrary
 
 from ...report import TargetReport
-
 from .library import NpuLibraryBuild, build_host_library, stage_sources
 
 __all__ = ["NpuLibraryBuild", "build_host_library", "build_npu_library", "stage_sources"]
@@ -35,12 +34,12 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     entry = ctx.card.targets.vim3
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - card paths are relative to the card
     case = compilation.case_name
-    if ctx.options.npu_backend != "acuitylite":
+    if ctx.options.npu_toolkit != "acuitylite":
         sources = stage_sources(out_dir, case, target, pid)
         entry.npu_library = NpuLibrary(case=case, target=target, build_script=rel("build_board.sh"),
                                        sources=[rel(s) for s in sources], library=None)
         return TargetReport("vim3_emulated", details={
-            "skipped": f"the {ctx.options.npu_backend} backend has no local emulator"})
+            "skipped": f"the {ctx.options.npu_toolkit} toolkit has no local emulator"})
 
     from ..toolkit_env import require_toolkit
 

@@ -28,6 +28,7 @@ from edgepad.convert.parity import (
     compare_outputs,
 )
 from edgepad.errors import ToolkitError
+from edgepad.runtime.card import ModelCard
 
 from support.paths import FACES, LEGACY_H5
 
@@ -44,7 +45,7 @@ NPU_SOURCES = ["convert/vim3/npu_lib/*", "runtime/npu_loader.py", "convert/vim3/
 @dataclass
 class Converted:
     out: Path
-    card: dict
+    card: ModelCard
 
 
 def _sources_key(*extra: Path) -> str:
@@ -82,7 +83,7 @@ def npu_models(toolkit, faces_dir, tmp_path_factory) -> dict:
             convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "vim3"), mean=(mean,), std=(std,),
                                          calibration=calibration, calibration_count=64, sample_images=FACES,
                                          force=True))
-        results[name] = Converted(out, json.loads((out / "edgepad.json").read_text()))
+        results[name] = Converted(out, ModelCard.load(out))
     return results
 
 

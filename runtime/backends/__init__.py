@@ -5,6 +5,7 @@
     onnxruntime  model.open.onnx / model.onnx (default where onnxruntime is installed)
     opencv       cv2.dnn on the Caffe files, else the ONNX file
     ksnn         the VIM3 NPU through Khadas' KSNN (vim3/*.nb + libnn_*.so); see ksnn_backend.py
+    tflite       the integer model.tflite, on the NPU through Mesa's Teflon delegate where present; see tflite_backend.py
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ BACKENDS = {
     "onnxruntime": ".ort_backend:OnnxRuntimeModel",
     "opencv": ".opencv_backend:OpenCVModel",
     "ksnn": ".ksnn_backend:KsnnModel",
+    "tflite": ".tflite_backend:TfliteModel",
 }
 
 __all__ = ["BACKENDS", "BackendError", "InferenceModel", "MissingTargetError", "available_backends", "default_backend", "load_model",

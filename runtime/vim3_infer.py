@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from .backends import BACKENDS, BackendError, default_backend
+from .backends.tflite_backend import DELEGATE_ENV
 from .bundle import load_any, load_pipeline, models_root
 from .detector import DetectorSettings
 from .frames import InputError, camera_frames, read_image, video_frames
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redetect-every", type=int, default=10, help="video/camera: frames between full detections (default 10)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
+    parser.add_argument("--delegate", help="with --backend tflite: Mesa's Teflon delegate (default: libteflon.so "
+                        "in the usual library folders)")
     return parser
 
 
@@ -70,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args, parser: argparse.ArgumentParser) -> int:
     if args.threads:
         os.environ["EDGEPAD_THREADS"] = str(args.threads)
+    if args.delegate:
+        os.environ[DELEGATE_ENV] = args.delegate
     if args.parity:
         if not args.out:
             parser.error("--parity needs --out OUTPUTS.npz")

@@ -60,7 +60,7 @@ class ConvertOptions:
     eval_images: Path | None = None  # quantized targets: judged on these (default: held out from --calibration)
     min_cosine: float = QUANTIZED_MIN_COSINE
     min_agreement: float = DEFAULT_MIN_AGREEMENT
-    npu_backend: str = "acuitylite"
+    npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
 
 

@@ -110,4 +110,4 @@ def decision_agreement(reference: np.ndarray, candidate: np.ndarray, card: dict,
     if card.get("task") != "classifier" or not len(reference):
         return DecisionAgreement(None, [])
     same = decisions(reference, card) == decisions(candidate, card)
-    return DecisionAgreement(float(np.mean(same)), [s for s, kept in zip(sources, same) if not kept])
+    return DecisionAgreement(float(np.mean(same)), [s for s, kept in zip(sources, same, strict=True) if not kept])

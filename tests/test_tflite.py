@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from edgepad.cli import cli
 from edgepad.convert.heldout import split_held_out
 from edgepad.convert.parity import QUANTIZED_SCORE_ATOL, cosine_similarity
+
 from support.calibration_faces import held_out_face_dirs
 from support.paths import LEGACY_H5
 
@@ -68,7 +69,7 @@ def test_tflite_backend_reproduces_tensorflow_244(tflite_classifier):
     golden = np.load(LEGACY_H5 / "pad_mobilenet.golden.npz")
     model = load_model(tflite_classifier, "tflite")
     outputs = model.run(golden["x"].astype(np.float32))[model.output_names[0]]
-    cosines = [cosine_similarity(a, b) for a, b in zip(golden["y"], outputs)]
+    cosines = [cosine_similarity(a, b) for a, b in zip(golden["y"], outputs, strict=True)]
     assert min(cosines) >= 0.95, cosines
     assert np.abs(outputs - golden["y"]).max() <= QUANTIZED_SCORE_ATOL
 
@@ -81,7 +82,7 @@ def test_run_scores_the_six_faces_on_tflite(tflite_classifier, faces_dir):
         assert result.exit_code == 0, result.output
         runs[backend] = json.loads(result.stdout.strip().splitlines()[-1])["faces"]
     assert len(runs["tflite"]) == len(runs["onnxruntime"]) == 6
-    for quantized, float_face in zip(runs["tflite"], runs["onnxruntime"]):
+    for quantized, float_face in zip(runs["tflite"], runs["onnxruntime"], strict=True):
         assert quantized["box"] == float_face["box"]  # the detector runs on the CPU backend in both
         assert abs(quantized["live"] - float_face["live"]) <= QUANTIZED_SCORE_ATOL
 

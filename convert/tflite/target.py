@@ -46,7 +46,7 @@ def tflite_target(ctx) -> dict:
         candidate: dict[str, list[np.ndarray]] = {name: [] for name in reference}
         for x in evaluation:
             outputs = model.run(x[None])
-            for name, value in zip(reference, outputs.values()):
+            for name, value in zip(reference, outputs.values(), strict=True):
                 candidate[name].append(value)
         parity = compare_outputs(reference, candidate, reference_name="keras (float)",
                                  candidate_name=f"{MODEL_FILE} (TFLite interpreter)", atol=None,

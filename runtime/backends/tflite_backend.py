@@ -38,7 +38,7 @@ def interpreter_module():
 
 
 def find_teflon(explicit: Optional[str] = None) -> Optional[str]:
-    """The Teflon delegate library: the one given (--delegate or EDGEPAD_TEFLON), else the first in the usual folders."""
+    """The Teflon delegate: the one given (--delegate or EDGEPAD_TEFLON), else the first in the usual folders."""
     path = explicit or os.environ.get(DELEGATE_ENV)
     if path:
         if not os.path.isfile(path):
@@ -101,7 +101,8 @@ class TfliteModel(InferenceModel):
                 experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
-            raise BackendError(f"{path}: the TFLite interpreter cannot load it ({str(error).splitlines()[0]})") from None
+            first = str(error).splitlines()[0]
+            raise BackendError(f"{path}: the TFLite interpreter cannot load it ({first})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.outputs: List[dict] = _outputs_in_model_order(self.interpreter)
         if not self.output_names:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,23 @@ def test_tflite_backend_on_the_board_python(board_python, tflite_classifier, tmp
     host = load_model(tflite_classifier, "tflite")
     expected = host.run(golden["x"].astype(np.float32))[host.output_names[0]]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-6)
+
+
+def test_deploy_of_a_tflite_bundle_checks_the_board_against_the_host_interpreter(board, tflite_classifier, tmp_path):
+    from edgepad.deploy.bundle import BundleOptions, build_bundle
+
+    bundle = tmp_path / "tflite_bundle"
+    build_bundle(BundleOptions(bundle, tflite_classifier))
+    assert (bundle / "reference" / "outputs.tflite.npz").is_file()
+    ran = subprocess.run([str(Path(sys.executable).with_name("edgepad")), "deploy", str(bundle), "--backend", "tflite",
+                          "--json", *board.cli_args()], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    health = json.loads(ran.stdout)["health"]
+    assert health["passed"] and health["backend"] == "tflite"
+    (row,) = health["outputs"]
+    assert row["model"] == "classifier" and row["min_cosine"] is not None and row["max_abs"] <= 1e-6
+    ran = subprocess.run([str(Path(sys.executable).with_name("edgepad")), "status", "--json", *board.cli_args()],
+                         capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    facts = json.loads(ran.stdout)["board"]
+    assert facts["teflon"] is None and facts["etnaviv"] is False  # this x86 stand-in board has neither

@@ -1,7 +1,7 @@
 """Image -> model input, exactly as the model card says. Shared by the board runtime and the host converter."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -15,6 +15,35 @@ def as_channel_vector(value, channels: int, option: str) -> np.ndarray:
     if values.size != channels:
         raise ValueError(f"{option} has {values.size} values for a {channels}-channel input")
     return values
+
+
+CHANNEL_ORDERS = ("rgb", "bgr", "gray")
+CHANNELS_OF = {"rgb": 3, "bgr": 3, "gray": 1}
+
+
+def channel_order_for(channels: int, requested: Optional[str]) -> str:
+    """The channel order a model with `channels` input channels is fed: gray for 1, rgb (default) or bgr for 3.
+
+    Camera frames and aligned crops are 3-channel colour images: a model taking anything else (an RGBA or RGB-D
+    model's 4 channels) cannot be fed by the runtime, so it is refused here, before anything is written."""
+    if channels not in (1, 3):
+        raise ValueError(f"the model's input has {channels} channels; edgepad feeds camera images as 1 channel (gray) "
+                         "or 3 (rgb/bgr): export the model with a 1- or 3-channel input")
+    if requested is None:
+        return "gray" if channels == 1 else "rgb"
+    if requested not in CHANNEL_ORDERS:
+        raise ValueError(f"channel order '{requested}' is not one of {', '.join(CHANNEL_ORDERS)}")
+    if CHANNELS_OF[requested] != channels:
+        fits = "gray" if channels == 1 else "rgb or bgr"
+        raise ValueError(f"channel order '{requested}' gives {CHANNELS_OF[requested]} channel(s) but the model's "
+                         f"input has {channels}: use {fits}")
+    return requested
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA, 16-bit) as 8-bit single-channel grey (H, W)."""
+    image = to_bgr(image)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
@@ -31,12 +60,17 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
-    """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std."""
-    image = to_bgr(image_bgr)
+    """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std.
+
+    Channel order `gray` gives (H, W, 1): OpenCV's BGR->grey weights (0.299 R + 0.587 G + 0.114 B)."""
+    order = preprocess.get("channel_order", "rgb")
+    image = to_gray(image_bgr) if order == "gray" else to_bgr(image_bgr)
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if preprocess.get("channel_order", "rgb") == "rgb":
+    if order == "rgb":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 2:
+        image = image[..., None]
     channels = image.shape[2]
     mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
     std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")

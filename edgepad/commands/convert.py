@@ -29,15 +29,17 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="Python file defining the model's custom layers, losses and functions.")
 @click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to "
               "drop a training head).")
-@click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1).")
-@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
-              help="Input layout of model.onnx.")
+@click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1; "
+              "for an .onnx input also H,W,C, whatever its layout).")
+@click.option("--layout", type=click.Choice(["nhwc", "nchw"]),
+              help="Input layout of model.onnx (default nhwc). For an .onnx input: its layout, read from the graph; "
+                   "give it only when the graph does not tell.")
 @click.option("--mean", default="127.5", show_default=True,
               help="Subtracted from each pixel: one value or one per channel.")
 @click.option("--std", default="127.5", show_default=True,
               help="Divides each pixel after the mean: one value or one per channel.")
-@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default="rgb", show_default=True,
-              help="Channel order the model was trained on.")
+@click.option("--channel-order", type=click.Choice(["rgb", "bgr", "gray"]),
+              help="Channel order the model was trained on (default: rgb for 3 channels, gray for 1).")
 @click.option("--labels", help="Comma list of class names (default for two classes: live,spoof).")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="Spoof decision threshold recorded in the model card.")
@@ -70,7 +72,10 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
             labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, eval_images,
             min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
-    """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
+    """Convert a model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
+
+    MODEL is a Keras .h5 (Keras 2 or 3), a Keras 3 .keras file, a SavedModel folder, or an .onnx file (its
+    original graph, run by onnxruntime, is then the reference of every target).
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
     later steps read) and OUT/report.json (max abs difference, cosine similarity and top-1 agreement of each

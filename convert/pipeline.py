@@ -47,6 +47,7 @@ class ConvertOptions:
     channel_order: str = "rgb"
     labels: tuple[str, ...] | None = None
     threshold: float = 0.5
+    match_threshold: float | None = None  # embedding models: same person below this distance (unit-sphere Euclidean)
     sample_images: Path | None = None
     atol: float = FLOAT32_ATOL
     force: bool = False
@@ -164,6 +165,8 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
             ["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
         card["live_index"] = 0
         card["threshold"] = options.threshold
+    elif options.match_threshold is not None:
+        card["match_threshold"] = options.match_threshold
 
     exports = {options.layout: None}
     if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":

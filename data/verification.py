@@ -116,7 +116,8 @@ def _stats(values: np.ndarray) -> dict:
             "std": float(finite.std()) if finite.size else None}
 
 
-def verification_metrics(distances: Sequence[float | None], same: Sequence[bool], folds: int = 10) -> VerificationMetrics:
+def verification_metrics(distances: Sequence[float | None], same: Sequence[bool],
+                         folds: int = 10) -> VerificationMetrics:
     values, same = effective_distances(distances, same)
     if not same.any() or same.all():
         raise ValueError("verification needs same and different pairs; the pairs file has only "

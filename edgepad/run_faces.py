@@ -20,7 +20,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 class RunOptions:
     source: Path
     bundle: Path | None = None
-    classifier: Path | None = None  # an `edgepad convert` output (classifier or embedding model), when there is no bundle
+    classifier: Path | None = None  # an `edgepad convert` output (classifier or embedding model), without a bundle
     gallery: Path | None = None  # enrolled people (one sub-folder each), for an embedding model
     match_threshold: float | None = None
     backend: str | None = None

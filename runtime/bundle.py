@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Optional
 
+from .align import align_face
 from .backends import BackendError, MissingTargetError, default_backend, load_model
 from .classifier import LiveClassifier
-from .align import align_face
 from .detector import DetectorSettings, MtcnnDetector
 from .embedder import FaceEmbedder, Gallery, is_embedding_card
 from .frames import read_image

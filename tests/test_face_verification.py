@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from edgepad.cli import cli
 from edgepad.data.pairs import read_bin
 from edgepad.data.verification import fold_ranges, verification_metrics
 from support.embedding_faces import NO_FACE, build_lfw_pairs, converted_embedding_dir
 from support.paths import FACES
+
+from edgepad.cli import cli
 
 
 def run_json(*args) -> dict:
@@ -89,7 +89,8 @@ def test_metrics_need_both_kinds_of_pairs():
 # -- insightface .bin ----------------------------------------------------------------------------------------------
 def aligned_faces() -> list[np.ndarray]:
     hanks = cv2.imread(str(FACES / "Tom_Hanks_54745.png"))
-    return [hanks, cv2.flip(hanks, 1), cv2.convertScaleAbs(hanks, alpha=0.8), cv2.imread(str(FACES / "astronaut.png"))[60:172, 180:292]]
+    astronaut = cv2.imread(str(FACES / "astronaut.png"))[60:172, 180:292]
+    return [hanks, cv2.flip(hanks, 1), cv2.convertScaleAbs(hanks, alpha=0.8), astronaut]
 
 
 def write_bin(path, images, same):
@@ -105,7 +106,7 @@ def test_bin_reader_gives_consecutive_pairs_and_the_images(tmp_path):
     assert [p.to_json() for p in pair_set.pairs] == [{"a": "tiny.bin#0", "b": "tiny.bin#1", "same": True},
                                                      {"a": "tiny.bin#2", "b": "tiny.bin#3", "same": False}]
     assert pair_set.aligned
-    for key, image in zip(pair_set.keys(), images):
+    for key, image in zip(pair_set.keys(), images, strict=True):
         np.testing.assert_array_equal(pair_set.load(key), image)
 
 
@@ -148,7 +149,7 @@ def test_pairs_come_in_file_order_with_a_null_for_a_missing_face(stages, lfw):
     lines = [line.split() for line in pairs.read_text().splitlines()[1:]]
     for result in stages.values():
         assert len(result["pairs"]) == len(result["distances"]) == len(lines)
-        for pair, fields in zip(result["pairs"], lines):
+        for pair, fields in zip(result["pairs"], lines, strict=True):
             names = (fields[0], fields[0]) if len(fields) == 3 else (fields[0], fields[2])
             assert pair["same"] == (len(fields) == 3)
             assert [p.split("/")[-2] for p in (pair["a"], pair["b"])] == list(names)
@@ -160,12 +161,12 @@ def test_pairs_come_in_file_order_with_a_null_for_a_missing_face(stages, lfw):
 def test_accuracy_follows_from_the_distances_and_the_threshold(stages):
     for stage, result in stages.items():
         right = [d is not None and (d < result["threshold"]) == p["same"]
-                 for d, p in zip(result["distances"], result["pairs"])]
+                 for d, p in zip(result["distances"], result["pairs"], strict=True)]
         assert result["accuracy"] == pytest.approx(np.mean(right)), stage
         for fold in result["kfold"]["folds"]:
             start, end = fold["pairs"]
             fold_right = [d is not None and (d < fold["threshold"]) == p["same"]
-                          for d, p in zip(result["distances"][start:end], result["pairs"][start:end])]
+                          for d, p in zip(result["distances"][start:end], result["pairs"][start:end], strict=True)]
             assert fold["accuracy"] == pytest.approx(np.mean(fold_right)), stage
         assert "L2-normalised" in result["note"] and 0.5 < result["accuracy"] <= 1.0
 
@@ -219,7 +220,6 @@ def test_verification_errors_are_one_line(embedding_model, lfw, tmp_path):
 # -- the runtime: embeddings and a gallery on the host ---------------------------------------------------------------
 def test_edgepad_run_embeds_faces_and_matches_the_gallery(embedding_model, lfw, tmp_path):
     import onnxruntime
-
     from edgepad.runtime.align import align_face
 
     dataset, _ = lfw

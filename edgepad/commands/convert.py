@@ -46,7 +46,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
-            labels, threshold, match_threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
+            labels, threshold, match_threshold, sample_images, atol, board, quantize, calibration, calibration_count,
+            min_cosine,
             npu_backend, sdk, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 

@@ -174,8 +174,8 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--stage", "--backend", "stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "board"]),
-              default="keras", show_default=True, help="keras: MODEL is the .h5; otherwise MODEL is an `edgepad convert` "
-              "output folder (board: the one deployed on --host).")
+              default="keras", show_default=True, help="keras: MODEL is the .h5; otherwise MODEL is an "
+              "`edgepad convert` output folder (board: the one deployed on --host).")
 @click.option("--threshold", type=float, help="Spoof-probability threshold (default: the model card's, else 0.5).")
 @click.option("--dev", "dev_data", type=click.Path(path_type=Path),
               help="Development crops: the threshold is fixed at their equal error rate.")
@@ -195,9 +195,11 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
               help="Write a DET plot (APCER vs BPCER) as PNG; with --pairs an ROC plot (TAR vs FAR).")
 @click.option("--host", help="--stage board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
 @click.option("--identity", type=click.Path(path_type=Path), help="--stage board: SSH private key file.")
-@click.option("--known-hosts", type=click.Path(path_type=Path), help="--stage board: known_hosts file [default: ~/.ssh/known_hosts].")
+@click.option("--known-hosts", type=click.Path(path_type=Path),
+              help="--stage board: known_hosts file [default: ~/.ssh/known_hosts].")
 @click.option("--trust-new-host", is_flag=True, help="--stage board: accept a host key seen for the first time.")
-@click.option("--remote-dir", default="~/edgepad", show_default=True, help="--stage board: the deploy folder on the board.")
+@click.option("--remote-dir", default="~/edgepad", show_default=True,
+              help="--stage board: the deploy folder on the board.")
 @click.option("--remote-python", default="python3", show_default=True, help="--stage board: the board's Python.")
 @click.option("--board-backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
               help="--stage board: the runtime backend on the board [default: the runtime's choice].")

@@ -14,8 +14,8 @@ from edgepad.errors import UsageError
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--bundle", type=click.Path(path_type=Path), help="Bundle folder (models/pnet, rnet, onet, classifier). "
               "Default: the detector from the host cache, no classifier (live is null).")
-@click.option("--classifier", type=click.Path(path_type=Path), help="Without --bundle: a classifier's `edgepad convert` "
-              "output folder, or an embedding model's (its card says task embedding).")
+@click.option("--classifier", type=click.Path(path_type=Path), help="Without --bundle: a classifier's "
+              "`edgepad convert` output folder, or an embedding model's (its card says task embedding).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Inference backend (default: onnxruntime).")
 @click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
 @click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True, help="PNet,RNet,ONet face probability thresholds.")
@@ -53,7 +53,8 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
         raise UsageError(f"--draw {draw}: only for images; {source} is read as a video")
     options = RunOptions(source=source, bundle=bundle, classifier=classifier, backend=backend,
                          min_face_size=min_face_size, detect_thresholds=_thresholds(detect_thresholds),
-                         threshold=threshold, gallery=gallery, match_threshold=match_threshold, repeat=repeat, track=not no_track, redetect_every=redetect_every,
+                         threshold=threshold, gallery=gallery, match_threshold=match_threshold,
+                         repeat=repeat, track=not no_track, redetect_every=redetect_every,
                          max_frames=max_frames)
     steps = Steps(quiet=as_json)
     result = run_faces(options, steps)
@@ -85,7 +86,8 @@ def _print_table(result) -> None:
     frames = result.frames if result.kind == "video" else result.frames[:1]
     table = Table(title=f"edgepad run {result.source} ({result.backend})", title_justify="left")
     identities = any("nearest" in face for frame in frames for face in frame["faces"])
-    for column in ((["frame"] if result.kind == "video" else []) + ["face", "box (x1, y1, x2, y2)", "score", "live", "decision"]
+    columns = ["face", "box (x1, y1, x2, y2)", "score", "live", "decision"]
+    for column in ((["frame"] if result.kind == "video" else []) + columns
                    + (["identity", "nearest (distance)"] if identities else [])):
         table.add_column(column)
     for frame in frames:

@@ -3,7 +3,7 @@
 Each image's face is found with the runtime's MTCNN and aligned to the ArcFace template (the largest face;
 `--aligned` takes images as aligned crops already, as insightface's .bin sets are), the model embeds it, the
 embedding is L2-normalised and each pair's distance is Euclidean on the unit sphere (or cosine distance).
-The same pairs through keras, onnx, caffe and vim3-emulated show what each conversion costs in verification
+The same pairs through keras, onnx, caffe, vim3-emulated and the board show what each conversion costs in verification
 terms. A pair with an image where no face is found gets a null distance and counts as an error.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from edgepad.errors import InputFileError, UsageError
 from .pairs import PairSet, read_pairs
 from .verification import VerificationMetrics, verification_metrics
 
-STAGES = ("keras", "onnx", "caffe", "vim3-emulated")
+STAGES = ("keras", "onnx", "caffe", "vim3-emulated", "board")
 EMBEDDING_NOTE = ("embeddings are L2-normalised; distance = {metric} between unit vectors; a pair is the same "
                   "person when its distance < threshold")
 
@@ -37,6 +37,7 @@ class VerifyOptions:
     output_layer: str | None = None
     min_face_size: int = 40
     detector_models: str | None = None  # the MTCNN nets (default: edgepad's cache, built on first use)
+    board: object | None = None  # board_scorer.BoardTarget, for stage "board"
 
 
 @dataclass
@@ -75,7 +76,7 @@ def verify_model(options: VerifyOptions, progress=None) -> VerifyResult:
     pair_set = read_pairs(options.data, options.pairs)
     if options.folds < 2 or options.folds > len(pair_set.pairs):
         raise UsageError(f"--folds {options.folds}: give 2 to {len(pair_set.pairs)} (the number of pairs)")
-    scorer = make_scorer(options.stage, options.model, custom_objects=options.custom_objects,
+    scorer = make_scorer(options.stage, options.model, options.board, custom_objects=options.custom_objects,
                          output_layer=options.output_layer)
     _check_embedding_model(scorer, options)
     aligned = options.aligned or pair_set.aligned

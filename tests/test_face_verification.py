@@ -207,7 +207,7 @@ def test_verification_errors_are_one_line(embedding_model, lfw, tmp_path):
     bad.write_text("1\t1\nTom_Hanks\t1\n")
     for args, message in [
         (["--pairs", bad], f"{bad}:2"),
-        (["--pairs", pairs, "--stage", "board"], "--stage board"),
+        (["--pairs", pairs, "--stage", "board"], "--stage board: give the board with --host"),
         (["--pairs", pairs, "--folds", 1000], "--folds 1000"),
         (["--pairs", pairs, "--threshold", 0.5], "--threshold"),
     ]:
@@ -215,6 +215,25 @@ def test_verification_errors_are_one_line(embedding_model, lfw, tmp_path):
                                     + [str(a) for a in args])
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.board
+def test_board_stage_gives_the_hosts_distances(embedding_model, lfw, stages, board, tmp_path):
+    """An embedding-only bundle deployed to a board (loopback OpenSSH, the board's Python 3.8 environment):
+    the same pairs through the runtime's --parity there give onnxruntime's distances."""
+    from edgepad.deploy.bundle import BundleOptions, build_bundle
+
+    dataset, pairs = lfw
+    build_bundle(BundleOptions(tmp_path / "bundle", None, embedding=embedding_model / "emb_out"))
+    assert board.deploy(tmp_path / "bundle").passed
+    result = run_json("evaluate", embedding_model / "emb_out", dataset, "--pairs", pairs, "--stage", "board",
+                      "--folds", 4, *board.cli_args(), "--board-backend", "onnxruntime")
+    reference = stages["onnx"]
+    assert [d is None for d in result["distances"]] == [d is None for d in reference["distances"]]
+    np.testing.assert_allclose([d for d in result["distances"] if d is not None],
+                               [d for d in reference["distances"] if d is not None], atol=1e-5)
+    assert result["accuracy"] == reference["accuracy"] and result["stage"] == "board"
+    assert not list(board.remote_dir.glob(".evaluate-*")), "scratch files left on the board"
 
 
 # -- the runtime: embeddings and a gallery on the host ---------------------------------------------------------------

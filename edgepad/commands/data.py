@@ -230,8 +230,13 @@ def evaluate(model, data, stage, threshold, dev_data, unit, pairs, aligned, fold
       edgepad evaluate emb.h5 lfw.bin --custom-objects layers.py --output-layer embedding --plot roc.png
     """
     if pairs is not None or data.suffix.lower() == ".bin":
+        board = None
+        if stage == "board":
+            board = _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend)
+        elif host:
+            raise UsageError("--host is for --stage board; the other stages run on this machine")
         return _verify(model, data, stage, pairs, aligned, folds, metric, custom_objects, output_layer, plot,
-                       as_json, any(v is not None for v in (host, threshold, dev_data)))
+                       as_json, threshold is not None or dev_data is not None, board)
     from edgepad.data.evaluate import EvaluateOptions, evaluate_model
 
     if custom_objects is not None or output_layer is not None:
@@ -254,15 +259,16 @@ def evaluate(model, data, stage, threshold, dev_data, unit, pairs, aligned, fold
 
 
 def _verify(model, data, stage, pairs, aligned, folds, metric, custom_objects, output_layer, plot, as_json,
-            pad_only) -> None:
-    from edgepad.data.verify import STAGES, VerifyOptions, verify_model
+            pad_only, board) -> None:
+    from edgepad.data.verify import VerifyOptions, verify_model
     from edgepad.progress import Steps
 
     if pad_only:
-        raise UsageError("--threshold, --dev and --host are PAD options; face verification (--pairs) chooses its "
-                         "threshold on the pairs, and runs on " + ", ".join(STAGES))
+        raise UsageError("--threshold and --dev are PAD options; face verification (--pairs) chooses its "
+                         "threshold on the pairs")
     options = VerifyOptions(model=model, data=data, pairs=pairs, stage=stage, aligned=aligned, folds=folds,
-                            metric=metric, plot=plot, custom_objects=custom_objects, output_layer=output_layer)
+                            metric=metric, plot=plot, custom_objects=custom_objects, output_layer=output_layer,
+                            board=board)
     with Steps(quiet=as_json).step(f"Embedding faces with {model.name} ({stage})"):
         result = verify_model(options)
     if as_json:

@@ -15,7 +15,7 @@ from edgepad.errors import UsageError
 
 from .crops import Crop, list_crops, resolve_split
 from .metrics import PadMetrics, eer_threshold, pad_metrics
-from .scorers import SCORERS, make_scorer
+from .scorers import SCORERS, make_scorer, read_model_card
 
 UNITS = ("frame", "video")
 
@@ -61,6 +61,10 @@ def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
         raise UsageError("--threshold and --dev: give one; --dev fixes the threshold at the dev set's EER")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
         raise UsageError(f"--threshold {options.threshold}: give a spoof probability between 0 and 1")
+    if (Path(options.model) / "edgepad.json").is_file() and \
+            read_model_card(options.model, options.backend).get("task") == "embedding":
+        raise UsageError(f"MODEL {options.model}: an embedding model; evaluate it on face pairs with --pairs "
+                         "pairs.txt (LFW layout) or an insightface .bin as DATA")
     test_crops = list_crops(resolve_split(options.data, "Test"))
     dev_crops = list_crops(resolve_split(options.dev_data, "Train", "--dev"), "--dev") if options.dev_data else []
     scorer = make_scorer(options.backend, options.model, options.board)

@@ -76,9 +76,9 @@ def verify_model(options: VerifyOptions, progress=None) -> VerifyResult:
     pair_set = read_pairs(options.data, options.pairs)
     if options.folds < 2 or options.folds > len(pair_set.pairs):
         raise UsageError(f"--folds {options.folds}: give 2 to {len(pair_set.pairs)} (the number of pairs)")
+    _check_embedding_model(options)
     scorer = make_scorer(options.stage, options.model, options.board, custom_objects=options.custom_objects,
                          output_layer=options.output_layer)
-    _check_embedding_model(scorer, options)
     aligned = options.aligned or pair_set.aligned
     crops = _faces(pair_set, aligned, scorer.height, options, progress)
     keys = [k for k, crop in crops.items() if crop is not None]
@@ -108,11 +108,16 @@ def verify_model(options: VerifyOptions, progress=None) -> VerifyResult:
     return result
 
 
-def _check_embedding_model(scorer, options: VerifyOptions) -> None:
-    card = getattr(scorer, "card", None)
-    if card is not None and card.get("task", "embedding") != "embedding":
-        raise UsageError(f"MODEL {options.model}: its card says task '{card['task']}'; --pairs evaluates an "
-                         "embedding model (convert it cut at its embedding layer with --output-layer)")
+def _check_embedding_model(options: VerifyOptions) -> None:
+    """A convert output folder must hold an embedding model (a .h5 for --stage keras has no card)."""
+    from .scorers import read_model_card
+
+    if options.stage == "keras" or not Path(options.model).is_dir():
+        return
+    task = read_model_card(options.model, options.stage).get("task", "classifier")
+    if task != "embedding":
+        raise UsageError(f"MODEL {options.model}: its card says task '{task}'; --pairs evaluates an embedding "
+                         "model (convert it cut at its embedding layer with --output-layer)")
 
 
 def _faces(pair_set: PairSet, aligned: bool, size: int, options: VerifyOptions, progress) -> dict:

@@ -284,3 +284,9 @@ def test_gallery_errors_are_one_line(embedding_model, tmp_path):
     result = CliRunner().invoke(cli, ["run", str(FACES / "astronaut.png"), "--classifier",
                                       str(embedding_model / "emb_out"), "--gallery", str(tmp_path / "people")])
     assert result.exit_code != 0 and "grey.png: no face found" in result.output and "Traceback" not in result.output
+
+
+def test_pad_evaluation_of_an_embedding_model_points_to_pairs(embedding_model, tmp_path):
+    (tmp_path / "live").mkdir()
+    result = CliRunner().invoke(cli, ["evaluate", str(embedding_model / "emb_out"), str(tmp_path), "--stage", "onnx"])
+    assert result.exit_code != 0 and "--pairs" in result.output and "Traceback" not in result.output

@@ -107,7 +107,8 @@ class BoardScorer(Scorer):
     def _check_same_classifier(self, board, release: str) -> None:
         buffer = io.BytesIO()
         try:
-            board.connection.sftp.getfo(board.release_path(release, "models", self.model_name, "edgepad.json"), buffer)
+            remote_card = board.release_path(release, "models", self.model_name, "edgepad.json")
+            board.connection.sftp.getfo(remote_card, buffer)
         except OSError:
             raise DeployError(f"{board.name}: release {release} has no models/{self.model_name}; deploy a bundle "
                               f"built with this {self.model_name} model") from None

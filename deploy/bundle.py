@@ -1,7 +1,8 @@
 """`edgepad bundle`: everything the board needs in one folder, with a manifest that proves it.
 
 BUNDLE/manifest.json, BUNDLE/runtime/ (the installed edgepad.runtime package), BUNDLE/models/<model>/ (edgepad
-convert output folders: classifier, embedding, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see reference.py).
+convert output folders: classifier, embedding, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see
+reference.py).
 """
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ def bundle(out, classifier, embedding, detector, sample_images, force, as_json):
     from edgepad.deploy.bundle import BundleOptions, build_bundle
     from edgepad.progress import Steps
 
-    result = build_bundle(BundleOptions(out, classifier, detector, sample_images, force, embedding), Steps(quiet=as_json))
+    options = BundleOptions(out, classifier, detector, sample_images, force, embedding)
+    result = build_bundle(options, Steps(quiet=as_json))
     summary = {
         "bundle": str(result.out),
         "files": len(result.manifest.files),

@@ -86,7 +86,8 @@ def _print_table(result) -> None:
     frames = result.frames if result.kind == "video" else result.frames[:1]
     table = Table(title=f"edgepad run {result.source} ({result.backend})", title_justify="left")
     identities = any("nearest" in face for frame in frames for face in frame["faces"])
-    columns = ["face", "box (x1, y1, x2, y2)", "score", "live", "decision"]
+    live_columns = result.has_classifier or not result.has_embedder
+    columns = ["face", "box (x1, y1, x2, y2)", "score"] + (["live", "decision"] if live_columns else [])
     for column in ((["frame"] if result.kind == "video" else []) + columns
                    + (["identity", "nearest (distance)"] if identities else [])):
         table.add_column(column)
@@ -95,7 +96,7 @@ def _print_table(result) -> None:
             live = face.get("live")
             decision = "-" if live is None else ("[green]live[/green]" if face["is_live"] else "[red]spoof[/red]")
             row = [str(face["track"] if face["track"] is not None else index + 1), ", ".join(f"{v:.0f}" for v in face["box"]),
-                   f"{face['score']:.3f}", "-" if live is None else f"{live:.3f}", decision]
+                   f"{face['score']:.3f}"] + (["-" if live is None else f"{live:.3f}", decision] if live_columns else [])
             if identities:
                 row += [face.get("identity") or "unknown", f"{face['nearest']} ({face['distance']:.3f})"]
             table.add_row(*([str(frame.get("frame", ""))] if result.kind == "video" else []) + row)

@@ -57,10 +57,11 @@ class FacePipeline:
         """Fill face.live and face.is_live (when there is a classifier) and face.embedding (when there is an
         embedding model; with a gallery also nearest, distance, identity); returns the stages' times (ms)."""
         start = time.perf_counter()
-        crops = self.aligned(image_bgr, faces, self.align_size) if self.classifier else []
+        sizes = {m.align_size for m in (self.classifier, self.embedder) if m is not None} if faces else set()
+        crops = {size: self.aligned(image_bgr, faces, size) for size in sizes}  # once per size both models share
         aligned = time.perf_counter()
-        if self.classifier is not None and crops:
-            for face, live in zip(faces, self.classifier.live_probabilities(crops)):
+        if self.classifier is not None and faces:
+            for face, live in zip(faces, self.classifier.live_probabilities(crops[self.classifier.align_size])):
                 face.live = float(live)
                 face.is_live = self.classifier.is_live(live)
         timings = {"align": (aligned - start) * 1e3}
@@ -69,7 +70,7 @@ class FacePipeline:
         if self.embedder is not None:
             embed_start = time.perf_counter()
             if faces:
-                embeddings = self.embedder.embed(self.aligned(image_bgr, faces, self.embedder.align_size))
+                embeddings = self.embedder.embed(crops[self.embedder.align_size])
                 matches = self.gallery.nearest(embeddings) if self.gallery is not None else [(None, None)] * len(faces)
                 for face, embedding, (name, distance) in zip(faces, embeddings, matches):
                     face.embedding = embedding

@@ -9,9 +9,11 @@
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -44,6 +46,7 @@ class NormDense(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 '''
 
+ROOT = Path(__file__).resolve().parents[2]
 SIZE = 112
 EMBEDDING = 64
 IMAGES_PER_PERSON = 4
@@ -123,10 +126,13 @@ def converted_embedding_dir() -> Path:
     """The model converted by `edgepad convert`'s own pipeline (onnx, caffe), cut at "embedding"; cached."""
     from edgepad.convert.pipeline import ConvertOptions, convert_model
 
-    from .runtime_models import ROOT, _drop_stale, _source_key
-
-    folder = test_cache() / f"embedding-{_source_key(ROOT / 'convert', Path(__file__))}"
-    _drop_stale(folder, "embedding-")
+    digest = hashlib.sha256()
+    for file in sorted((ROOT / "convert").rglob("*.py")) + [Path(__file__)]:
+        digest.update(file.read_bytes())
+    folder = test_cache() / f"embedding-{digest.hexdigest()[:12]}"
+    for old in folder.parent.glob("embedding-*"):  # made from older sources, untouched for an hour
+        if old != folder and old.is_dir() and time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True)
     out = folder / "emb_out"
     if not (out / "edgepad.json").is_file():
         h5, layers_py = build_embedding_model(folder / "keras")

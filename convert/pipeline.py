@@ -57,7 +57,7 @@ class ConvertOptions:
     calibration: Path | None = None
     calibration_count: int = 32
     min_cosine: float = QUANTIZED_MIN_COSINE
-    npu_backend: str = "acuitylite"
+    npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
 
 
@@ -105,7 +105,8 @@ def parse_targets(text: str) -> tuple[str, ...]:
     targets = tuple(t.strip().lower() for t in text.split(",") if t.strip())
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
-        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(TARGETS)}")
     if "onnx" not in targets:
         targets = ("onnx",) + targets  # every other target starts from the checked ONNX graph
     return tuple(sorted(set(targets), key=list(TARGETS).index))
@@ -229,7 +230,7 @@ def _onnx_target(ctx: ConvertContext) -> dict:
 
 def _rename(keras_outputs: dict, onnx_outputs: dict) -> dict:
     """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
-    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}
+    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values(), strict=True)}
 
 
 def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, list[np.ndarray]]:
@@ -238,7 +239,7 @@ def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, l
         outputs = model(x[None], training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for name, value in zip(names, outputs):
+        for name, value in zip(names, outputs, strict=True):
             results[name].append(np.asarray(value))
     return results
 

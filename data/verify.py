@@ -15,10 +15,12 @@ import numpy as np
 
 from edgepad.errors import InputFileError, UsageError
 
+from .board_scorer import BoardTarget
+from .evaluate import STAGES, make_scorer
 from .pairs import PairSet, read_pairs
+from .scorers import read_model_card
 from .verification import VerificationMetrics, verification_metrics
 
-STAGES = ("keras", "onnx", "caffe", "vim3-emulated", "board")
 EMBEDDING_NOTE = ("embeddings are L2-normalised; distance = {metric} between unit vectors; a pair is the same "
                   "person when its distance < threshold")
 
@@ -37,7 +39,7 @@ class VerifyOptions:
     output_layer: str | None = None
     min_face_size: int = 40
     detector_models: str | None = None  # the MTCNN nets (default: edgepad's cache, built on first use)
-    board: object | None = None  # board_scorer.BoardTarget, for stage "board"
+    board: BoardTarget | None = None  # for stage "board"
 
 
 @dataclass
@@ -66,8 +68,6 @@ class VerifyResult:
 def verify_model(options: VerifyOptions, progress=None) -> VerifyResult:
     """The Python API behind `edgepad evaluate ... --pairs`."""
     from edgepad.runtime.embedder import METRICS, distances, l2_normalize
-
-    from .scorers import make_scorer
 
     if options.stage not in STAGES:
         raise UsageError(f"--stage {options.stage}: face verification runs on {', '.join(STAGES)}")
@@ -110,8 +110,6 @@ def verify_model(options: VerifyOptions, progress=None) -> VerifyResult:
 
 def _check_embedding_model(options: VerifyOptions) -> None:
     """A convert output folder must hold an embedding model (a .h5 for --stage keras has no card)."""
-    from .scorers import read_model_card
-
     if options.stage == "keras" or not Path(options.model).is_dir():
         return
     task = read_model_card(options.model, options.stage).get("task", "classifier")

@@ -48,9 +48,9 @@ def load_any(model_dir: str, backend: Optional[str], warn=None):
 
 
 def load_pipeline(bundle_dir: str, backend: Optional[str] = None, settings: Optional[DetectorSettings] = None,
-                  threshold: Optional[float] = None, detector_dir: Optional[str] = None, classifier_dir: Optional[str] = None,
-                  warn=None, gallery_dir: Optional[str] = None, match_threshold: Optional[float] = None,
-                  embedding_dir: Optional[str] = None) -> FacePipeline:
+                  threshold: Optional[float] = None, detector_dir: Optional[str] = None,
+                  classifier_dir: Optional[str] = None, warn=None, gallery_dir: Optional[str] = None,
+                  match_threshold: Optional[float] = None, embedding_dir: Optional[str] = None) -> FacePipeline:
     """`classifier_dir` may hold an embedding model too (its card decides); `gallery_dir` needs one."""
     root = models_root(bundle_dir) if bundle_dir else None
     detector_root = detector_dir or root

@@ -13,10 +13,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from .backends import BackendError, InferenceModel
+from .frames import is_image_file
 from .preprocess import normalize
 
 METRICS = ("euclidean", "cosine")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -94,7 +94,7 @@ class Gallery:
             person_dir = os.path.join(folder, person)
             if not os.path.isdir(person_dir):
                 continue
-            photos = sorted(f for f in os.listdir(person_dir) if f.lower().endswith(IMAGE_SUFFIXES))
+            photos = sorted(f for f in os.listdir(person_dir) if is_image_file(f))
             if not photos:
                 raise BackendError(f"--gallery {person_dir}: no photos; add images of {person} or remove the folder")
             for photo in photos:

@@ -29,7 +29,7 @@ import numpy as np
 
 from .backends import BACKENDS, BackendError, default_backend
 from .bundle import load_any, load_pipeline, models_root
-from .detector import DetectorSettings
+from .detector import DetectorSettings, parse_thresholds
 from .frames import InputError, camera_frames, read_image, video_frames
 from .tracking import FaceTracker, TrackerSettings
 
@@ -44,18 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera", type=int, help="a camera index (/dev/videoN)")
     source.add_argument("--parity", metavar="INPUTS.npz", help="run each model named in INPUTS.npz (see --out)")
     parser.add_argument("--out", metavar="OUTPUTS.npz", help="with --parity: where to write <model>/<output> arrays")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), help="inference backend (default: onnxruntime where installed)")
-    parser.add_argument("--min-face-size", type=float, default=40.0, help="smallest face to find, in pixels (default 40)")
-    parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7", help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS),
+                        help="inference backend (default: onnxruntime where installed)")
+    parser.add_argument("--min-face-size", type=float, default=40.0,
+                        help="smallest face to find, in pixels (default 40)")
+    parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7",
+                        help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
     parser.add_argument("--threshold", type=float, help="spoof decision threshold (default: the classifier's card)")
     parser.add_argument("--gallery", metavar="DIR", help="enrolled people, one sub-folder of photos each: adds each "
                         "face's nearest person and distance (needs an embedding model in the bundle)")
     parser.add_argument("--match-threshold", type=float, help="with --gallery: a face is the nearest person when "
                         "closer than this (default: the embedding model's card)")
-    parser.add_argument("--bench", type=int, metavar="N", help="with --image: run N times, print per-stage p50/p95 and fps")
+    parser.add_argument("--bench", type=int, metavar="N",
+                        help="with --image: run N times, print per-stage p50/p95 and fps")
     parser.add_argument("--json", action="store_true", help="with --bench: print the figures as one JSON object")
-    parser.add_argument("--no-track", action="store_true", help="video/camera: detect on every frame instead of tracking")
-    parser.add_argument("--redetect-every", type=int, default=10, help="video/camera: frames between full detections (default 10)")
+    parser.add_argument("--no-track", action="store_true",
+                        help="video/camera: detect on every frame instead of tracking")
+    parser.add_argument("--redetect-every", type=int, default=10,
+                        help="video/camera: frames between full detections (default 10)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
     return parser
@@ -84,7 +90,8 @@ def run(args, parser: argparse.ArgumentParser) -> int:
         parser.error("give one of --image, --video, --camera or --parity")
     if args.bench is not None and (args.image is None or args.bench < 1):
         parser.error("--bench N needs --image and N >= 1")
-    settings = DetectorSettings(min_face_size=args.min_face_size, thresholds=_thresholds(args.detect_thresholds, parser))
+    settings = DetectorSettings(min_face_size=args.min_face_size,
+                                thresholds=_thresholds(args.detect_thresholds, parser))
     pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold, gallery_dir=args.gallery,
                              match_threshold=args.match_threshold)
     if args.image is not None:
@@ -95,7 +102,10 @@ def run(args, parser: argparse.ArgumentParser) -> int:
         _emit(dict(source=args.image, **pipeline.process(image).to_json()))
         return 0
     frames = video_frames(args.video) if args.video is not None else camera_frames(args.camera)
-    process = pipeline.process if args.no_track else FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
+    if args.no_track:
+        process = pipeline.process
+    else:
+        process = FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
     for index, frame in enumerate(frames):
         if args.max_frames is not None and index >= args.max_frames:
             break
@@ -107,12 +117,9 @@ def run(args, parser: argparse.ArgumentParser) -> int:
 
 def _thresholds(text: str, parser) -> tuple:
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        parser.error(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def _emit(data: dict) -> None:
@@ -139,7 +146,8 @@ def bench(pipeline, image: np.ndarray, repeats: int) -> dict:
 
 
 def _backend_names(pipeline) -> Dict[str, str]:
-    names = {"pnet": pipeline.detector.pnet.name, "rnet": pipeline.detector.rnet.name, "onet": pipeline.detector.onet.name}
+    detector = pipeline.detector
+    names = {"pnet": detector.pnet.name, "rnet": detector.rnet.name, "onet": detector.onet.name}
     if pipeline.classifier is not None:
         names["classifier"] = pipeline.classifier.model.name
     if pipeline.embedder is not None:

@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgepad.data.pairs import read_bin
-from edgepad.data.verification import fold_ranges, verification_metrics
-from support.embedding_faces import NO_FACE, build_lfw_pairs, converted_embedding_dir
-from support.paths import FACES
 
 from edgepad.cli import cli
+from edgepad.data.pairs import read_bin
+from edgepad.data.verification import fold_ranges, verification_metrics
+
+from support.embedding_faces import NO_FACE, build_lfw_pairs, converted_embedding_dir
+from support.paths import FACES
 
 
 def run_json(*args) -> dict:
@@ -125,6 +126,7 @@ def embedding_model():
 @pytest.fixture(scope="session")
 def lfw(tmp_path_factory):
     from edgepad.data.faces import DetectorSettings, make_detector
+
     from support.runtime_models import detector_models_dir
 
     detector = make_detector(DetectorSettings(), str(detector_models_dir()))
@@ -239,6 +241,7 @@ def test_board_stage_gives_the_hosts_distances(embedding_model, lfw, stages, boa
 # -- the runtime: embeddings and a gallery on the host ---------------------------------------------------------------
 def test_edgepad_run_embeds_faces_and_matches_the_gallery(embedding_model, lfw, tmp_path):
     import onnxruntime
+
     from edgepad.runtime.align import align_face
 
     dataset, _ = lfw
@@ -257,6 +260,7 @@ def test_edgepad_run_embeds_faces_and_matches_the_gallery(embedding_model, lfw, 
     # The embedding, by hand: the face found by the detector (tested on its own), aligned, onnxruntime, L2 norm.
     # (The JSON's landmarks are rounded to 0.1 px, which this untrained net notices.)
     from edgepad.data.faces import DetectorSettings, make_detector
+
     from support.runtime_models import detector_models_dir
 
     image = cv2.imread(str(query))

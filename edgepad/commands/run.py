@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
 
 
@@ -16,9 +16,11 @@ from edgepad.errors import UsageError
               "Default: the detector from the host cache, no classifier (live is null).")
 @click.option("--classifier", type=click.Path(path_type=Path), help="Without --bundle: a classifier's "
               "`edgepad convert` output folder, or an embedding model's (its card says task embedding).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Inference backend (default: onnxruntime).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
+              help="Inference backend (default: onnxruntime).")
 @click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
-@click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True, help="PNet,RNet,ONet face probability thresholds.")
+@click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True,
+              help="PNet,RNet,ONet face probability thresholds.")
 @click.option("--threshold", type=float, help="Spoof decision threshold (default: the classifier's model card).")
 @click.option("--gallery", type=click.Path(path_type=Path), help="Embedding model: a folder of enrolled people, one "
               "sub-folder of photos each; adds each face's nearest person and distance.")
@@ -26,10 +28,13 @@ from edgepad.errors import UsageError
               "this (default: the embedding model's card, match_threshold).")
 @click.option("--repeat", type=int, default=1, show_default=True, help="Run an image N times; timings are medians.")
 @click.option("--no-track", is_flag=True, help="Video: detect on every frame instead of tracking between detections.")
-@click.option("--redetect-every", type=int, default=10, show_default=True, help="Video: frames between full detections.")
+@click.option("--redetect-every", type=int, default=10, show_default=True,
+              help="Video: frames between full detections.")
 @click.option("--max-frames", type=int, help="Video: stop after N frames.")
-@click.option("--draw", type=click.Path(path_type=Path), help="Image: write it with boxes, landmarks and scores to this PNG/JPG.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: faces (box, landmarks, score, live, track) and timings_ms.")
+@click.option("--draw", type=click.Path(path_type=Path),
+              help="Image: write it with boxes, landmarks and scores to this PNG/JPG.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: faces (box, landmarks, score, live, track) and timings_ms.")
 @verbose_option
 def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, threshold, gallery, match_threshold,
         repeat, no_track, redetect_every, max_frames, draw, as_json):
@@ -47,9 +52,10 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
       edgepad run photo.jpg --classifier emb_out --gallery people/ --json
     """
     from edgepad.progress import Steps
-    from edgepad.run_faces import RunOptions, draw_faces, is_image, run_faces
+    from edgepad.run_faces import RunOptions, draw_faces, run_faces
+    from edgepad.runtime.frames import is_image_file
 
-    if draw is not None and not is_image(source):
+    if draw is not None and not is_image_file(source):
         raise UsageError(f"--draw {draw}: only for images; {source} is read as a video")
     options = RunOptions(source=source, bundle=bundle, classifier=classifier, backend=backend,
                          min_face_size=min_face_size, detect_thresholds=_thresholds(detect_thresholds),
@@ -69,13 +75,12 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
 
 
 def _thresholds(text: str) -> tuple[float, float, float]:
+    from edgepad.runtime.detector import parse_thresholds
+
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        raise UsageError(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _print_table(result) -> None:
@@ -95,8 +100,10 @@ def _print_table(result) -> None:
         for index, face in enumerate(frame["faces"]):
             live = face.get("live")
             decision = "-" if live is None else ("[green]live[/green]" if face["is_live"] else "[red]spoof[/red]")
-            row = [str(face["track"] if face["track"] is not None else index + 1), ", ".join(f"{v:.0f}" for v in face["box"]),
-                   f"{face['score']:.3f}"] + (["-" if live is None else f"{live:.3f}", decision] if live_columns else [])
+            row = [str(face["track"] if face["track"] is not None else index + 1),
+                   ", ".join(f"{v:.0f}" for v in face["box"]), f"{face['score']:.3f}"]
+            if live_columns:
+                row += ["-" if live is None else f"{live:.3f}", decision]
             if identities:
                 row += [face.get("identity") or "unknown", f"{face['nearest']} ({face['distance']:.3f})"]
             table.add_row(*([str(frame.get("frame", ""))] if result.kind == "video" else []) + row)
@@ -108,6 +115,3 @@ def _print_table(result) -> None:
         note += "; embeddings: see --json"
     console.print(f"{faces} face(s); {timing}{note}")
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(run)

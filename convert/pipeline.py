@@ -49,6 +49,7 @@ class ConvertOptions:
     channel_order: str = "rgb"
     labels: tuple[str, ...] | None = None
     threshold: float = 0.5
+    match_threshold: float | None = None  # embedding models: same person below this distance (unit-sphere Euclidean)
     sample_images: Path | None = None
     atol: float = FLOAT32_ATOL
     force: bool = False
@@ -113,7 +114,8 @@ def parse_targets(text: str) -> tuple[str, ...]:
     targets = tuple(t.strip().lower() for t in text.split(",") if t.strip())
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
-        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(TARGETS)}")
     if "onnx" not in targets:
         targets = ("onnx",) + targets  # every other target starts from the checked ONNX graph
     return tuple(sorted(set(targets), key=list(TARGETS).index))
@@ -173,6 +175,8 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
             ["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
         card["live_index"] = 0
         card["threshold"] = options.threshold
+    elif options.match_threshold is not None:
+        card["match_threshold"] = options.match_threshold
 
     exports = {options.layout: None}
     if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":
@@ -235,7 +239,7 @@ def _onnx_target(ctx: ConvertContext) -> dict:
 
 def _rename(keras_outputs: dict, onnx_outputs: dict) -> dict:
     """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
-    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}
+    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values(), strict=True)}
 
 
 def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, list[np.ndarray]]:
@@ -244,7 +248,7 @@ def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, l
         outputs = model(x[None], training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for name, value in zip(names, outputs):
+        for name, value in zip(names, outputs, strict=True):
             results[name].append(np.asarray(value))
     return results
 

@@ -38,6 +38,17 @@ class Scorer:
                 progress(min(start + BATCH, len(paths)), len(paths))
         return np.array(scores)
 
+    def outputs(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's raw output per image (already cut and aligned as the model takes it): (N, values)."""
+        from edgepad.runtime.preprocess import normalize
+
+        rows = []
+        for start in range(0, len(images_bgr), BATCH):
+            batch = np.stack([normalize(image, self.preprocess, self.height, self.width)
+                              for image in images_bgr[start:start + BATCH]])
+            rows.append(np.asarray(self._run(batch), np.float64).reshape(len(batch), -1))
+        return np.concatenate(rows) if rows else np.zeros((0, 0))
+
     def _load(self, path: Path) -> np.ndarray:
         import cv2
 
@@ -53,15 +64,21 @@ class Scorer:
 
 
 class KerasScorer(Scorer):
-    def __init__(self, model_path: Path):
-        from edgepad.convert.onnx.keras_loading import inspect_h5, load_keras_model, prefer_legacy_keras_for
+    def __init__(self, model_path: Path, custom_objects: Path | None = None, output_layer: str | None = None):
+        from edgepad.convert.onnx.keras_loading import (
+            cut_at_layer,
+            inspect_h5,
+            load_custom_objects,
+            load_keras_model,
+            prefer_legacy_keras_for,
+        )
 
         if model_path.is_dir():
             raise UsageError(f"--stage keras: {model_path} is a folder; give the .h5 file (a convert output "
                              "folder runs with --stage onnx, caffe or vim3-emulated)")
         info = inspect_h5(model_path)
         prefer_legacy_keras_for(info)
-        self.model = load_keras_model(info, {})
+        self.model = cut_at_layer(load_keras_model(info, load_custom_objects(custom_objects)), info, output_layer)
         _, height, width, _ = self.model.inputs[0].shape
         super().__init__(DEFAULT_PREPROCESS, int(height), int(width), spoof_index=1)
 

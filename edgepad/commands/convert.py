@@ -41,6 +41,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--labels", help="Comma list of class names (default for two classes: live,spoof).")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="Spoof decision threshold recorded in the model card.")
+@click.option("--match-threshold", type=float, help="Embedding models: the distance (Euclidean between L2-normalised "
+              "embeddings) below which two faces are one person, recorded in the card for `edgepad run --gallery`.")
 @click.option("--sample-images", type=click.Path(path_type=Path),
               help="Folder of real images added to the parity inputs.")
 @click.option("--atol", type=float, default=1e-4, show_default=True,
@@ -68,8 +70,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
-            labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, eval_images,
-            min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
+            labels, threshold, match_threshold, sample_images, atol, board, quantize, calibration, calibration_count,
+            eval_images, min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
@@ -89,7 +91,8 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         custom_objects=custom_objects,
         output_layer=output_layer, input_shape=parse_input_shape(input_shape), layout=layout,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), channel_order=channel_order,
-        labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
+        labels=tuple(labels.split(",")) if labels else None, threshold=threshold, match_threshold=match_threshold,
+        sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, eval_images=eval_images, min_cosine=min_cosine,
         min_agreement=min_agreement, npu_toolkit=npu_toolkit, sdk=sdk,

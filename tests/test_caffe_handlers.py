@@ -207,6 +207,35 @@ CASES = [
         X4, {"y": None}, [("s", weights(4)), ("b", weights(4))], opset=9)),
     ("softmax_opset9_flattened_unit_axes", {"GlobalAveragePool", "Softmax"}, lambda: model(  # SqueezeNet's head
         [node("GlobalAveragePool", ["x"], ["g"]), node("Softmax", ["g"], ["y"], axis=1)], X4, {"y": None}, opset=9)),
+    ("exp", {"Exp"}, lambda: model([node("Exp", ["x"], ["y"])], X4, {"y": None})),
+    ("elu", {"Elu"}, lambda: model([node("Elu", ["x"], ["y"], alpha=0.7)], X4, {"y": None})),
+    ("softplus", {"Softplus"}, lambda: model([node("Softplus", ["x"], ["y"])], X4, {"y": None})),
+    ("sqrt_of_relu", {"Relu", "Sqrt"}, lambda: model(
+        [node("Relu", ["x"], ["r"]), node("Sqrt", ["r"], ["y"])], X4, {"y": None})),
+    ("pow_square", {"Pow"}, lambda: model([node("Pow", ["x", "e"], ["y"])], X4, {"y": None},
+                                          [("e", np.float32(2.0))])),
+    ("hard_sigmoid", {"HardSigmoid"}, lambda: model(
+        [node("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)], X4, {"y": None})),
+    ("hard_swish", {"HardSwish"}, lambda: model([node("HardSwish", ["x"], ["y"])], X4, {"y": None}, opset=14)),
+    ("slice_channels_and_width", {"Slice"}, lambda: model(
+        [node("Slice", ["x", "starts", "ends", "axes"], ["y"])], X4, {"y": None},
+        [("starts", np.array([1, -5], np.int64)), ("ends", np.array([3, 100], np.int64)),
+         ("axes", np.array([1, 3], np.int64))])),
+    ("slice_opset9_attributes", {"Slice"}, lambda: model(
+        [node("Slice", ["x"], ["y"], starts=[2], ends=[7], axes=[2])], X4, {"y": None}, opset=9)),
+    ("split_channels_three_ways", {"Split"}, lambda: model(
+        [node("Split", ["x", "parts"], ["a", "b", "c"], axis=1)], [1, 6, 5, 4], {"a": None, "b": None, "c": None},
+        [("parts", np.array([1, 2, 3], np.int64))])),
+    ("reduce_sum_mean_over_channels", {"ReduceSum", "ReduceMean"}, lambda: model(
+        [node("ReduceSum", ["x", "axes"], ["s"]), node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0)],
+        X4, {"s": None, "m": None}, [("axes", np.array([1], np.int64))])),
+    ("reduce_sum_channels_2d", {"Flatten", "ReduceSum"}, lambda: model(
+        [node("Flatten", ["x"], ["f"]), node("ReduceSum", ["f", "axes"], ["y"])],
+        X4, {"y": None}, [("axes", np.array([1], np.int64))])),
+    ("l2_normalize_embedding", {"Flatten", "LpNormalization"}, lambda: model(
+        [node("Flatten", ["x"], ["f"]), node("LpNormalization", ["f"], ["y"], axis=1, p=2)], X4, {"y": None})),
+    ("l2_normalize_channels", {"LpNormalization"}, lambda: model(
+        [node("LpNormalization", ["x"], ["y"], axis=1, p=2)], X4, {"y": None})),
     ("upsample_opset9", {"Upsample"}, lambda: model(
         [node("Upsample", ["x", "scales"], ["y"], mode="nearest")], [1, 3, 5, 4], {"y": None},
         [("scales", np.array([1, 1, 2, 2], np.float32))], opset=9)),

@@ -107,7 +107,7 @@ def _fold_constants(graph, constants: dict[str, np.ndarray], opset: int) -> set[
             values = ReferenceEvaluator(_one_node_model(node, opset)).run(None, {n: constants[n] for n in inputs})
         except Exception:  # noqa: BLE001  (an op the evaluator lacks stays a node; its handler decides)
             continue
-        for name, value in zip(node.output, values):
+        for name, value in zip(node.output, values, strict=False):  # optional outputs may be absent
             if name:
                 constants[name] = np.asarray(value)
         folded.add(node.output[0])

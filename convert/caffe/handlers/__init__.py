@@ -8,7 +8,9 @@ from . import (  # noqa: F401  (they register)
     linear,
     normalization,
     pooling,
+    reduction,
     resize,
+    unary,
 )
 from .registry import HANDLERS, Conversion, NotExpressible, handles
 

@@ -1,5 +1,7 @@
-"""Normalisations: LRN -> Caffe LRN (across channels)."""
+"""Normalisations: LRN -> Caffe LRN (across channels), LpNormalization -> Normalize."""
 from __future__ import annotations
+
+import numpy as np
 
 from ..graph import attributes
 from .registry import Conversion, NotExpressible, handles
@@ -29,3 +31,21 @@ def lrn(node, cx: Conversion):
     param.norm_region = param.ACROSS_CHANNELS
     if normalized != top:
         cx.net.affine(normalized, k ** -beta, 0.0, top)
+
+
+@handles("LpNormalization")
+def lp_normalization(node, cx: Conversion):
+    """x / ||x||_2 over the channels (an embedding's L2 normalisation): Caffe's Normalize (the SSD fork's layer,
+    which OpenCV 4 reads; BVLC Caffe and the NPU toolkit's CaffeLoader do not have it), scale 1, eps 1e-10."""
+    attrs = attributes(node)
+    shape = cx.shape(node.input[0])
+    axis, p = int(attrs.get("axis", -1)) % len(shape), int(attrs.get("p", 2))
+    if p != 2 or axis != 1:
+        raise NotExpressible(f"L{p} norm over axis {axis} of {shape}; Caffe's Normalize takes the L2 norm "
+                             "over the channels (axis 1)")
+    layer = cx.net.layer("Normalize", [cx.bottom(node.input[0])], [cx.top(node.output[0])],
+                         blobs=(np.ones(1, np.float32),))
+    param = layer.norm_param
+    param.across_spatial = False
+    param.channel_shared = True
+    param.eps = 1e-10

@@ -46,6 +46,7 @@ class ConvertOptions:
     std: tuple[float, ...] = (127.5,)
     channel_order: str = "rgb"
     labels: tuple[str, ...] | None = None
+    task: str | None = None  # "classify" or "embed": overrides the guess from the model's outputs
     threshold: float = 0.5
     sample_images: Path | None = None
     atol: float = FLOAT32_ATOL
@@ -157,12 +158,8 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
         inputs, sources = parity_images(card, options.sample_images)
         keras_outputs = _run_keras(model, inputs, names)
     card["outputs"] = [{"name": n, "shape": list(v[0].shape)} for n, v in keras_outputs.items()]
-    card["task"] = "classifier" if _is_classifier(keras_outputs) else "embedding"
+    card.update(classifier_head(keras_outputs, options.labels, options.task))
     if card["task"] == "classifier":
-        classes = card["outputs"][0]["shape"][-1]
-        card["labels"] = list(options.labels) if options.labels else (
-            ["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
-        card["live_index"] = 0
         card["threshold"] = options.threshold
 
     exports = {options.layout: None}
@@ -240,13 +237,50 @@ def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, l
     return results
 
 
-def _is_classifier(outputs: dict[str, list[np.ndarray]]) -> bool:
-    """One (1, classes) output that is a probability distribution on every parity input (a softmax head)."""
-    if len(outputs) != 1:
-        return False
-    values = np.concatenate(next(iter(outputs.values())))
-    return values.ndim == 2 and values.shape[-1] >= 2 and bool(
-        np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
+# A one-output model with at most this many units and no probability distribution is a logits head; wider ones
+# are embeddings unless --task classify says otherwise.
+MAX_LOGIT_CLASSES = 16
+LIVE_NAMES = ("live", "real", "genuine", "bonafide", "bona fide")
+
+
+def classifier_head(outputs: dict[str, list[np.ndarray]], labels: tuple[str, ...] | None,
+                    task: str | None = None) -> dict:
+    """The card's task and, for a classifier, its head and which output means live.
+
+    head "softmax": per-class probabilities; "sigmoid": one unit, the probability of the second label;
+    "logits": raw class scores (softmax over them; one unit: sigmoid). `live_index` is the class that means live
+    (for "sigmoid": 1 when the unit's label, the second, is live, else 0). `task` ("classify"/"embed", from
+    --task) overrides the guess, which is made from the outputs on the parity inputs."""
+    if task not in (None, "classify", "embed"):
+        raise UsageError(f"--task {task}: choose classify or embed")
+    values = np.concatenate(next(iter(outputs.values()))) if len(outputs) == 1 else None
+    shaped = values is not None and values.ndim == 2
+    units = values.shape[-1] if shaped else 0
+    if task == "embed":
+        return {"task": "embedding"}
+    if task is None and not (shaped and (units <= MAX_LOGIT_CLASSES or _is_distribution(values))):
+        return {"task": "embedding"}
+    if not shaped:
+        raise UsageError(f"--task classify: the model has {len(outputs)} outputs of shapes "
+                         f"{[list(v[0].shape) for v in outputs.values()]}; a classifier has one (1, classes) output")
+    if units == 1:
+        head = "sigmoid" if np.all((values >= 0) & (values <= 1)) else "logits"
+    else:
+        head = "softmax" if _is_distribution(values) else "logits"
+    classes = 2 if units == 1 else units
+    if labels and len(labels) != classes:
+        raise UsageError(f"--labels {','.join(labels)}: {len(labels)} names for a {head} head of {units} unit(s) "
+                         f"({classes} classes); give {classes} names")
+    names = list(labels) if labels else (["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
+    live = [i for i, name in enumerate(names) if name.strip().lower() in LIVE_NAMES]
+    if labels and len(live) != 1:
+        raise UsageError(f"--labels {','.join(labels)}: name exactly one class 'live' (the class a real face gets)")
+    return {"task": "classifier", "head": head, "labels": names, "live_index": live[0] if live else 0}
+
+
+def _is_distribution(values: np.ndarray) -> bool:
+    """Rows of at least two non-negative values summing to 1 on every parity input (a softmax head)."""
+    return values.shape[-1] >= 2 and bool(np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
 
 
 def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:

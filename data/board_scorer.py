@@ -42,7 +42,7 @@ class BoardScorer(Scorer):
         self.threshold_source = f"model card {self.default_threshold}"
         self.layout = card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
         super().__init__(card["preprocess"], int(card["input"]["height"]), int(card["input"]["width"]),
-                         spoof_index(card))
+                         spoof_index(card), card.get("head"))
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """All crops in one round trip: one upload, one runtime run, one download."""
@@ -89,7 +89,7 @@ class BoardScorer(Scorer):
             probabilities = data[keys[0]]
         if progress:
             progress(len(paths), len(paths))
-        return np.asarray(probabilities, np.float64).reshape(len(paths), -1)[:, self.spoof_index]
+        return self.spoof_of(probabilities, len(paths))
 
     def _check_same_classifier(self, board, release: str) -> None:
         buffer = io.BytesIO()

@@ -29,7 +29,10 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--mean", default="127.5", show_default=True, help="Subtracted from each pixel: one value or one per channel.")
 @click.option("--std", default="127.5", show_default=True, help="Divides each pixel after the mean: one value or one per channel.")
 @click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default="rgb", show_default=True, help="Channel order the model was trained on.")
-@click.option("--labels", help="Comma list of class names (default for two classes: live,spoof).")
+@click.option("--labels", help="Comma list of class names, one of them 'live' (default for two classes and for a "
+              "one-unit sigmoid, which gives the second label's probability: live,spoof).")
+@click.option("--task", type=click.Choice(["classify", "embed"]), help="What the model's output is; default: "
+              "guessed (one output of at most 16 units, or a probability distribution: a classifier).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Spoof decision threshold recorded in the model card.")
 @click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real images added to the parity inputs.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs difference allowed for float32 steps.")
@@ -44,7 +47,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
-            labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
+            labels, task, threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
             npu_backend, sdk, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
@@ -64,7 +67,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         model=model, out=out, targets=parse_targets(targets) if targets else DEFAULT_TARGETS, custom_objects=custom_objects,
         output_layer=output_layer, input_shape=parse_input_shape(input_shape), layout=layout,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), channel_order=channel_order,
-        labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
+        labels=tuple(labels.split(",")) if labels else None, task=task, threshold=threshold, sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
     )

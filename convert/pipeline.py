@@ -237,9 +237,9 @@ def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, l
     return results
 
 
-# A one-output model with at most this many units and no probability distribution is a logits head; wider ones
-# are embeddings unless --task classify says otherwise.
-MAX_LOGIT_CLASSES = 16
+# A one-output model with at most this many units that is no probability distribution is guessed to be a logits
+# head; wider ones are embeddings unless --labels names their classes or --task classify says so.
+MAX_GUESSED_LOGITS = 2
 LIVE_NAMES = ("live", "real", "genuine", "bonafide", "bona fide")
 
 
@@ -258,7 +258,8 @@ def classifier_head(outputs: dict[str, list[np.ndarray]], labels: tuple[str, ...
     units = values.shape[-1] if shaped else 0
     if task == "embed":
         return {"task": "embedding"}
-    if task is None and not (shaped and (units <= MAX_LOGIT_CLASSES or _is_distribution(values))):
+    named = bool(labels) and len(labels) == max(units, 2)
+    if task is None and not (shaped and (units <= MAX_GUESSED_LOGITS or named or _is_distribution(values))):
         return {"task": "embedding"}
     if not shaped:
         raise UsageError(f"--task classify: the model has {len(outputs)} outputs of shapes "

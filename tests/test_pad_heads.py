@@ -31,9 +31,11 @@ def outputs_of(values) -> dict:
     ([[-1.5], [2.0]], ("Spoof", "Real"), None, {"head": "logits", "live_index": 1}),
     (np.random.default_rng(0).standard_normal((3, 128)), None, None, {"task": "embedding"}),
     (np.random.default_rng(0).standard_normal((3, 128)), None, "classify", {"head": "logits", "live_index": 0}),
+    ([[-1.5, 2.0, 0.1], [0.3, 0.1, 0.0]], None, None, {"task": "embedding"}),
+    ([[-1.5, 2.0, 0.1], [0.3, 0.1, 0.0]], ("print", "live", "replay"), None, {"head": "logits", "live_index": 1}),
     ([[0.2, 0.8], [0.9, 0.1]], None, "embed", {"task": "embedding"}),
 ], ids=["softmax", "softmax_labels", "sigmoid", "sigmoid_labels", "logits", "one_logit_real", "embedding",
-        "task_classify", "task_embed"])
+        "task_classify", "three_scores_unnamed", "three_logits_named", "task_embed"])
 def test_card_records_head_and_live_index(values, labels, task, expected):
     card = classifier_head(outputs_of(values), labels, task)
     assert card.get("task") == expected.pop("task", "classifier")

@@ -32,7 +32,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--labels", help="Comma list of class names, one of them 'live' (default for two classes and for a "
               "one-unit sigmoid, which gives the second label's probability: live,spoof).")
 @click.option("--task", type=click.Choice(["classify", "embed"]), help="What the model's output is; default: "
-              "guessed (one output of at most 16 units, or a probability distribution: a classifier).")
+              "guessed: one output that is a probability distribution, has one or two units, or one unit per "
+              "--labels name is a classifier, anything else an embedding.")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Spoof decision threshold recorded in the model card.")
 @click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real images added to the parity inputs.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs difference allowed for float32 steps.")

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from edgepad.convert.pipeline import ConvertOptions, classifier_head, convert_model
-from edgepad.errors import UsageError
 from edgepad.runtime.classifier import live_probability
 from support.runtime_fixtures import detector_models  # noqa: F401
+
+from edgepad.errors import UsageError
 
 LIVE_ATOL = 1e-3  # the four heads compute the same P(live) in float32 through different ops
 

@@ -68,7 +68,8 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         model=model, out=out, targets=parse_targets(targets) if targets else DEFAULT_TARGETS, custom_objects=custom_objects,
         output_layer=output_layer, input_shape=parse_input_shape(input_shape), layout=layout,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), channel_order=channel_order,
-        labels=tuple(labels.split(",")) if labels else None, task=task, threshold=threshold, sample_images=sample_images,
+        labels=tuple(labels.split(",")) if labels else None, task=task, threshold=threshold,
+        sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
     )

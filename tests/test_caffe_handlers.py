@@ -278,6 +278,17 @@ def test_inexpressible_configurations_are_refused_naming_the_op(case, refused):
         onnx_to_caffe(case())
 
 
+def test_layers_outside_bvlc_caffe_are_warned_about():
+    from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe
+
+    cases = dict((c[0], c[2]) for c in CASES)
+    (relu6,) = onnx_to_caffe(cases["clip_relu6"]()).warnings
+    assert "ReLU6" in relu6 and "plain ReLU" in relu6 and "--to vim3" in relu6
+    (normalize,) = onnx_to_caffe(cases["l2_normalize_channels"]()).warnings
+    assert "Normalize" in normalize and "not a BVLC Caffe layer" in normalize
+    assert onnx_to_caffe(cases["lrn_alexnet"]()).warnings == []
+
+
 def test_every_registered_handler_has_a_case():
     covered = set().union(*(ops for _, ops, _ in CASES))
     missing = sorted(set(HANDLERS) - covered)

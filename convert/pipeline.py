@@ -44,7 +44,7 @@ class ConvertOptions:
     layout: str = "nhwc"
     mean: tuple[float, ...] = (127.5,)
     std: tuple[float, ...] = (127.5,)
-    channel_order: str = "rgb"
+    channel_order: str | None = None  # rgb, bgr, gray, rgba, bgra; None: from the input's channels (3: rgb)
     labels: tuple[str, ...] | None = None
     task: str | None = None  # "classify" or "embed": overrides the guess from the model's outputs
     threshold: float = 0.5
@@ -118,8 +118,10 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
     steps = steps or Steps(quiet=True)
     if options.layout not in ("nhwc", "nchw"):
         raise UsageError(f"--layout {options.layout}: choose nhwc or nchw")
-    if options.channel_order not in ("rgb", "bgr"):
-        raise UsageError(f"--channel-order {options.channel_order}: choose rgb or bgr")
+    from edgepad.runtime.preprocess import CHANNEL_ORDERS
+
+    if options.channel_order is not None and options.channel_order not in CHANNEL_ORDERS:
+        raise UsageError(f"--channel-order {options.channel_order}: choose one of {', '.join(CHANNEL_ORDERS)}")
     targets = parse_targets(",".join(options.targets))
     runners = {name: _resolve(name) for name in targets}
 
@@ -286,7 +288,13 @@ def _is_distribution(values: np.ndarray) -> bool:
 
 def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
     h, w, c = hwc
-    from edgepad.runtime.preprocess import as_channel_vector
+    from edgepad.runtime.preprocess import CHANNEL_ORDERS, as_channel_vector, default_channel_order
+
+    order = options.channel_order or default_channel_order(c)
+    if CHANNEL_ORDERS.get(order) != c:
+        fits = [name for name, count in CHANNEL_ORDERS.items() if count == c]
+        raise UsageError(f"--channel-order {order}: the model's input has {c} channel(s); "
+                         + (f"choose {' or '.join(fits)}" if fits else "edgepad reads images as 1, 3 or 4 channels"))
 
     try:
         mean = as_channel_vector(options.mean, c, "--mean").tolist()
@@ -306,7 +314,7 @@ def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
             "output_layer": options.output_layer,
         },
         "input": {"height": h, "width": w, "channels": c, "dtype": "float32"},
-        "preprocess": {"mean": mean, "std": std, "channel_order": options.channel_order, "resize": "bilinear"},
+        "preprocess": {"mean": mean, "std": std, "channel_order": order, "resize": "bilinear"},
         "targets": {},
     }
 

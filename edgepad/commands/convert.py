@@ -28,7 +28,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True, help="Input layout of model.onnx.")
 @click.option("--mean", default="127.5", show_default=True, help="Subtracted from each pixel: one value or one per channel.")
 @click.option("--std", default="127.5", show_default=True, help="Divides each pixel after the mean: one value or one per channel.")
-@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default="rgb", show_default=True, help="Channel order the model was trained on.")
+@click.option("--channel-order", type=click.Choice(["rgb", "bgr", "gray", "rgba", "bgra"]),
+              help="Channel order the model was trained on. Default: rgb for 3 channels, gray for 1, rgba for 4.")
 @click.option("--labels", help="Comma list of class names, one of them 'live' (default for two classes and for a "
               "one-unit sigmoid, which gives the second label's probability: live,spoof).")
 @click.option("--task", type=click.Choice(["classify", "embed"]), help="What the model's output is; default: "

@@ -57,7 +57,7 @@ class ConvertOptions:
     calibration: Path | None = None
     calibration_count: int = 32
     min_cosine: float = QUANTIZED_MIN_COSINE
-    npu_backend: str = "acuitylite"
+    npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
 
 

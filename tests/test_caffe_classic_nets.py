@@ -8,10 +8,12 @@ import json
 
 import numpy as np
 import pytest
+
 from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe, write_caffe_files
 from edgepad.convert.caffe.opencv_runner import run_caffe
 from edgepad.convert.onnx.onnx_runner import run_onnx
 from edgepad.convert.parity import FLOAT32_SCALED_ATOL, compare_outputs
+
 from support.board_env import test_cache as cache_root
 from support.classic_nets import CLASSIC_NETS, classic_input, classic_net
 

@@ -14,7 +14,6 @@ from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UsageError
 from edgepad.runtime.align import align_face
 from edgepad.runtime.preprocess import normalize
-from support.runtime_fixtures import detector_models  # noqa: F401
 
 HEIGHT, WIDTH = 40, 32  # non-square: catches height/width swaps in resize and layout
 
@@ -52,7 +51,7 @@ def test_grayscale_non_square_model_converts_to_onnx_and_caffe(gray_out):
 
 
 def test_grayscale_model_scores_faces_from_edgepad_run_like_keras(gray_out, faces_dir, tmp_path, monkeypatch,
-                                                                 detector_models):  # noqa: F811
+                                                                 detector_models):
     from edgepad.cli import cli
     from edgepad.convert.mtcnn_models import default_cache_dir
     from edgepad.deploy.bundle import BundleOptions, build_bundle

@@ -8,11 +8,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgepad.convert.pipeline import ConvertOptions, classifier_head, convert_model
-from edgepad.runtime.classifier import live_probability
-from support.runtime_fixtures import detector_models  # noqa: F401
 
+from edgepad.convert.pipeline import ConvertOptions, classifier_head, convert_model
 from edgepad.errors import UsageError
+from edgepad.runtime.classifier import live_probability
 
 LIVE_ATOL = 1e-3  # the four heads compute the same P(live) in float32 through different ops
 
@@ -101,7 +100,7 @@ def four_heads(size=48):
 
 
 @pytest.fixture()
-def host_cache(tmp_path, monkeypatch, detector_models):  # noqa: F811
+def host_cache(tmp_path, monkeypatch, detector_models):
     """EDGEPAD_HOME whose model cache already holds the detector (so `edgepad run` does not rebuild it)."""
     from edgepad.convert.mtcnn_models import default_cache_dir
 

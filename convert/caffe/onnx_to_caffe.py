@@ -12,11 +12,11 @@ import numpy as np
 
 from edgepad.errors import UnsupportedOpError
 
+from ..parity import compare_outputs
 from .graph import OnnxGraph
 from .handlers import HANDLERS, Conversion, NotExpressible
 from .net_builder import NetBuilder
 from .readers import reader_warnings
-from ..parity import compare_outputs
 
 PROTOTXT = "model.prototxt"
 CAFFEMODEL = "model.caffemodel"

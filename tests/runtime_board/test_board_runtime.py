@@ -70,8 +70,9 @@ def test_opencv_backend_runs_the_caffe_files_with_the_same_numbers(bundle):
 
 def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
     import ksnn_standin
-    from runtime.backends.ksnn_backend import KsnnModel
+
     from runtime.backends import load_model
+    from runtime.backends.ksnn_backend import KsnnModel
 
     folder = npu_copy(bundle / "models" / "onet", tmp_path / "onet")
     ksnn_standin.StandInKSNN.calls.clear()
@@ -81,7 +82,8 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
     calls = ksnn_standin.StandInKSNN.calls
     assert calls[0] == ("KSNN", "VIM3")
-    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"), 0)
+    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"),
+                 0)
     assert calls[2:] == [("nn_inference", "ONNX", "0 1 2", 3, ksnn_standin.output_format.OUT_FORMAT_FLOAT32,
                           (48, 48, 3), np.dtype("float32"))] * 3
     expected = load_model(bundle / "models" / "onet", "onnxruntime").run(batch)
@@ -93,6 +95,7 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
 def test_ksnn_backend_errors_name_the_fix(bundle, tmp_path):
     import ksnn_standin
+
     from runtime.backends import BackendError
     from runtime.backends.ksnn_backend import KsnnModel
 
@@ -136,6 +139,7 @@ def pnet_output_hw(height, width):
 def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     """PNet compiled once per pyramid size (the NPU's static shapes), RNet and ONet once: the same faces."""
     import ksnn_standin
+
     from runtime.backends import load_model
     from runtime.backends.ksnn_backend import KsnnModel
     from runtime.detector import DetectorSettings, MtcnnDetector, pyramid_sizes

@@ -35,7 +35,8 @@ def clip(node, cx: Conversion):
     elif low == 0.0 and math.isinf(high):
         cx.net.layer("ReLU", [cx.bottom(node.input[0])], [cx.top(node.output[0])])
     else:
-        raise NotExpressible(f"Clip({low:g}, {high:g}); Caffe layers compute Clip(0, 6) (ReLU6) and Clip(0, inf) (ReLU)")
+        raise NotExpressible(f"Clip({low:g}, {high:g}); Caffe layers compute Clip(0, 6) (ReLU6) and Clip(0, inf) "
+                             "(ReLU)")
 
 
 @handles("Neg")

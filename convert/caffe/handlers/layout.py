@@ -1,4 +1,5 @@
-"""Shape and layout ops: Transpose -> Permute, Reshape/Flatten/Squeeze/Unsqueeze -> Reshape, Identity/Dropout removed."""
+"""Shape and layout ops: Transpose -> Permute, Reshape/Flatten/Squeeze/Unsqueeze -> Reshape, Identity/Dropout
+removed, Tile -> Concat, Slice/Split -> Slice."""
 from __future__ import annotations
 
 from ..graph import attributes
@@ -74,7 +75,7 @@ def slice_(node, cx: Conversion):
     blob = cx.bottom(node.input[0])
     out_shape = cx.shape(node.output[0])
     changed = []
-    for start, axis in zip(starts, axes):
+    for start, axis in zip(starts, axes, strict=True):
         axis %= len(in_shape)
         if out_shape[axis] == in_shape[axis]:
             continue

@@ -216,6 +216,8 @@ CASES = [
         [node("GlobalAveragePool", ["x"], ["g"]), node("Softmax", ["g"], ["y"], axis=1)], X4, {"y": None}, opset=9)),
     ("exp", {"Exp"}, lambda: model([node("Exp", ["x"], ["y"])], X4, {"y": None})),
     ("elu", {"Elu"}, lambda: model([node("Elu", ["x"], ["y"], alpha=0.7)], X4, {"y": None})),
+    ("elu_alpha_one", {"Elu"}, lambda: model([node("Elu", ["x"], ["y"])], X4, {"y": None})),
+    ("pow_cube", {"Pow"}, lambda: model([node("Pow", ["x", "e"], ["y"])], X4, {"y": None}, [("e", np.float32(3.0))])),
     ("softplus", {"Softplus"}, lambda: model([node("Softplus", ["x"], ["y"])], X4, {"y": None})),
     ("sqrt_of_relu", {"Relu", "Sqrt"}, lambda: model(
         [node("Relu", ["x"], ["r"]), node("Sqrt", ["r"], ["y"])], X4, {"y": None})),
@@ -290,10 +292,13 @@ def test_layers_outside_bvlc_caffe_are_warned_about():
 
     cases = dict((c[0], c[2]) for c in CASES)
     (relu6,) = onnx_to_caffe(cases["clip_relu6"]()).warnings
-    assert "ReLU6" in relu6 and "plain ReLU" in relu6 and "--to vim3" in relu6
+    assert "ReLU6" in relu6 and "misreads it as a plain ReLU" in relu6 and "--to vim3" in relu6
     (normalize,) = onnx_to_caffe(cases["l2_normalize_channels"]()).warnings
     assert "Normalize" in normalize and "not a BVLC Caffe layer" in normalize
+    (power,) = onnx_to_caffe(cases["sqrt_of_relu"]()).warnings
+    assert "Power" in power and "misreads it" in power
     assert onnx_to_caffe(cases["lrn_alexnet"]()).warnings == []
+    assert onnx_to_caffe(cases["elu"]()).warnings == []  # written as ELU(alpha 1), ReLU and Eltwise
 
 
 def test_every_registered_handler_has_a_case():

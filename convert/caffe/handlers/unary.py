@@ -1,8 +1,9 @@
-"""Element-wise functions: Exp, Elu, Softplus (BNLL), Pow and Sqrt (Power), HardSigmoid and HardSwish.
+"""Element-wise functions: Exp, Elu, Softplus (BNLL), Pow and Sqrt (Power or Eltwise), HardSigmoid and HardSwish.
 
-Which readers take each layer written here: Exp, ELU, BNLL, Power, ReLU, Scale and Eltwise are BVLC Caffe
-layers, and OpenCV 4's Caffe importer reads them all. The NPU toolkit's CaffeLoader ignores Power's scale and
-shift, so Power is written with its exponent only and any affine part as a Scale layer."""
+All layers written here are BVLC Caffe layers, and OpenCV 4's Caffe importer reads them all. The NPU toolkit's
+CaffeLoader (acuitylite 6.57.1, measured: readers.py) misreads some: it computes ELU with alpha 1 whatever the
+file says, so ELU is written with alpha 1 and blended with a ReLU; it computes neither Power nor BNLL as Caffe
+does, so x^2 is an Eltwise product and the rest are left to warnings."""
 from __future__ import annotations
 
 from ..graph import attributes
@@ -17,8 +18,19 @@ def exp(node, cx: Conversion):
 
 @handles("Elu")
 def elu(node, cx: Conversion):
-    layer = cx.net.layer("ELU", [cx.bottom(node.input[0])], [cx.top(node.output[0])])
-    layer.elu_param.alpha = float(attributes(node).get("alpha", 1.0))
+    """ELU_a(x) = (1 - a) * ReLU(x) + a * ELU_1(x): the ELU layer only ever with alpha 1, which every reader
+    computes alike."""
+    alpha = float(attributes(node).get("alpha", 1.0))
+    bottom, top = cx.bottom(node.input[0]), cx.top(node.output[0])
+    if alpha == 1.0:
+        cx.net.layer("ELU", [bottom], [top]).elu_param.alpha = 1.0
+        return
+    shape = cx.net.shapes[bottom]
+    unit = cx.net.new_blob(f"{top}_elu1", shape)
+    cx.net.layer("ELU", [bottom], [unit]).elu_param.alpha = 1.0
+    rectified = cx.net.new_blob(f"{top}_relu", shape)
+    cx.net.layer("ReLU", [bottom], [rectified])
+    cx.net.layer("Eltwise", [rectified, unit], [top]).eltwise_param.coeff.extend([1.0 - alpha, alpha])
 
 
 @handles("Softplus")
@@ -36,7 +48,12 @@ def power(node, cx: Conversion):
         if value.size != 1:
             raise NotExpressible(f"exponent of shape {list(value.shape)}; Caffe's Power takes one number")
         exponent = float(value.ravel()[0])
-    layer = cx.net.layer("Power", [cx.bottom(node.input[0])], [cx.top(node.output[0])])
+    bottom, top = cx.bottom(node.input[0]), cx.top(node.output[0])
+    if exponent == 2.0:  # x * x: an Eltwise every reader computes (the toolkit misreads Power)
+        layer = cx.net.layer("Eltwise", [bottom, bottom], [top])
+        layer.eltwise_param.operation = layer.eltwise_param.PROD
+        return
+    layer = cx.net.layer("Power", [bottom], [top])
     layer.power_param.power = exponent
 
 

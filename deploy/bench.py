@@ -42,7 +42,9 @@ def bench(spec: HostSpec, options: BoardOptions, image: Path, repeats: int, bund
         expected = expected_models(Path(bundle)) if bundle else None
         local_models = fetch_models(board, current, Path(scratch) / "release", expected)
         board_figures = _bench_on_board(board, current, image, repeats, backend)
-        host_backend = None if backend == "ksnn" else backend  # the NPU exists only on the board
+        # The NPU exists only on the board: the host runs the CPU backend (by default the runtime would pick the
+        # NPU's emulator for models with NPU files)
+        host_backend = "onnxruntime" if backend in (None, "ksnn") else backend
         host_figures = bench_on_host(local_models, image, repeats, host_backend)
     return {"host": board.name, "release": current, "image": str(image), "repeats": repeats,
             "board": board_figures, "local": host_figures}

@@ -25,7 +25,7 @@ class RunOptions:
     threshold: float | None = None
     repeat: int = 1
     track: bool = True
-    redetect_every: int = 10
+    redetect_every: int = 15
     max_frames: int | None = None
 
 
@@ -39,15 +39,16 @@ class RunResult:
     has_classifier: bool
     image: np.ndarray | None = None  # the image, for --draw
     notes: list[str] = field(default_factory=list)
+    backends: dict[str, str] = field(default_factory=dict)  # model -> the backend that ran it
 
     def to_json(self) -> dict:
         if self.kind == "image":
-            return {"faces": self.frames[0]["faces"], "timings_ms": self.timings_ms}
-        return {"frames": self.frames, "timings_ms": self.timings_ms}
+            return {"faces": self.frames[0]["faces"], "timings_ms": self.timings_ms, "backends": self.backends}
+        return {"frames": self.frames, "timings_ms": self.timings_ms, "backends": self.backends}
 
 
 def run_faces(options: RunOptions, steps=None) -> RunResult:
-    from edgepad.runtime.backends import BackendError, default_backend
+    from edgepad.runtime.backends import BackendError
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.detector import DetectorSettings
     from edgepad.runtime.frames import InputError, is_image_file
@@ -74,7 +75,8 @@ def run_faces(options: RunOptions, steps=None) -> RunResult:
         raise InputFileError(str(error)) from None
     except BackendError as error:
         raise UsageError(str(error)) from None
-    result.backend = options.backend or default_backend()
+    result.backends = pipeline.backend_names()
+    result.backend = ", ".join(dict.fromkeys(result.backends.values()))
     result.has_classifier = pipeline.classifier is not None
     result.notes = notes
     return result

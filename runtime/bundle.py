@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import List, Optional
 
-from .backends import BackendError, MissingTargetError, default_backend, load_model
+from .backends import NPU_BACKEND, BackendError, MissingTargetError, cpu_backend, default_backend, load_model
 from .classifier import LiveClassifier
 from .detector import DetectorSettings, MtcnnDetector
 from .pipeline import FacePipeline
@@ -25,19 +25,28 @@ def models_root(bundle_dir: str) -> str:
     return inner if os.path.isdir(inner) else bundle_dir
 
 
-def load_any(model_dir: str, backend: Optional[str], warn=None):
-    """The model on `backend`; a model the NPU has no binary for (e.g. PNet, whose size varies) falls back to
-    the CPU backend, saying so once on stderr."""
+def load_any(model_dir: str, backend: Optional[str], warn=None, cpu_by_default: Optional[List[str]] = None):
+    """The model on `backend`, or without one on the NPU when its folder has NPU files, else on the CPU backend
+    (its name is added to `cpu_by_default`, for the caller's one note). A model the chosen NPU has no binary for
+    falls back to the CPU backend, saying so once on stderr; so does each PNet input size without its own NBG."""
+    warn = warn or _stderr
+    name = os.path.basename(model_dir.rstrip("/"))
+    chosen = backend or default_backend(model_dir)
+    if backend is None and chosen != NPU_BACKEND and cpu_by_default is not None:
+        cpu_by_default.append(name)
     try:
-        return load_model(model_dir, backend)
+        model = load_model(model_dir, chosen)
     except MissingTargetError:
-        fallback = default_backend()
-        if backend in (None, fallback):
+        fallback = cpu_backend()
+        if chosen == fallback:
             raise
         model = load_model(model_dir, fallback)
-        (warn or _stderr)(f"{os.path.basename(model_dir.rstrip('/'))} runs on {fallback}: "
-                          f"it has no {backend} model in its folder")
+        warn(f"{name} runs on {fallback}: it has no {chosen} model in its folder")
         return model
+    if getattr(model, "size_fallback", False) is None:  # the NPU: sizes without an NBG run on the CPU
+        model.size_fallback = lambda: load_model(model_dir, cpu_backend())
+        model.warn = warn
+    return model
 
 
 def load_pipeline(bundle_dir: str, backend: Optional[str] = None, settings: Optional[DetectorSettings] = None,
@@ -49,12 +58,17 @@ def load_pipeline(bundle_dir: str, backend: Optional[str] = None, settings: Opti
     if missing:
         raise BackendError(f"{detector_root or bundle_dir}: no detector models ({', '.join(missing)} missing); "
                            "build the bundle with --detector (see `edgepad models detector`)")
-    nets = [load_any(os.path.join(detector_root, n), backend, warn) for n in DETECTOR_NETS]
+    on_cpu: List[str] = []
+    nets = [load_any(os.path.join(detector_root, n), backend, warn, on_cpu) for n in DETECTOR_NETS]
     detector = MtcnnDetector(*nets, settings=settings)
     classifier = None
     classifier_dir = classifier_dir or (os.path.join(root, "classifier") if root else None)
     if classifier_dir and os.path.isdir(classifier_dir):
-        classifier = LiveClassifier(load_any(classifier_dir, backend, warn), threshold)
+        classifier = LiveClassifier(load_any(classifier_dir, backend, warn, on_cpu), threshold)
+    if on_cpu:
+        plural = len(on_cpu) > 1
+        (warn or _stderr)(f"{', '.join(on_cpu)} {'run' if plural else 'runs'} on {cpu_backend()}: no NPU files in "
+                          f"{'their folders' if plural else 'its folder'} (convert with --to onnx,vim3 for the NPU)")
     return FacePipeline(detector, classifier)
 
 

@@ -33,6 +33,13 @@ class FacePipeline:
         self.detector = detector
         self.classifier = classifier
 
+    def backend_names(self) -> Dict[str, str]:
+        """Which backend runs each model: {"pnet": ..., "rnet": ..., "onet": ..., "classifier": ...}."""
+        names = {"pnet": self.detector.pnet.name, "rnet": self.detector.rnet.name, "onet": self.detector.onet.name}
+        if self.classifier is not None:
+            names["classifier"] = self.classifier.model.name
+        return names
+
     @property
     def align_size(self) -> int:
         return self.classifier.align_size if self.classifier else DEFAULT_ALIGN_SIZE

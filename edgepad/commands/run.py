@@ -17,14 +17,14 @@ from edgepad.errors import UsageError
 @click.option("--classifier", type=click.Path(path_type=Path),
               help="Without --bundle: a classifier's `edgepad convert` output folder.")
 @click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
-              help="Inference backend (default: onnxruntime).")
+              help="Inference backend (default: ksnn for models with NPU files, else onnxruntime).")
 @click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
 @click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True,
               help="PNet,RNet,ONet face probability thresholds.")
 @click.option("--threshold", type=float, help="Spoof decision threshold (default: the classifier's model card).")
 @click.option("--repeat", type=int, default=1, show_default=True, help="Run an image N times; timings are medians.")
 @click.option("--no-track", is_flag=True, help="Video: detect on every frame instead of tracking between detections.")
-@click.option("--redetect-every", type=int, default=10, show_default=True,
+@click.option("--redetect-every", type=int, default=15, show_default=True,
               help="Video: frames between full detections.")
 @click.option("--max-frames", type=int, help="Video: stop after N frames.")
 @click.option("--draw", type=click.Path(path_type=Path),

@@ -21,6 +21,7 @@ from edgepad.progress import Steps
 from edgepad.quiet_tensorflow import import_tensorflow
 from edgepad.staging import staged_output_dir
 
+from .heldout import DEFAULT_MIN_AGREEMENT
 from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 
 # name -> "module:function", imported only when asked for, so `--to onnx` never loads the NPU toolkit code.
@@ -28,6 +29,7 @@ TARGETS: dict[str, str] = {
     "onnx": "edgepad.convert.pipeline:_onnx_target",
     "caffe": "edgepad.convert.caffe.onnx_to_caffe:caffe_target",
     "vim3": "edgepad.convert.vim3.vim3_npu:vim3_target",
+    "tflite": "edgepad.convert.tflite.target:tflite_target",
 }
 DEFAULT_TARGETS = ("onnx", "caffe")
 NCHW_TARGETS = {"caffe", "vim3"}  # what Caffe and the NPU take
@@ -56,7 +58,9 @@ class ConvertOptions:
     quantize: str = "uint8"
     calibration: Path | None = None
     calibration_count: int = 32
+    eval_images: Path | None = None  # quantized targets: judged on these (default: held out from --calibration)
     min_cosine: float = QUANTIZED_MIN_COSINE
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
     npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
 
@@ -73,6 +77,7 @@ class ConvertContext:
     parity_inputs: list[np.ndarray]  # normalised (H, W, C) float32
     parity_sources: list[str]
     keras_outputs: dict[str, list[np.ndarray]]  # per output name, per input
+    keras_model: object = None  # the loaded (and cut) Keras model, for targets that convert from it (tflite)
     warnings: list[str] = field(default_factory=list)
     report_sections: dict = field(default_factory=dict)  # extra top-level report.json sections (e.g. vim3_emulated)
 
@@ -80,6 +85,10 @@ class ConvertContext:
         from edgepad.runtime.preprocess import batches
 
         return batches(self.parity_inputs, layout)
+
+    def run_keras(self, inputs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """The original Keras model's outputs on normalised (H, W, C) inputs: the float reference."""
+        return _run_keras(self.keras_model, inputs, list(self.keras_outputs))
 
     def onnx_nchw_outputs(self, inputs_nchw: list[np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
         """onnxruntime's outputs of the NCHW ONNX graph: the reference of every NCHW target."""
@@ -193,7 +202,7 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
             "simplified": exports["nchw"].simplified,
         }
     ctx = ConvertContext(options, work_dir, card, steps, nchw_path, inputs, sources,
-                         {n: v for n, v in keras_outputs.items()})
+                         {n: v for n, v in keras_outputs.items()}, keras_model=model)
     for export in exports.values():
         ctx.warnings.extend(export.warnings)
     return ctx

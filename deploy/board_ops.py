@@ -11,6 +11,7 @@ Everything a deploy makes durable is fsync'ed before the rename or symlink swap 
 loses power right after a deploy has either the old `current` or the new one, never empty files.
 """
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -30,6 +31,10 @@ FAILED = ".failed-"
 LOCK_NAME = ".deploy.lock"
 CURRENT_TEMPORARY = ".current-"
 STDERR_TAIL = 4000
+# where Mesa's Teflon delegate is installed (Debian's mesa-teflon-delegate, a Mesa build, Armbian); the runtime's
+# tflite backend searches the same folders
+TEFLON_LIBRARIES = ("/usr/lib/*-linux-gnu/libteflon.so", "/usr/lib/libteflon.so", "/usr/local/lib/libteflon.so",
+                    "/usr/local/lib/*-linux-gnu/libteflon.so", "/usr/lib/teflon/libteflon.so")
 
 
 def inside(root, *parts):
@@ -306,7 +311,10 @@ def op_facts(req):
                 break
         except OSError:
             pass
-    for module in ("ksnn", "onnxruntime", "cv2"):
+    # The mainline path: Mesa's Teflon TFLite delegate over the etnaviv kernel driver (Linux 6.7+)
+    facts["etnaviv"] = os.path.isdir("/sys/module/etnaviv")
+    facts["teflon"] = next((found for pattern in TEFLON_LIBRARIES for found in sorted(glob.glob(pattern))), None)
+    for module in ("ksnn", "onnxruntime", "cv2", "tflite_runtime", "ai_edge_litert"):
         try:
             __import__(module)
             facts["backends"].append(module)

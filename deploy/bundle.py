@@ -20,7 +20,7 @@ from edgepad.progress import Steps
 from edgepad.staging import staged_output_dir
 
 from . import manifest as manifest_io
-from .reference import host_outputs, reference_inputs
+from .reference import TFLITE_REFERENCE, host_outputs, host_tflite_outputs, reference_inputs
 
 DETECTOR_NETS = ("pnet", "rnet", "onet")
 SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
@@ -57,15 +57,20 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
             _copy_tree(runtime_source_dir(), work / "runtime")
             for name, folder in model_dirs.items():
                 _copy_tree(folder, work / "models" / name)
-        inputs, outputs = {}, {}
+        inputs, outputs, tflite_outputs = {}, {}, {}
         for name, card in cards.items():
             with steps.step(f"Computing reference outputs of {name} with onnxruntime"):
                 samples = options.sample_images if name == "classifier" else None
                 inputs[name] = reference_inputs(card, samples, str(model_dirs[name]))
                 outputs.update(host_outputs(work / "models" / name, card, inputs[name], name))
+            if "tflite" in card.get("targets", {}):
+                with steps.step(f"Computing reference outputs of {name} with the TFLite interpreter"):
+                    tflite_outputs.update(host_tflite_outputs(work / "models" / name, card, inputs[name], name))
         (work / "reference").mkdir()
         np.savez(work / "reference" / "inputs.npz", **inputs)
         np.savez(work / "reference" / "outputs.npz", **outputs)
+        if tflite_outputs:
+            np.savez(work / "reference" / TFLITE_REFERENCE, **tflite_outputs)
         with steps.step("Writing manifest.json"):
             manifest = manifest_io.seal(work, host_versions(), cards)
     return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()})

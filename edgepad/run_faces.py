@@ -112,6 +112,22 @@ def _medians(timings: list[dict]) -> dict[str, float]:
     return {stage: round(statistics.median(t.get(stage, 0.0) for t in timings), 3) for stage in stages}
 
 
+def save_crops(image: np.ndarray, faces: list[dict], folder: Path, stem: str, size: int = 112) -> list[Path]:
+    """Each face aligned to the ArcFace template, as FOLDER/<stem>_<i>.png: calibration images for --to vim3/tflite."""
+    import cv2
+
+    from edgepad.runtime.align import align_face
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, face in enumerate(faces):
+        path = folder / f"{stem}_{i}.png"
+        if not cv2.imwrite(str(path), align_face(image, np.asarray(face["landmarks"], np.float64), size)):
+            raise UsageError(f"--save-crops {folder}: OpenCV cannot write {path.name} there; give a writable folder")
+        written.append(path)
+    return written
+
+
 def draw_faces(image: np.ndarray, faces: list[dict], path: Path) -> None:
     """The image with each face's box, five landmarks, face score and live probability."""
     import cv2
@@ -125,7 +141,9 @@ def draw_faces(image: np.ndarray, faces: list[dict], path: Path) -> None:
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         for x, y in face["landmarks"]:
             cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, (0, 255, 255), -1)
-        label = f"face {face['score']:.2f}" if live is None else f"live {live:.2f}"  # the table has both
+        # the decision first: a face decided spoof at 0.36 live must not read as "live 0.36"
+        label = f"face {face['score']:.2f}" if live is None else (
+            f"{'live' if face.get('is_live') else 'spoof'} (live {live:.2f})")
         # Fit the label to its box (neighbouring faces' labels must not overlap) and keep it inside the image.
         scale = 0.4 * thickness
         (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from .backends import BACKENDS, NPU_BACKEND, BackendError, cpu_backend
+from .backends.tflite_backend import DELEGATE_ENV
 from .bundle import load_any, load_pipeline, models_root
 from .detector import DetectorSettings, parse_thresholds
 from .frames import InputError, camera_frames, read_image, video_frames
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="video/camera: frames between full detections (default 15)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
+    parser.add_argument("--delegate", help="with --backend tflite: Mesa's Teflon delegate (default: libteflon.so "
+                        "in the usual library folders)")
     return parser
 
 
@@ -72,6 +75,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args, parser: argparse.ArgumentParser) -> int:
     if args.threads:
         os.environ["EDGEPAD_THREADS"] = str(args.threads)
+    if args.delegate:
+        os.environ[DELEGATE_ENV] = args.delegate
     if args.parity:
         if not args.out:
             parser.error("--parity needs --out OUTPUTS.npz")

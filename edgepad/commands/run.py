@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -16,8 +17,11 @@ from edgepad.errors import UsageError
               "Default: the detector from the host cache, no classifier (live is null).")
 @click.option("--classifier", type=click.Path(path_type=Path),
               help="Without --bundle: a classifier's `edgepad convert` output folder.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
-              help="Inference backend (default: ksnn for models with NPU files, else onnxruntime).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn", "tflite"]),
+              help="Inference backend (default: ksnn for models with NPU files, else onnxruntime). tflite: the "
+                   "`--to tflite` model, on Mesa's Teflon NPU delegate where present.")
+@click.option("--delegate", type=click.Path(path_type=Path),
+              help="With --backend tflite: the Teflon delegate library (default: libteflon.so in the usual folders).")
 @click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
 @click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True,
               help="PNet,RNet,ONet face probability thresholds.")
@@ -29,11 +33,14 @@ from edgepad.errors import UsageError
 @click.option("--max-frames", type=int, help="Video: stop after N frames.")
 @click.option("--draw", type=click.Path(path_type=Path),
               help="Image: write it with boxes, landmarks and scores to this PNG/JPG.")
+@click.option("--save-crops", type=click.Path(path_type=Path),
+              help="Image: write each face aligned to 112x112 (ArcFace template) as DIR/<image>_<i>.png, e.g. to "
+                   "calibrate --to vim3/tflite.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: faces (box, landmarks, score, live, track) and timings_ms.")
 @verbose_option
-def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, threshold, repeat, no_track,
-        redetect_every, max_frames, draw, as_json):
+def run(source, bundle, classifier, backend, delegate, min_face_size, detect_thresholds, threshold, repeat, no_track,
+        redetect_every, max_frames, draw, save_crops, as_json):
     """Find faces in SOURCE (an image or a video), align them and score them live or spoof.
 
     Landmarks are, in order: left eye (on the image's left), right eye, nose, left and right mouth corners.
@@ -46,8 +53,15 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
     """
     from edgepad.progress import Steps
     from edgepad.run_faces import RunOptions, draw_faces, run_faces
+    from edgepad.run_faces import save_crops as write_crops
     from edgepad.runtime.frames import is_image_file
 
+    if delegate is not None:
+        from edgepad.runtime.backends.tflite_backend import DELEGATE_ENV
+
+        os.environ[DELEGATE_ENV] = str(delegate)  # the backend reads it where the models are loaded
+    if save_crops is not None and not is_image_file(source):
+        raise UsageError(f"--save-crops {save_crops}: only for images; {source} is read as a video")
     if draw is not None and not is_image_file(source):
         raise UsageError(f"--draw {draw}: only for images; {source} is read as a video")
     options = RunOptions(source=source, bundle=bundle, classifier=classifier, backend=backend,
@@ -60,6 +74,8 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
         steps.warn(note)
     if draw is not None:
         draw_faces(result.image, result.frames[0]["faces"], draw)
+    if save_crops is not None:
+        write_crops(result.image, result.frames[0]["faces"], save_crops, source.stem)
     if as_json:
         click.echo(json.dumps(result.to_json()))
         return

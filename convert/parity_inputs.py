@@ -64,11 +64,6 @@ def parity_images(card: dict, sample_dir: str | Path | None, limit: int = 16) ->
 
 
 def normalize_for_card(image: np.ndarray, card: dict) -> np.ndarray:
+    """A decoded image as the model takes it: the card's size, channel order (rgb, bgr, gray, rgba, bgra), mean, std."""
     spec = card["input"]
-    if spec["channels"] == 1:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        gray = cv2.resize(gray, (spec["width"], spec["height"]))
-        mean = float(np.ravel(card["preprocess"]["mean"])[0])
-        std = float(np.ravel(card["preprocess"]["std"])[0])
-        return ((gray.astype(np.float32) - mean) / std)[..., None]
     return normalize(image, card["preprocess"], spec["height"], spec["width"])

@@ -45,14 +45,14 @@ class BoardScorer(Scorer):
         self.layout = card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
         self.model_name = EMBEDDING if card.get("task") == "embedding" else CLASSIFIER
         super().__init__(card["preprocess"], int(card["input"]["height"]), int(card["input"]["width"]),
-                         spoof_index(card))
+                         spoof_index(card), card.get("head"))
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """All crops in one round trip: one upload, one runtime run, one download."""
         probabilities = self._on_board(np.stack([self._load(p) for p in paths]))
         if progress:
             progress(len(paths), len(paths))
-        return np.asarray(probabilities, np.float64).reshape(len(paths), -1)[:, self.spoof_index]
+        return self.spoof_of(probabilities, len(paths))
 
     def outputs(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """The model's raw outputs for aligned faces (an embedding model's embeddings), in one round trip."""

@@ -25,15 +25,25 @@ class Scorer:
     default_threshold = 0.5
     threshold_source = "default 0.5"
 
-    def __init__(self, preprocess: dict, height: int, width: int, spoof_index: int):
+    def __init__(self, preprocess: dict, height: int, width: int, spoof_index: int, head: str | None = None):
         self.preprocess, self.height, self.width, self.spoof_index = preprocess, height, width, spoof_index
+        self.head = head  # the card's head (softmax, sigmoid, logits); None: the output is the probabilities
+
+    def spoof_of(self, outputs: np.ndarray, count: int) -> np.ndarray:
+        """P(spoof) per row of the classifier's output, as the runtime computes P(live) from the card's head."""
+        from edgepad.runtime.classifier import live_probability
+
+        rows = np.asarray(outputs, np.float64).reshape(count, -1)
+        if self.head is None:
+            return rows[:, self.spoof_index]
+        return 1.0 - live_probability(rows, self.head, 1 - self.spoof_index)
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         scores = []
         for start in range(0, len(paths), BATCH):
             batch = np.stack([self._load(p) for p in paths[start:start + BATCH]])
             probabilities = self._run(batch)
-            scores.extend(np.asarray(probabilities, np.float64).reshape(len(batch), -1)[:, self.spoof_index])
+            scores.extend(self.spoof_of(probabilities, len(batch)))
             if progress:
                 progress(min(start + BATCH, len(paths)), len(paths))
         return np.array(scores)
@@ -100,7 +110,7 @@ class RuntimeScorer(Scorer):
         self.threshold_source = f"model card {card.get('threshold', 0.5)}"
         self.default_threshold = float(card.get("threshold", 0.5))
         super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
-                         int(card["input"]["width"]), spoof_index(card))
+                         int(card["input"]["width"]), spoof_index(card), card.get("head"))
 
     def _run(self, batch):
         outputs = self.model.run(batch.astype(np.float32))
@@ -123,7 +133,7 @@ class OnnxScorer(Scorer):
         self.default_threshold = float(card.get("threshold", 0.5))
         self.threshold_source = f"model card {self.default_threshold}"
         super().__init__(card.get("preprocess", DEFAULT_PREPROCESS), int(card["input"]["height"]),
-                         int(card["input"]["width"]), spoof_index(card))
+                         int(card["input"]["width"]), spoof_index(card), card.get("head"))
 
     def _run(self, batch):
         rows = batch.transpose(0, 3, 1, 2) if self.layout == "nchw" else batch

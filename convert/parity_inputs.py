@@ -64,8 +64,6 @@ def parity_images(card: dict, sample_dir: str | Path | None, limit: int = 16) ->
 
 
 def normalize_for_card(image: np.ndarray, card: dict) -> np.ndarray:
-    """Any decoded image (gray, colour, with alpha, synthetic with the model's channel count) as the card's input."""
+    """A decoded image as the model takes it: the card's size, channel order (rgb, bgr, gray, rgba, bgra), mean, std."""
     spec = card["input"]
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]  # a one-channel synthetic image: plain grey
     return normalize(image, card["preprocess"], spec["height"], spec["width"])

@@ -228,7 +228,7 @@ def _static_dims(path: Path, dims: list, layout: str, input_shape) -> list[int]:
     if input_shape is not None:
         h, w, c = input_shape
         wanted = [1, c, h, w] if layout == "nchw" else [1, h, w, c]
-        clash = [(have, want) for have, want in zip(dims[1:], wanted[1:]) if have is not None and have != want]
+        clash = [(have, want) for have, want in zip(dims[1:], wanted[1:], strict=True) if have is not None and have != want]
         if clash:
             raise ShapeError(f"{path}: --input-shape {h},{w},{c} does not fit the input {_shape_text(dims)} "
                              f"({layout.upper()})")
@@ -248,7 +248,7 @@ def _with_input_dims(proto, input_name: str, dims: list[int]):
     fixed.CopyFrom(proto)
     for value in fixed.graph.input:
         if value.name == input_name:
-            for dim, size in zip(value.type.tensor_type.shape.dim, dims):
+            for dim, size in zip(value.type.tensor_type.shape.dim, dims, strict=True):
                 dim.Clear()
                 dim.dim_value = size
     for output in fixed.graph.output:  # open output dims (a dynamic batch) are inferred again
@@ -273,7 +273,7 @@ def _nchw_front(proto, input_name: str, nhwc_dims: list[int]):
     n, h, w, c = nhwc_dims
     for value in nchw.graph.input:
         if value.name == input_name:
-            for dim, size in zip(value.type.tensor_type.shape.dim, (n, c, h, w)):
+            for dim, size in zip(value.type.tensor_type.shape.dim, (n, c, h, w), strict=True):
                 dim.dim_value = size
     nchw.graph.node.insert(0, helper.make_node("Transpose", [input_name], [inner], perm=[0, 2, 3, 1],
                                                name=f"{input_name}_to_nhwc"))

@@ -1,7 +1,8 @@
 """`edgepad bundle`: everything the board needs in one folder, with a manifest that proves it.
 
 BUNDLE/manifest.json, BUNDLE/runtime/ (the installed edgepad.runtime package), BUNDLE/models/<model>/ (edgepad
-convert output folders: classifier, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see reference.py).
+convert output folders: classifier, embedding, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see
+reference.py).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepad import __version__
-from edgepad.errors import InputFileError
+from edgepad.errors import InputFileError, UsageError
 from edgepad.progress import Steps
 from edgepad.staging import staged_output_dir
 
@@ -30,10 +31,11 @@ SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 @dataclass
 class BundleOptions:
     out: Path
-    classifier: Path
+    classifier: Path | None  # the live/spoof classifier (None: a bundle with only an embedding model)
     detector: Path | None = None  # a folder holding pnet/, rnet/, onet/ (edgepad convert outputs)
     sample_images: Path | None = None  # real images added to the classifier's reference inputs
     force: bool = False
+    embedding: Path | None = None  # a face recognition (embedding) model's convert output: models/embedding/
 
 
 @dataclass
@@ -46,7 +48,13 @@ class BundleResult:
 def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleResult:
     """The Python API behind `edgepad bundle`. Writes options.out completely or not at all."""
     steps = steps or Steps(quiet=True)
-    model_dirs = {"classifier": _convert_output(options.classifier, "--classifier")}
+    model_dirs = {}
+    if options.classifier is not None:
+        model_dirs["classifier"] = _convert_output(options.classifier, "--classifier")
+    if options.embedding is not None:
+        model_dirs["embedding"] = _convert_output(options.embedding, "--embedding")
+    if not model_dirs:
+        raise UsageError("give --classifier (a live/spoof classifier) and/or --embedding (a face recognition model)")
     if options.detector is not None:
         for net in DETECTOR_NETS:
             model_dirs[net] = _convert_output(Path(options.detector) / net, "--detector")

@@ -1,7 +1,7 @@
 """Image -> model input, exactly as the model card says. Shared by the board runtime and the host converter."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -17,35 +17,6 @@ def as_channel_vector(value, channels: int, option: str) -> np.ndarray:
     return values
 
 
-CHANNEL_ORDERS = ("rgb", "bgr", "gray")
-CHANNELS_OF = {"rgb": 3, "bgr": 3, "gray": 1}
-
-
-def channel_order_for(channels: int, requested: Optional[str]) -> str:
-    """The channel order a model with `channels` input channels is fed: gray for 1, rgb (default) or bgr for 3.
-
-    Camera frames and aligned crops are 3-channel colour images: a model taking anything else (an RGBA or RGB-D
-    model's 4 channels) cannot be fed by the runtime, so it is refused here, before anything is written."""
-    if channels not in (1, 3):
-        raise ValueError(f"the model's input has {channels} channels; edgepad feeds camera images as 1 channel (gray) "
-                         "or 3 (rgb/bgr): export the model with a 1- or 3-channel input")
-    if requested is None:
-        return "gray" if channels == 1 else "rgb"
-    if requested not in CHANNEL_ORDERS:
-        raise ValueError(f"channel order '{requested}' is not one of {', '.join(CHANNEL_ORDERS)}")
-    if CHANNELS_OF[requested] != channels:
-        fits = "gray" if channels == 1 else "rgb or bgr"
-        raise ValueError(f"channel order '{requested}' gives {CHANNELS_OF[requested]} channel(s) but the model's "
-                         f"input has {channels}: use {fits}")
-    return requested
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any decoded image (gray, BGR, BGRA, 16-bit) as 8-bit single-channel grey (H, W)."""
-    image = to_bgr(image)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-
-
 def to_bgr(image: np.ndarray) -> np.ndarray:
     """Any decoded image (gray, BGR, BGRA, 16-bit) as 8-bit BGR."""
     if image.dtype != np.uint8:
@@ -59,18 +30,42 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
-    """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std.
+# Channel orders a model card may give, and the channels each means. A camera frame (BGR, or gray, or BGRA) is
+# converted to it; a 4-channel model gets an opaque alpha channel (255) unless the image has its own.
+CHANNEL_ORDERS = {"rgb": 3, "bgr": 3, "gray": 1, "rgba": 4, "bgra": 4}
 
-    Channel order `gray` gives (H, W, 1): OpenCV's BGR->grey weights (0.299 R + 0.587 G + 0.114 B)."""
-    order = preprocess.get("channel_order", "rgb")
-    image = to_gray(image_bgr) if order == "gray" else to_bgr(image_bgr)
+
+def default_channel_order(channels: int) -> str:
+    """What a model with `channels` input channels most likely takes: RGB (Keras' default), gray, RGBA."""
+    return {1: "gray", 3: "rgb", 4: "rgba"}.get(channels, "rgb")
+
+
+def to_order(image: np.ndarray, order: str) -> np.ndarray:
+    """Any decoded image as 8-bit in `order`: (H, W, 3) for rgb/bgr, (H, W, 1) for gray, (H, W, 4) for rgba/bgra."""
+    if order in ("rgba", "bgra"):
+        if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+            bgra = image
+        else:
+            bgra = cv2.cvtColor(to_bgr(image), cv2.COLOR_BGR2BGRA)
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA) if order == "rgba" else bgra
+    bgr = to_bgr(image)
+    if order == "gray":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[..., None]
+    if order == "rgb":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if order == "bgr":
+        return bgr
+    raise ValueError(f"channel order '{order}': choose one of {', '.join(CHANNEL_ORDERS)}")
+
+
+def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
+    """A decoded image (uint8 BGR, gray or BGRA) -> float32 (H, W, C) the model takes: resize, channel order
+    (rgb, bgr, gray, rgba, bgra), (x - mean) / std."""
+    image = to_order(image_bgr, preprocess.get("channel_order", "rgb"))
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if order == "rgb":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.ndim == 2:
-        image = image[..., None]
+        if image.ndim == 2:  # OpenCV drops a single channel axis
+            image = image[..., None]
     channels = image.shape[2]
     mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
     std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")

@@ -38,11 +38,17 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="Subtracted from each pixel: one value or one per channel.")
 @click.option("--std", default="127.5", show_default=True,
               help="Divides each pixel after the mean: one value or one per channel.")
-@click.option("--channel-order", type=click.Choice(["rgb", "bgr", "gray"]),
-              help="Channel order the model was trained on (default: rgb for 3 channels, gray for 1).")
-@click.option("--labels", help="Comma list of class names (default for two classes: live,spoof).")
+@click.option("--channel-order", type=click.Choice(["rgb", "bgr", "gray", "rgba", "bgra"]),
+              help="Channel order the model was trained on. Default: rgb for 3 channels, gray for 1, rgba for 4.")
+@click.option("--labels", help="Comma list of class names, one of them 'live' (default for two classes and for a "
+              "one-unit sigmoid, which gives the second label's probability: live,spoof).")
+@click.option("--task", type=click.Choice(["classify", "embed"]), help="What the model's output is; default: "
+              "guessed: one output that is a probability distribution, has one or two units, or one unit per "
+              "--labels name is a classifier, anything else an embedding.")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="Spoof decision threshold recorded in the model card.")
+@click.option("--match-threshold", type=float, help="Embedding models: the distance (Euclidean between L2-normalised "
+              "embeddings) below which two faces are one person, recorded in the card for `edgepad run --gallery`.")
 @click.option("--sample-images", type=click.Path(path_type=Path),
               help="Folder of real images added to the parity inputs.")
 @click.option("--atol", type=float, default=1e-4, show_default=True,
@@ -70,8 +76,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
-            labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, eval_images,
-            min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
+            labels, task, threshold, match_threshold, sample_images, atol, board, quantize, calibration,
+            calibration_count, eval_images, min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
     """Convert a model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
     MODEL is a Keras .h5 (Keras 2 or 3), a Keras 3 .keras file, a SavedModel folder, or an .onnx file (its
@@ -94,7 +100,9 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         custom_objects=custom_objects,
         output_layer=output_layer, input_shape=parse_input_shape(input_shape), layout=layout,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), channel_order=channel_order,
-        labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
+        labels=tuple(labels.split(",")) if labels else None, task=task, threshold=threshold,
+        match_threshold=match_threshold,
+        sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, eval_images=eval_images, min_cosine=min_cosine,
         min_agreement=min_agreement, npu_toolkit=npu_toolkit, sdk=sdk,

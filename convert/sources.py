@@ -228,7 +228,8 @@ def _static_dims(path: Path, dims: list, layout: str, input_shape) -> list[int]:
     if input_shape is not None:
         h, w, c = input_shape
         wanted = [1, c, h, w] if layout == "nchw" else [1, h, w, c]
-        clash = [(have, want) for have, want in zip(dims[1:], wanted[1:], strict=True) if have is not None and have != want]
+        clash = [(have, want) for have, want in zip(dims[1:], wanted[1:], strict=True)
+                 if have is not None and have != want]
         if clash:
             raise ShapeError(f"{path}: --input-shape {h},{w},{c} does not fit the input {_shape_text(dims)} "
                              f"({layout.upper()})")

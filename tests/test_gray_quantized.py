@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from edgepad.cli import cli
 from edgepad.convert.parity import QUANTIZED_SCORE_ATOL
 from edgepad.runtime.align import align_face
+
 from support.calibration_faces import held_out_face_dirs
 
 HEIGHT, WIDTH = 36, 28  # non-square

@@ -181,4 +181,6 @@ SCORERS: dict[str, Callable[[Path], Scorer]] = {
     "onnx": OnnxScorer,
     "caffe": lambda model_dir: RuntimeScorer(model_dir, "opencv", "caffe", "caffe"),
     "vim3-emulated": _vim3_emulated,
+    # the integer TFLite model (`--to tflite`) in the host's interpreter, with the reference kernels the board runs
+    "tflite": lambda model_dir: RuntimeScorer(model_dir, "tflite", "tflite", "tflite", warn=lambda _message: None),
 }

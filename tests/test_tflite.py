@@ -155,3 +155,19 @@ def test_deploy_of_a_tflite_bundle_checks_the_board_against_the_host_interpreter
     assert ran.returncode == 0, ran.stderr
     facts = json.loads(ran.stdout)["board"]
     assert facts["teflon"] is None and facts["etnaviv"] is False  # this x86 stand-in board has neither
+
+
+def test_evaluate_at_the_tflite_stage_follows_the_float_model(tflite_classifier, held_out_faces, tmp_path):
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+
+    _calibration, evaluation = held_out_faces
+    faces = sorted(evaluation.glob("*.png"))
+    for i, face in enumerate(faces):  # a crops folder: <label>/<subject>/<video>/<frame>.png
+        label, video = ("live", "s1-1-1-1-1") if i % 2 else ("spoof", "s1-1-2-1-1")
+        folder = tmp_path / "crops" / label / "s1" / video
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.png").write_bytes(face.read_bytes())
+    quantized = evaluate_model(EvaluateOptions(tflite_classifier, tmp_path / "crops", "tflite", threshold=0.5))
+    reference = evaluate_model(EvaluateOptions(tflite_classifier, tmp_path / "crops", "onnx", threshold=0.5))
+    assert len(quantized.scores) == len(faces)
+    np.testing.assert_allclose(quantized.scores, reference.scores, atol=QUANTIZED_SCORE_ATOL)

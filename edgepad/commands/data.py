@@ -147,7 +147,8 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "board"]), default="keras",
+@click.option("--stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "tflite", "board"]),
+              default="keras",
               show_default=True, help="Where the crops are scored. keras: MODEL is the .h5; otherwise MODEL is an "
               "`edgepad convert` output folder (board: the one deployed on --host).")
 @click.option("--threshold", type=float, help="Spoof-probability threshold (default: the model card's, else 0.5).")

@@ -210,7 +210,7 @@ def prepare_onnx(path: Path, input_shape: tuple[int, int, int] | None, layout: s
         check(nchw)
         exports["nchw"] = _export(nchw, graph_input.name, [static[0], static[3], static[1], static[2]],
                                   simplify_if_equal, OnnxExport)
-    source = OnnxSource(name=proto.graph.name or path.stem, hwc=hwc, layout=graph_layout,
+    source = OnnxSource(name=path.stem, hwc=hwc, layout=graph_layout,
                         layout_from="graph" if told else "--layout", original=original, exports=exports)
     for export in exports.values():
         source.warnings.extend(export.warnings)

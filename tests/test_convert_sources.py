@@ -100,7 +100,7 @@ def test_onnx_nchw_with_an_open_batch_converts_against_onnxruntime_on_the_origin
     result = convert(path, tmp_path / "out")
 
     assert_passed(result, "onnxruntime:torchlike.onnx")
-    assert result.card["source"]["layout"] == {"value": "nchw", "from": "graph"}
+    assert result.card["source"]["layout"] == {"value": "nchw", "from": "graph"} and result.card["name"] == "torchlike"
     assert result.card["input"] == {"height": 20, "width": 24, "channels": 3, "dtype": "float32"}
     assert result.card["targets"]["onnx"]["input_shape"] == [1, 3, 20, 24]
     assert "onnx_nchw" not in result.card["targets"]  # already NCHW: one graph serves every target

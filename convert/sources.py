@@ -54,7 +54,7 @@ def detect_source(path: str | Path) -> ModelSource:
     """The kind of model at `path`, from what it is (not only its name); unreadable input is one line with the fix."""
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{path}: no such file or folder")
+        raise InputFileError(f"{path}: no such file")
     if path.is_dir():
         if not (path / SAVED_MODEL_FILE).is_file():
             raise InputFileError(f"{path}: a folder without {SAVED_MODEL_FILE}; give a SavedModel folder, or a .h5, "

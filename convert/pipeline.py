@@ -255,6 +255,8 @@ def _onnx_target(ctx: ConvertContext) -> dict:
             section["file"] = entry["file"]
             section["simplified"] = entry["simplified"]
             section["input_sources"] = ctx.parity_sources
+            if "layout" in ctx.card["source"]:  # an .onnx input: its layout, and whether the graph or --layout told it
+                section["source_layout"] = ctx.card["source"]["layout"]
         else:
             section["nchw"] = parity.to_json()
     return section

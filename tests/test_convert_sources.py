@@ -161,6 +161,7 @@ def test_onnx_layout_that_cannot_be_told_needs_layout(tmp_path):
         convert(path, tmp_path / "no")
     result = convert(path, tmp_path / "out", layout="nchw")
     assert result.card["source"]["layout"] == {"value": "nchw", "from": "--layout"}
+    assert result.report["onnx"]["source_layout"] == {"value": "nchw", "from": "--layout"}
     assert result.report["caffe"]["passed"]
 
 

@@ -67,4 +67,5 @@ def test_gray_model_calibrates_bundles_and_runs_on_tflite(tmp_path, faces_dir, d
     expected = np.asarray(model((grey[..., None].astype(np.float32) - 127.5) / 127.5))[:, 0]
     live = np.array([face["live"] for face in faces])
     assert np.ptp(expected) > 0.01, expected  # faces score differently: a wrong channel or crop would show
-    assert np.abs(live - expected).max() <= QUANTIZED_SCORE_ATOL, (live, expected)
+    # measured 0.011 (uint8 in and out, int8 inside) against a spread of 0.40 between the faces
+    assert np.abs(live - expected).max() <= QUANTIZED_SCORE_ATOL / 4, (live, expected)

@@ -19,6 +19,7 @@ from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import ShapeError, UsageError
 
 TOLERANCE = 1e-4
+HEAD_SCALE = 0.05  # a small classifier head: the faces' P(live) spread out instead of saturating
 
 
 def ort_outputs(model, x: np.ndarray) -> np.ndarray:
@@ -33,17 +34,18 @@ def caffe_outputs(out: Path, x_nchw: np.ndarray) -> np.ndarray:
     return net.forward().reshape(len(x_nchw), -1)
 
 
-def nchw_conv_net(batch="N", height=20, width=24, channels=3):
-    """A torch-free stand-in for a PyTorch export: Conv-BN-ReLU, pooling, Gemm, Softmax; NCHW, open batch."""
+def nchw_conv_net(batch="N", height=20, width=24, channels=3, input_name="image", head_scale=1.0):
+    """A torch-free stand-in for a PyTorch export: Conv, ReLU, pooling, Gemm, Softmax; NCHW, open batch."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
 
     def init(name, *shape):
-        return numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
+        scale = 0.5 * (head_scale if name in ("w3", "b3") else 1.0)
+        return numpy_helper.from_array(rng.normal(0, scale, shape).astype(np.float32), name)
 
     nodes = [
-        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Conv", [input_name, "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c2"], ["r2"]),
@@ -54,7 +56,7 @@ def nchw_conv_net(batch="N", height=20, width=24, channels=3):
     ]
     graph = helper.make_graph(
         nodes, "torchlike",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, channels, height, width])],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, channels, height, width])],
         [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [batch, 2])],
         [init("w1", 8, channels, 3, 3), init("b1", 8), init("w2", 6, 8, 3, 3), init("b2", 6), init("w3", 2, 6),
          init("b3", 2)])
@@ -234,3 +236,35 @@ def test_report_on_disk_names_the_onnx_reference(tmp_path):
     convert_model(ConvertOptions(model=path, out=tmp_path / "out", targets=("onnx",)))
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["onnx"]["reference"] == "onnxruntime:torchlike.onnx" and report["onnx"]["passed"]
+
+
+def test_onnx_classifier_bundles_and_scores_faces_like_onnxruntime_on_the_original(tmp_path, faces_dir,
+                                                                                   detector_models):
+    """A PyTorch-style NCHW export ('input.1', non-square) converted, bundled and run on t1.jpg: each face's live is
+    onnxruntime's on the original file, fed the aligned crop preprocessed here (RGB, (x - 127.5) / 127.5, CHW)."""
+    import onnx
+
+    from edgepad.deploy.bundle import BundleOptions, build_bundle
+    from edgepad.runtime.align import align_face
+
+    height, width = 64, 56
+    path = tmp_path / "exported.onnx"
+    onnx.save(nchw_conv_net(height=height, width=width, input_name="input.1", head_scale=HEAD_SCALE), str(path))
+    result = convert(path, tmp_path / "out")
+    assert result.card["task"] == "classifier" and result.card["targets"]["onnx"]["input"] == "input.1"
+    bundle = tmp_path / "bundle"
+    build_bundle(BundleOptions(out=bundle, classifier=result.out, detector=detector_models))
+    image = cv2.imread(str(faces_dir / "t1.jpg"))
+    for backend in ("onnxruntime", "opencv"):  # model.onnx, and the Caffe files
+        ran = CliRunner().invoke(cli, ["run", str(faces_dir / "t1.jpg"), "--bundle", str(bundle), "--backend", backend,
+                                       "--json"])
+        assert ran.exit_code == 0, ran.output
+        faces = json.loads(ran.stdout.strip().splitlines()[-1])["faces"]
+        assert len(faces) == 6
+        crops = [align_face(image, np.asarray(face["landmarks"]), height) for face in faces]
+        rgb = [cv2.cvtColor(cv2.resize(c, (width, height)), cv2.COLOR_BGR2RGB) for c in crops]
+        x = [((c.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None] for c in rgb]
+        expected = np.array([ort_outputs(str(path), xi)[0, 0] for xi in x])
+        live = np.array([face["live"] for face in faces])
+        assert np.ptp(expected) > 0.01, expected  # the faces score differently: a wrong crop or layout would show
+        assert np.abs(live - expected).max() <= 2e-3, (backend, live, expected)  # landmarks are rounded in the JSON

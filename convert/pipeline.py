@@ -229,7 +229,6 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
                          {n: v for n, v in keras_outputs.items()}, keras_model=model)
     if onnx_source is not None:
         ctx.reference_name = f"onnxruntime:{info.path.name}"
-        ctx.warnings.extend(onnx_source.warnings)
     for export in exports.values():
         ctx.warnings.extend(export.warnings)
     return ctx

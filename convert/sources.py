@@ -17,6 +17,7 @@ import numpy as np
 from edgepad.errors import InputFileError, ModelLoadError, ShapeError, UsageError
 
 from .onnx.keras_loading import KerasFileInfo, inspect_h5, prefer_legacy_keras_for
+from .onnx.keras_to_onnx import OnnxExport, check, simplify_if_equal
 
 ONNX_SUFFIXES = {".onnx"}
 KERAS3_SUFFIXES = {".keras"}
@@ -140,7 +141,6 @@ class OnnxSource:
     layout_from: str  # "graph" (read from the input's shape) or "--layout"
     original: bytes  # the file as given: onnxruntime on it is the reference
     exports: dict = field(default_factory=dict)  # layout -> OnnxExport (model.onnx in the graph's layout, + nchw)
-    warnings: list[str] = field(default_factory=list)
 
     def reference(self, inputs_hwc: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
         from edgepad.runtime.preprocess import batches
@@ -169,8 +169,6 @@ def prepare_onnx(path: Path, input_shape: tuple[int, int, int] | None, layout: s
                  want_nchw: bool) -> OnnxSource:
     """Check the file, fix open dimensions from --input-shape, tell its layout, simplify (kept only if equal)."""
     import onnx
-
-    from .onnx.keras_to_onnx import OnnxExport, check, simplify_if_equal
 
     try:
         proto = onnx.load(str(path))
@@ -204,22 +202,19 @@ def prepare_onnx(path: Path, input_shape: tuple[int, int, int] | None, layout: s
     original = proto.SerializeToString()
     fixed = _with_input_dims(proto, graph_input.name, static)
     check(fixed)
-    exports = {graph_layout: _export(fixed, graph_input.name, static, simplify_if_equal, OnnxExport)}
+    exports = {graph_layout: _export(fixed, graph_input.name, static)}
     if want_nchw and graph_layout != "nchw":
         nchw = _nchw_front(fixed, graph_input.name, static)
         check(nchw)
-        exports["nchw"] = _export(nchw, graph_input.name, [static[0], static[3], static[1], static[2]],
-                                  simplify_if_equal, OnnxExport)
-    source = OnnxSource(name=path.stem, hwc=hwc, layout=graph_layout,
-                        layout_from="graph" if told else "--layout", original=original, exports=exports)
-    for export in exports.values():
-        source.warnings.extend(export.warnings)
-    return source
+        exports["nchw"] = _export(nchw, graph_input.name, [static[0], static[3], static[1], static[2]])
+    return OnnxSource(name=path.stem, hwc=hwc, layout=graph_layout, layout_from="graph" if told else "--layout",
+                      original=original, exports=exports)
 
 
-def _export(proto, input_name: str, shape: list[int], simplify, export_class):
-    export = export_class(proto, input_name, list(shape), [o.name for o in proto.graph.output], simplified=False)
-    simplify(export)
+def _export(proto, input_name: str, shape: list[int]) -> OnnxExport:
+    """The graph as the targets take it: onnx-simplifier's version only where its outputs equal this graph's."""
+    export = OnnxExport(proto, input_name, list(shape), [o.name for o in proto.graph.output], simplified=False)
+    simplify_if_equal(export)
     return export
 
 

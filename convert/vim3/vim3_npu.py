@@ -16,6 +16,8 @@ import numpy as np
 
 from edgepad.errors import ExportError, InputFileError, ParityError, UsageError
 
+from edgepad.runtime.backends.ksnn_backend import ksnn_call
+
 from ..parity import FLOAT32_ATOL, compare_outputs
 
 QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
@@ -77,7 +79,8 @@ def vim3_target(ctx) -> dict:
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
-    header = check_nbg_header(nbg, target_pid(target), target)
+    expected_major = options.nbg_format if options.npu_backend == "acuitylite" else None
+    header = check_nbg_header(nbg, target_pid(target), target, expected_major)
 
     section = {"target": target, "board": options.board, "backend": options.npu_backend,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
@@ -258,12 +261,14 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         "board": ctx.options.board,
         "target": target,
         "pid": header.to_json()["pid"],
+        "nbg_format": header.to_json()["format"],
         "quantize": ctx.options.quantize,
         "quantizer": compilation.quantizer,
         "nbg": rel("network_binary.nb"),
         "meta": rel("nbg_meta.json") if "nbg_meta.json" in files else None,
         "layout": "nchw",
         "channel_order": ctx.card["preprocess"]["channel_order"],
+        "ksnn": ksnn_call(ctx.card["preprocess"]),
         "input": {"name": onnx_entry["input"], "shape": onnx_entry["input_shape"],
                   **(_tensor_spec(meta_inputs[0]) if meta_inputs else {})},
         "outputs": outputs,

@@ -40,12 +40,15 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--min-cosine", type=float, default=0.98, show_default=True, help="vim3 target: least mean cosine of quantized against float.")
 @click.option("--npu-backend", type=click.Choice(["acuitylite", "khadas-sdk"]), default="acuitylite", show_default=True, help="vim3 target: which toolkit compiles.")
 @click.option("--sdk", type=click.Path(path_type=Path), help="vim3 target with --npu-backend khadas-sdk: path to Khadas' aml_npu_sdk.")
+@click.option("--nbg-format", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="vim3 target: NBG format major (1: 0x0001xxxx as Khadas' VIM3 NBGs, acuitylite 6.45.0's SDK; "
+                   "2: 0x0002xxxx, 6.57.1's).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
             labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
-            npu_backend, sdk, force, as_json):
+            npu_backend, sdk, nbg_format, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
@@ -67,6 +70,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
+        nbg_format=int(nbg_format),
     )
     result = convert_model(options, Steps())
     if as_json:

@@ -195,18 +195,18 @@ def install_nbg_sdks(env: ToolkitEnv, steps, log: Path | None = None) -> list[in
         if version == ACUITYLITE_VERSION or emulator_library(target).is_file():
             continue
         log = log or env.new_log(f"install-sdk-{version}")
-        with steps.step(f"Fetching acuitylite {version}'s vsi_sdk (writes NBG format {nbg_format}.x)"):
-            with tempfile.TemporaryDirectory(prefix="edgepad-acuitylite-") as download:
-                _run_logged([str(env.python), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                             f"acuitylite=={version}", "-d", download], log, f"downloading acuitylite {version}")
-                wheels = list(Path(download).glob("acuitylite-*.whl"))
-                if len(wheels) != 1:
-                    raise ToolkitError(f"pip download acuitylite=={version} gave {len(wheels)} wheels; full log: {log}")
-                with zipfile.ZipFile(wheels[0]) as wheel:
-                    if "acuitylib/vsi_sdk.tar.gz" not in wheel.namelist():
-                        raise ToolkitError(f"{wheels[0].name} has no acuitylib/vsi_sdk.tar.gz; full log: {log}")
-                    wheel.extract("acuitylib/vsi_sdk.tar.gz", download)
-                _unpack_archive(Path(download) / "acuitylib" / "vsi_sdk.tar.gz", target, env.home, log)
+        with steps.step(f"Fetching acuitylite {version}'s vsi_sdk (writes NBG format {nbg_format}.x)"), \
+                tempfile.TemporaryDirectory(prefix="edgepad-acuitylite-") as download:
+            _run_logged([str(env.python), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                         f"acuitylite=={version}", "-d", download], log, f"downloading acuitylite {version}")
+            wheels = list(Path(download).glob("acuitylite-*.whl"))
+            if len(wheels) != 1:
+                raise ToolkitError(f"pip download acuitylite=={version} gave {len(wheels)} wheels; full log: {log}")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                if "acuitylib/vsi_sdk.tar.gz" not in wheel.namelist():
+                    raise ToolkitError(f"{wheels[0].name} has no acuitylib/vsi_sdk.tar.gz; full log: {log}")
+                wheel.extract("acuitylib/vsi_sdk.tar.gz", download)
+            _unpack_archive(Path(download) / "acuitylib" / "vsi_sdk.tar.gz", target, env.home, log)
         steps.info(f"  vsi_sdk {version}: {target} ({human_size(directory_size(target))})")
         added.append(nbg_format)
     return added

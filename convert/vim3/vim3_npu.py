@@ -16,8 +16,6 @@ import numpy as np
 
 from edgepad.errors import ExportError, InputFileError, ParityError, UsageError
 
-from edgepad.runtime.backends.ksnn_backend import ksnn_call
-
 from ..parity import FLOAT32_ATOL, compare_outputs
 
 QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
@@ -241,6 +239,8 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
 
 def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: dict, target: str,
                 header) -> dict:
+    from edgepad.runtime.backends.ksnn_backend import ksnn_call
+
     from ..pipeline import _sha256
 
     meta = json.loads((out_dir / "nbg_meta.json").read_text()) if (out_dir / "nbg_meta.json").is_file() else {}

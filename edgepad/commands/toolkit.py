@@ -69,7 +69,8 @@ def doctor(home, as_json):
     click.echo(f"vsi_sdk: {sdk['path']}: " + (f"ok, the emulator knows {sdk['targets_known']} NPU targets"
                                                if sdk["ok"] else "MISSING: run `edgepad toolkit install --force`"))
     for nbg_format, info in sorted(report["nbg_sdks"].items()):
-        click.echo(f"  NBG format {nbg_format}.x (--nbg-format {nbg_format}): acuitylite {info['acuitylite']}'s vsi_sdk "
+        click.echo(f"  NBG format {nbg_format}.x (--nbg-format {nbg_format}): acuitylite {info['acuitylite']}'s "
+                   "vsi_sdk "
                    + (f"ok ({human_size(info['size_bytes'])})" if info["ok"] else
                       "MISSING: run `edgepad toolkit install`"))
     for board, info in report["boards"].items():

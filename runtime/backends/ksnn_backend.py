@@ -88,7 +88,8 @@ class KsnnModel(InferenceModel):
         call = self.entry.get("ksnn") or {}
         self.reorder = call.get("reorder", self.entry.get("reorder", "0 1 2"))
         self.platform = call.get("platform", self.entry.get("platform", "ONNX"))
-        self.input_layout = call.get("layout", self.entry.get("input_layout", "chw" if self.platform == "CAFFE" else "hwc"))
+        self.input_layout = call.get("layout", self.entry.get("input_layout",
+                                                              "chw" if self.platform == "CAFFE" else "hwc"))
         self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
         if not self.output_names:
             self.output_names = [o["name"] for o in self.outputs]

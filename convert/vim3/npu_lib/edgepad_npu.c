@@ -115,10 +115,9 @@ int NPU_CreateNeuralNetwork(char *nb_path, int level)
 
     (void)level; /* KSNN sets VIV_VX_DEBUG_LEVEL / VIV_VX_PROFILE from it itself */
     last_error[0] = '\0';
-    if (graph != NULL) {
-        set_error("a network is already created in this process; NPU_ReleaseNeuralNetwork first");
-        return -1;
-    }
+    /* one network per process (the ABI has no handle); the library is one model's, so a second create (another
+     * KSNN object in the same process) replaces the first with the same graph */
+    NPU_ReleaseNeuralNetwork();
     if (nb_path == NULL || !(ends_with(nb_path, ".nb") || ends_with(nb_path, ".export.data"))) {
         set_error("%s: give the network binary (.nb) or the case's weights (.export.data)",
                   nb_path ? nb_path : "(null)");

@@ -7,7 +7,8 @@ types written out (structures field by field, with offsets and sizes), and answe
 
 How tests/fixtures/ksnn/ksnn-1.4-calls.json was made (once, by hand; Khadas' KSNN has no licence, so it is not in
 this project and CI cannot fetch it): from github.com/khadas/ksnn, `pip install --no-deps --target DIR
-ksnn/ksnn-1.4-py3-none-any.whl`, then `PYTHONPATH=DIR python tests/support/ksnn_recording.py OUT.json`, which runs
+ksnn/ksnn-1.4-py3-none-any.whl`, then `PYTHONPATH=DIR python tests/support/ksnn_recording.py OUT.json "WHEEL"`
+(WHEEL: where the wheel came from, recorded as is), which runs
 the real `ksnn.api.KSNN` against this recording library (its module's CDLL replaced) through `scenario()`.
 The stand-in (tests/runtime_board/ksnn_standin.py) is run through the same scenario by tests/test_ksnn_standin.py
 and must make exactly the recorded calls.
@@ -118,9 +119,12 @@ def record_real_ksnn() -> dict:
         nn_api.CDLL = load
         return lambda: current["library"]
 
-    return {"ksnn": getattr(api, "VERSION", "?"), "source": str(Path(ksnn.__file__).parent),
+    return {"ksnn": getattr(api, "VERSION", "?"), "module": Path(ksnn.__file__).parent.name,
             "calls": scenario(api.KSNN, output_format, install)}
 
 
 if __name__ == "__main__":
-    Path(sys.argv[1]).write_text(json.dumps(record_real_ksnn(), indent=1) + "\n")
+    recorded = record_real_ksnn()
+    if len(sys.argv) > 2:
+        recorded["wheel"] = sys.argv[2]  # where the wheel came from, e.g. its repository, commit and sha256
+    Path(sys.argv[1]).write_text(json.dumps(recorded, indent=1) + "\n")

@@ -66,10 +66,11 @@ def bench_install() -> None:
 def bench_convert(models: list[str], quantize: str) -> None:
     import numpy as np
 
-    from conftest import FACES
     from edgepad.convert.pipeline import ConvertOptions, convert_model
     from edgepad.convert.vim3.toolkit_env import require_toolkit
     from edgepad.progress import Steps
+
+    from conftest import FACES
     from support.calibration_faces import calibration_faces_dir
 
     env = require_toolkit()

@@ -11,6 +11,7 @@ Baselines measured in the same run:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -46,16 +47,18 @@ def detection(detector_dir: Path, backend: str, repeat: int) -> None:
 
     package_detector = MTCNN()
     print(f"\nDetection: median of {repeat} runs, wall ms (CPU ms), edgepad on {backend}")
-    print(f"{'image':<14} {'size':>9} {'mtcnn pkg @20':>15} {'edgepad @20':>15} {'ratio':>11} {'edgepad @40':>15} {'ratio':>11} {'faces p/e20/e40':>15}")
+    print(f"{'image':<14} {'size':>9} {'mtcnn pkg @20':>15} {'edgepad @20':>15} {'ratio':>11} {'edgepad @40':>15} "
+          f"{'ratio':>11} {'faces p/e20/e40':>15}")
     for name in ("astronaut.png", "t1.jpg"):
         image = cv2.imread(str(FACES / name))
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         at20 = load_detector(str(detector_dir), backend, DetectorSettings(min_face_size=20))
         at40 = load_detector(str(detector_dir), backend, DetectorSettings(min_face_size=40))
-        package = median_ms(lambda: package_detector.detect_faces(rgb, min_face_size=20), repeat)
-        ours20 = median_ms(lambda: at20.detect(image), repeat)
-        ours40 = median_ms(lambda: at40.detect(image), repeat)
-        counts = f"{len(package_detector.detect_faces(rgb, min_face_size=20))}/{len(at20.detect(image))}/{len(at40.detect(image))}"
+        package = median_ms(functools.partial(package_detector.detect_faces, rgb, min_face_size=20), repeat)
+        ours20 = median_ms(functools.partial(at20.detect, image), repeat)
+        ours40 = median_ms(functools.partial(at40.detect, image), repeat)
+        found = (package_detector.detect_faces(rgb, min_face_size=20), at20.detect(image), at40.detect(image))
+        counts = "/".join(str(len(faces)) for faces in found)
         size = f"{image.shape[1]}x{image.shape[0]}"
         print(f"{name:<14} {size:>9} {_ms(package):>15} {_ms(ours20):>15} {_ratio(package, ours20):>11} "
               f"{_ms(ours40):>15} {_ratio(package, ours40):>11} {counts:>15}")
@@ -75,6 +78,7 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.frames import video_frames
     from edgepad.runtime.tracking import FaceTracker, TrackerSettings
+
     from support.face_video import pan_zoom_frames, write_video
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -92,7 +96,7 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
     tracked_s = time.perf_counter() - start
 
     found = sum(len(r.faces) for r in per_frame)
-    kept = sum(_matched(d.faces, t.faces) for d, t in zip(per_frame, tracked))
+    kept = sum(_matched(d.faces, t.faces) for d, t in zip(per_frame, tracked, strict=True))
     height, width = decoded[0].shape[:2]
     print(f"\nVideo: {len(decoded)} frames {width}x{height} (pan/zoom over t1.jpg), edgepad on {backend}")
     print(f"{'mode':<28} {'ms/frame':>9} {'fps':>7}")
@@ -103,8 +107,9 @@ def tracking(detector_dir: Path, backend: str, frames: int) -> None:
 
 
 def _matched(detected, tracked) -> int:
-    from edgepad.runtime.boxes import iou_matrix
     import numpy as np
+
+    from edgepad.runtime.boxes import iou_matrix
 
     if not detected or not tracked:
         return 0
@@ -126,7 +131,8 @@ def main() -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    print(f"threads: {args.threads or 'library defaults'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+    print(f"threads: {args.threads or 'library defaults'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+          "cores "
           "(other work on the machine skews both sides)")
 
     from edgepad.convert.mtcnn_models import detector_models

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 
 from edgepad.errors import InputFileError
+from edgepad.runtime.frames import IMAGE_SUFFIXES, is_image_file
 from edgepad.runtime.preprocess import normalize
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 SYNTHETIC_COUNT = 4
 
 
@@ -34,9 +34,10 @@ def image_files(folder: str | Path, option: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{option} {folder}: no such folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file())
     if not files:
-        raise InputFileError(f"{option} {folder}: no .jpg or .png images in it")
+        raise InputFileError(f"{option} {folder}: no .jpg or .png images in it (nor "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES - {'.jpg', '.jpeg', '.png'}))})")
     return files
 
 

@@ -56,7 +56,7 @@ class ConvertOptions:
     calibration: Path | None = None
     calibration_count: int = 32
     min_cosine: float = QUANTIZED_MIN_COSINE
-    npu_backend: str = "acuitylite"
+    npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
     nbg_format: int = 1  # the NBG header's format major: 1 as Khadas' VIM3 NBGs (see toolkit_env.NBG_FORMAT_SDKS)
 

@@ -7,6 +7,7 @@ file digests are compared), so the figures are never those of another model.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import secrets
@@ -34,7 +35,7 @@ class BoardTarget:
 class BoardScorer(Scorer):
     def __init__(self, model_dir: Path, target: BoardTarget | None):
         if target is None:
-            raise UsageError("--backend board: give the board with --host [user@]host[:port]")
+            raise UsageError("--stage board: give the board with --host [user@]host[:port]")
         card = read_model_card(model_dir, "board")
         self.card = card
         self.target = target
@@ -79,10 +80,8 @@ class BoardScorer(Scorer):
                 board.connection.sftp.getfo(board.path(outputs_name), received)
             finally:
                 for name in (inputs_name, outputs_name):
-                    try:
+                    with contextlib.suppress(DeployError):  # a leftover scratch file must not hide the real outcome
                         board.op("remove", path=name)
-                    except DeployError:
-                        pass  # a leftover scratch file is no reason to hide the real outcome
         received.seek(0)
         with np.load(received, allow_pickle=False) as data:
             keys = [k for k in data.files if k.startswith(f"{CLASSIFIER}/")]
@@ -101,4 +100,5 @@ class BoardScorer(Scorer):
         remote = json.loads(buffer.getvalue().decode())
         if remote.get("sha256") != self.card.get("sha256"):
             raise UsageError(f"MODEL: the board's current release {release} runs another classifier than this "
-                             "convert output; deploy a bundle of it first, or give the folder the bundle was built from")
+                             "convert output; deploy a bundle of it first, or give the folder the bundle was built "
+                             "from")

@@ -1,6 +1,6 @@
-"""Spoof scores of crops from a model on one backend: `keras` (the .h5 as trained), `onnx`, `caffe`,
-`vim3-emulated` (an `edgepad convert` output folder run through the board runtime's backends), and `board`
-(the deployed release on a real board, over SSH; see board_scorer.py).
+"""Spoof scores of crops from a model at one stage of its way to the board: `keras` (the .h5 as trained), `onnx`,
+`caffe`, `vim3-emulated` (an `edgepad convert` output folder run through the board runtime's backends); the `board`
+stage (the deployed release on a real board, over SSH) is board_scorer.py, and evaluate.py holds the list of stages.
 
 Every scorer reads images from disk, preprocesses them as the model card says (the keras scorer uses
 convert's defaults, the same the card records) and returns the spoof probability per image.
@@ -57,8 +57,8 @@ class KerasScorer(Scorer):
         from edgepad.convert.onnx.keras_loading import inspect_h5, load_keras_model, prefer_legacy_keras_for
 
         if model_path.is_dir():
-            raise UsageError(f"--backend keras: {model_path} is a folder; give the .h5 file (a convert output "
-                             "folder runs with --backend onnx, caffe or vim3-emulated)")
+            raise UsageError(f"--stage keras: {model_path} is a folder; give the .h5 file (a convert output "
+                             "folder runs with --stage onnx, caffe or vim3-emulated)")
         info = inspect_h5(model_path)
         prefer_legacy_keras_for(info)
         self.model = load_keras_model(info, {})
@@ -75,12 +75,10 @@ class RuntimeScorer(Scorer):
     def __init__(self, model_dir: Path, runtime_backend: str, requires: str, name: str, **backend_options):
         card = read_model_card(model_dir, name)
         if requires not in card.get("targets", {}):
-            raise UsageError(f"--backend {name}: {model_dir} has no {requires} model; convert with "
+            raise UsageError(f"--stage {name}: {model_dir} has no {requires} model; convert with "
                              f"`edgepad convert MODEL.h5 -o {model_dir} --to {requires} --force`")
-        try:
-            from edgepad.runtime.backends import load_model
-        except ImportError:
-            raise UsageError(f"--backend {name}: this edgepad has no runtime backends yet; use --backend onnx or keras") from None
+        from edgepad.runtime.backends import load_model
+
         self.model = load_model(str(model_dir), runtime_backend, **backend_options)
         self.threshold_source = f"model card {card.get('threshold', 0.5)}"
         self.default_threshold = float(card.get("threshold", 0.5))
@@ -117,14 +115,14 @@ class OnnxScorer(Scorer):
                                for row in rows])
 
 
-def read_model_card(model_dir: Path, backend: str) -> dict:
+def read_model_card(model_dir: Path, stage: str) -> dict:
     import json
 
     model_dir = Path(model_dir)
     card_path = model_dir / "edgepad.json"
     if model_dir.suffix.lower() in (".h5", ".hdf5") or not card_path.is_file():
-        raise UsageError(f"--backend {backend}: {model_dir} is not an `edgepad convert` output folder (no "
-                         f"edgepad.json); convert it first, or use --backend keras for a .h5")
+        raise UsageError(f"--stage {stage}: {model_dir} is not an `edgepad convert` output folder (no "
+                         f"edgepad.json); convert it first, or use --stage keras for a .h5")
     try:
         return json.loads(card_path.read_text())
     except ValueError as error:
@@ -134,7 +132,8 @@ def read_model_card(model_dir: Path, backend: str) -> dict:
 def spoof_index(card: dict) -> int:
     labels = card.get("labels") or ["live", "spoof"]
     if len(labels) != 2:
-        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof classifier")
+        raise InputFileError(f"model card: {len(labels)} classes ({', '.join(labels)}); PAD metrics need a live/spoof "
+                             "classifier")
     return 1 - int(card.get("live_index", 0))
 
 
@@ -143,37 +142,16 @@ def _vim3_emulated(model_dir: Path) -> Scorer:
     through the runtime's ksnn backend with the runtime's KSNN-compatible loader in place of Khadas' KSNN."""
     from types import SimpleNamespace
 
-    try:
-        from edgepad.runtime import npu_loader
-    except ImportError:
-        raise UsageError("--backend vim3-emulated: not available in this edgepad (it has no NPU emulator loader, "
-                         "runtime/npu_loader.py); use --backend onnx or caffe") from None
+    from edgepad.runtime import npu_loader
+
     api = SimpleNamespace(KSNN=npu_loader.KSNN, output_format=npu_loader.output_format)
     return RuntimeScorer(model_dir, "ksnn", "vim3", "vim3-emulated", api=api)
 
 
+# The stages a model can be scored at on this machine (evaluate.py adds the board).
 SCORERS: dict[str, Callable[[Path], Scorer]] = {
     "keras": KerasScorer,
     "onnx": OnnxScorer,
     "caffe": lambda model_dir: RuntimeScorer(model_dir, "opencv", "caffe", "caffe"),
     "vim3-emulated": _vim3_emulated,
 }
-
-
-def _board(model_dir: Path, target=None) -> Scorer:
-    from .board_scorer import BoardScorer
-
-    return BoardScorer(model_dir, target)
-
-
-SCORERS["board"] = _board
-
-
-def make_scorer(backend: str, model: Path, board_target=None) -> Scorer:
-    """`board_target` (a board_scorer.BoardTarget) is where --backend board runs."""
-    model = Path(model)
-    if not model.exists():
-        raise InputFileError(f"MODEL {model}: no such file or folder")
-    if backend == "board":
-        return _board(model, board_target)
-    return SCORERS[backend](model)

@@ -21,7 +21,7 @@ from .reference import per_input
 from .remote import Board
 
 HEALTH_TIMEOUT_S = 600
-QUANTIZED_BACKENDS = {"ksnn", "npu", "vim3"}
+NPU_RUNTIME_BACKENDS = {"ksnn", "npu", "vim3"}  # runtime backends that run the quantized NPU model
 
 
 @dataclass
@@ -39,7 +39,7 @@ class HealthResult:
 
 def tolerance_for(backend: str) -> tuple[float | None, float | None]:
     """(atol, min_cosine) by precision: quantized NPU models keep direction, float ones keep values."""
-    if backend in QUANTIZED_BACKENDS:
+    if backend in NPU_RUNTIME_BACKENDS:
         return None, QUANTIZED_MIN_COSINE
     return FLOAT32_ATOL, None
 

@@ -13,8 +13,6 @@ import numpy as np
 
 from edgepad.errors import InputFileError, UsageError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-
 
 @dataclass
 class RunOptions:
@@ -48,15 +46,11 @@ class RunResult:
         return {"frames": self.frames, "timings_ms": self.timings_ms}
 
 
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def run_faces(options: RunOptions, steps=None) -> RunResult:
     from edgepad.runtime.backends import BackendError, default_backend
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.detector import DetectorSettings
-    from edgepad.runtime.frames import InputError
+    from edgepad.runtime.frames import InputError, is_image_file
 
     if options.repeat < 1:
         raise UsageError(f"--repeat {options.repeat}: give 1 or more")
@@ -74,10 +68,8 @@ def run_faces(options: RunOptions, steps=None) -> RunResult:
                                  options.threshold, detector_dir=detector_dir,
                                  classifier_dir=str(options.classifier) if options.classifier else None,
                                  warn=notes.append)
-        if is_image(options.source):
-            result = _run_image(pipeline, options)
-        else:
-            result = _run_video(pipeline, options)
+        run_source = _run_image if is_image_file(options.source) else _run_video
+        result = run_source(pipeline, options)
     except InputError as error:
         raise InputFileError(str(error)) from None
     except BackendError as error:
@@ -139,7 +131,8 @@ def draw_faces(image: np.ndarray, faces: list[dict], path: Path) -> None:
         text_thickness = max(1, int(round(scale * 3)))
         (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, text_thickness)
         x = min(max(x1, 0), max(canvas.shape[1] - width, 0))
-        cv2.putText(canvas, label, (x, max(y1 - 4, height + 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, text_thickness)
+        cv2.putText(canvas, label, (x, max(y1 - 4, height + 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                    text_thickness)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), canvas):
         raise UsageError(f"--draw {path}: OpenCV cannot write it; use a .png or .jpg name in a writable folder")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -32,6 +32,17 @@ class DetectorSettings:
     nms_pnet: float = 0.7  # across scales
     nms_rnet: float = 0.7
     nms_onet: float = 0.7  # intersection over the smaller box: drops a box inside another
+
+
+def parse_thresholds(text: str) -> Tuple[float, float, float]:
+    """'0.6,0.7,0.7' (PNet, RNet, ONet) as DetectorSettings.thresholds; ValueError naming the option and the fix."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
+    return values
 
 
 @dataclass

@@ -27,7 +27,7 @@ import numpy as np
 
 from .backends import BACKENDS, BackendError, default_backend
 from .bundle import load_any, load_pipeline, models_root
-from .detector import DetectorSettings
+from .detector import DetectorSettings, parse_thresholds
 from .frames import InputError, camera_frames, read_image, video_frames
 from .tracking import FaceTracker, TrackerSettings
 
@@ -100,12 +100,9 @@ def run(args, parser: argparse.ArgumentParser) -> int:
 
 def _thresholds(text: str, parser) -> tuple:
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        parser.error(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def _emit(data: dict) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgepad.convert.caffe.handlers import HANDLERS
+
 from support.caffe_parity import opencv_vs_onnxruntime, random_inputs
 
 onnx = pytest.importorskip("onnx")
@@ -43,7 +44,9 @@ X4 = [1, 4, 9, 8]  # odd and even spatial sizes catch rounding and padding mista
 def conv_case(pads, strides, group=1, dilations=(1, 1), bias=True, kernel=3, shape=X4, **extra):
     c = shape[1]
     inputs = ["x", "w"] + (["b"] if bias else [])
-    inits = [("w", weights(6 if group == 1 else c, c // group, kernel, kernel))] + ([("b", weights(6 if group == 1 else c))] if bias else [])
+    out_channels = 6 if group == 1 else c
+    inits = [("w", weights(out_channels, c // group, kernel, kernel))]
+    inits += [("b", weights(out_channels))] if bias else []
     attrs = dict(kernel_shape=[kernel, kernel], strides=list(strides), dilations=list(dilations), group=group, **extra)
     if pads is not None:
         attrs["pads"] = list(pads)
@@ -121,7 +124,8 @@ CASES = [
     ("maxpool_symmetric_pad", {"MaxPool"}, lambda: pool_case("MaxPool", [3, 3], [2, 2], [1, 1, 1, 1])),
     ("averagepool_valid", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2])),
     ("averagepool_same_excludes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2], [0, 0, 1, 1])),
-    ("averagepool_symmetric_excludes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [1, 1], [1, 1, 1, 1])),
+    ("averagepool_symmetric_excludes_pad", {"AveragePool"},
+     lambda: pool_case("AveragePool", [3, 3], [1, 1], [1, 1, 1, 1])),
     ("averagepool_includes_pad", {"AveragePool"}, lambda: pool_case("AveragePool", [3, 3], [2, 2], [1, 1, 1, 1],
                                                                   count_include_pad=1)),
     ("maxpool_ceil_mode", {"MaxPool"}, lambda: pool_case("MaxPool", [3, 3], [2, 2], ceil_mode=1)),
@@ -136,7 +140,8 @@ CASES = [
     ("leaky_relu", {"LeakyRelu"}, lambda: model([node("LeakyRelu", ["x"], ["y"], alpha=0.2)], X4, {"y": None})),
     ("clip_relu6", {"Clip"}, lambda: model([node("Clip", ["x", "lo", "hi"], ["y"])], X4, {"y": None},
                                           [("lo", np.float32(0)), ("hi", np.float32(6))])),
-    ("clip_relu", {"Clip"}, lambda: model([node("Clip", ["x", "lo"], ["y"])], X4, {"y": None}, [("lo", np.float32(0))])),
+    ("clip_relu", {"Clip"},
+     lambda: model([node("Clip", ["x", "lo"], ["y"])], X4, {"y": None}, [("lo", np.float32(0))])),
     ("sigmoid_tanh", {"Sigmoid", "Tanh"}, lambda: model(
         [node("Sigmoid", ["x"], ["s"]), node("Tanh", ["s"], ["y"])], X4, {"y": None})),
     ("neg", {"Neg"}, lambda: model([node("Neg", ["x"], ["y"])], X4, {"y": None})),
@@ -171,7 +176,8 @@ CASES = [
         [("g", weights(4)), ("b", weights(4)), ("m", weights(4)), ("v", np.abs(weights(4)) + 0.5)])),
     ("concat_channels", {"Concat"}, lambda: model(
         [node("Relu", ["x"], ["a"]), node("Concat", ["x", "a"], ["y"], axis=1)], X4, {"y": None})),
-    ("transpose_nhwc", {"Transpose"}, lambda: model([node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], X4, {"y": None})),
+    ("transpose_nhwc", {"Transpose"},
+     lambda: model([node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], X4, {"y": None})),
     ("flatten", {"Flatten"}, lambda: model([node("Flatten", ["x"], ["y"], axis=1)], X4, {"y": None})),
     ("squeeze_unsqueeze", {"GlobalAveragePool", "Squeeze", "Unsqueeze"}, lambda: model(
         [node("GlobalAveragePool", ["x"], ["g"]), node("Squeeze", ["g", "axes"], ["s"]),
@@ -180,7 +186,8 @@ CASES = [
     ("identity_dropout", {"Identity", "Dropout"}, lambda: model(
         [node("Identity", ["x"], ["i"]), node("Dropout", ["i"], ["d"]), node("Relu", ["d"], ["y"])], X4, {"y": None})),
     ("tile_keras3_upsampling", {"Unsqueeze", "Tile", "Reshape"}, lambda: model(
-        [node("Unsqueeze", ["x", "axes"], ["u"]), node("Tile", ["u", "reps"], ["t"]), node("Reshape", ["t", "shape"], ["y"])],
+        [node("Unsqueeze", ["x", "axes"], ["u"]), node("Tile", ["u", "reps"], ["t"]),
+         node("Reshape", ["t", "shape"], ["y"])],
         X4, {"y": None}, [("axes", np.array([3], np.int64)), ("reps", np.array([1, 1, 1, 2, 1], np.int64)),
                           ("shape", np.array([1, 4, 18, 8], np.int64))])),
     ("identity_as_graph_output", {"Relu", "Identity"}, lambda: model(

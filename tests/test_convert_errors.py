@@ -1,16 +1,14 @@
 """Bad input to `edgepad convert`: one clear line naming the thing and the fix, non-zero exit, no OUT left behind."""
 from __future__ import annotations
 
-import shutil
-
 import h5py
 import numpy as np
-import pytest
 from click.testing import CliRunner
+
+from edgepad.cli import cli
 
 import keras_models
 from support.paths import LEGACY_H5
-from edgepad.cli import cli
 
 
 def run_convert(*args):

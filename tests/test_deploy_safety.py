@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_deploy import assert_release_matches_manifest
 
 from support import loopback_sshd
 from support.deploy_fixtures import copy_bundle, reseal
-from test_deploy import assert_release_matches_manifest
 
 pytestmark = pytest.mark.board
 EDGEPAD = [sys.executable, "-m", "edgepad"]
@@ -221,9 +221,8 @@ def test_one_deploy_at_a_time_and_the_lock_dies_with_its_connection(board, small
 
     first = board.deploy(small_bundle_dir, health_check=False)
     with open_board(board.spec, board.board_options()) as other:
-        with other.deploy_lock():
-            with pytest.raises(DeployError, match="another deploy .* is running"):
-                board.deploy(small_bundle_dir, health_check=False)
+        with other.deploy_lock(), pytest.raises(DeployError, match="another deploy .* is running"):
+            board.deploy(small_bundle_dir, health_check=False)
         assert board.complete_releases() == [first.release]
         other.deploy_lock().__enter__()  # taken, never released by us: only the connection cut frees it
         loopback_sshd.cut_connections(board.sshd)

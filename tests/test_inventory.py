@@ -51,7 +51,8 @@ ansible_user=pi
 ansible_port=22
 """)
     assert read_inventory(path, "khadas", 22) == [
-        HostSpec("10.0.0.5", 22, "pi"), HostSpec("10.0.0.6", 2222, "root", "/opt/edgepad"), HostSpec("vim3-c", 22, "pi"),
+        HostSpec("10.0.0.5", 22, "pi"), HostSpec("10.0.0.6", 2222, "root", "/opt/edgepad"), HostSpec("vim3-c", 22,
+                 "pi"),
     ]
 
 

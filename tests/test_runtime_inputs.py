@@ -9,9 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgepad.runtime import vim3_infer
+
 from support.face_video import write_video
-from support.runtime_fixtures import (astronaut_image, classifier_model, detector_models, runtime_bundle,  # noqa: F401
-                                      t1_image)
 
 
 def board(capsys, *args):
@@ -142,7 +141,8 @@ def test_edgepad_run_unreadable_image_is_one_line(tmp_path, runtime_bundle):
     bad.write_text("no image here")
     result = edgepad("run", bad, "--bundle", runtime_bundle)
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [f"error: {bad}: not a readable image (OpenCV cannot decode it); give a JPEG or PNG image"]
+    assert result.stderr.strip().splitlines() == [f"error: {bad}: not a readable image (OpenCV cannot decode it); give "
+                               "a JPEG or PNG image"]
 
 
 def test_edgepad_run_on_a_video_tracks_faces(runtime_bundle, astronaut_image, tmp_path):

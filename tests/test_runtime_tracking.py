@@ -1,11 +1,12 @@
-"""Tracking on a video made from a real photo: the same faces as detecting every frame, at a fraction of the detections."""
+"""Tracking on a video made from a real photo: the same faces as detecting every frame, at a fraction of the
+detections."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from support.face_video import pan_zoom_frames
-from support.runtime_fixtures import classifier_model, detector_models, iou, pipeline, runtime_bundle, t1_image  # noqa: F401
+from support.runtime_fixtures import iou
 
 FRAMES = 30
 REDETECT_EVERY = 10
@@ -36,7 +37,7 @@ def inside(box, frame, margin=2):
 
 def test_tracking_keeps_the_faces_that_detection_finds(video_frames, per_frame, tracked):
     matched, total = 0, 0
-    for frame, detected, followed in zip(video_frames, per_frame, tracked):
+    for frame, detected, followed in zip(video_frames, per_frame, tracked, strict=True):
         for face in detected.faces:
             if not inside(face.box, frame):
                 continue  # faces entering or leaving at the border are found by the next re-detection
@@ -51,7 +52,7 @@ def test_tracking_keeps_the_faces_that_detection_finds(video_frames, per_frame, 
 def test_interior_faces_keep_their_track_id(video_frames, tracked):
     first = {face.track: face.box for face in tracked[0].faces if inside(face.box, video_frames[0], 40)}
     assert len(first) >= 3
-    for frame, result in zip(video_frames, tracked):
+    for result in tracked:
         ids = {face.track for face in result.faces}
         assert set(first) <= ids, (sorted(first), sorted(ids))
 
@@ -84,7 +85,7 @@ def test_each_track_smooths_its_live_score(pipeline, video_frames, per_frame, tr
     """The smoothed score of a face varies less across frames than the per-frame score of the same face."""
     track_id = tracked[0].faces[0].track
     smoothed, raw = [], []
-    for detected, followed in zip(per_frame, tracked):
+    for detected, followed in zip(per_frame, tracked, strict=True):
         face = next((f for f in followed.faces if f.track == track_id), None)
         if face is None:
             continue

@@ -52,7 +52,7 @@ def vim3_target(ctx) -> dict:
         raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)}")
     target = BOARD_TARGETS[options.board]
     onnx_entry = _nchw_entry(ctx)
-    backend = _backend(options.npu_backend)
+    backend = _backend(options.npu_toolkit)
     backend.check_target(target, options)  # fail before any work if the backend cannot compile for the board
 
     calibration, calibration_sources = load_calibration(options.calibration, ctx.card, options.calibration_count,
@@ -80,7 +80,7 @@ def vim3_target(ctx) -> dict:
     expected_major = options.nbg_format if options.npu_backend == "acuitylite" else None
     header = check_nbg_header(nbg, target_pid(target), target, expected_major)
 
-    section = {"target": target, "board": options.board, "backend": options.npu_backend,
+    section = {"target": target, "board": options.board, "backend": options.npu_toolkit,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
                "quantize": options.quantize, "quantizer": compilation.quantizer, "nbg": header.to_json(),
                "input_sources": evaluation_sources, "calibration_images": len(calibration),
@@ -91,7 +91,7 @@ def vim3_target(ctx) -> dict:
     ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)
     # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/);
     # the emulator comes with acuitylite, so the Khadas SDK backend leaves the library to the board build
-    if options.npu_backend == "acuitylite":
+    if options.npu_toolkit == "acuitylite":
         from .npu_lib import build_npu_library
 
         ctx.report_sections["vim3_emulated"] = build_npu_library(ctx, compilation, evaluation, evaluation_sources,
@@ -142,7 +142,7 @@ def _backend(name: str):
     elif name == "khadas-sdk":
         from . import khadas_sdk as backend
     else:
-        raise UsageError(f"--npu-backend {name}: choose acuitylite or khadas-sdk")
+        raise UsageError(f"--npu-toolkit {name}: choose acuitylite or khadas-sdk")
     return backend
 
 
@@ -255,7 +255,7 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
     case_files = [f for f in files if f not in ("network_binary.nb", "nbg_meta.json")]
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - paths in the card are relative to the card
     return {
-        "backend": ctx.options.npu_backend,
+        "backend": ctx.options.npu_toolkit,
         "toolkit": compilation.toolkit,
         "toolkit_version": compilation.toolkit_version,
         "board": ctx.options.board,

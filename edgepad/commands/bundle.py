@@ -6,14 +6,18 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 
 
 @click.command()
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write (completely or not at all).")
-@click.option("--classifier", required=True, type=click.Path(path_type=Path), help="The classifier's `edgepad convert` output folder.")
-@click.option("--detector", type=click.Path(path_type=Path), help="Folder with pnet/, rnet/, onet/ (MTCNN, each an `edgepad convert` output), e.g. from `edgepad models detector -o DIR`.")
-@click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real face crops added to the classifier's reference inputs.")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Bundle folder to write (completely or not at all).")
+@click.option("--classifier", required=True, type=click.Path(path_type=Path),
+              help="The classifier's `edgepad convert` output folder.")
+@click.option("--detector", type=click.Path(path_type=Path), help="Folder with pnet/, rnet/, onet/ (MTCNN, each an "
+              "`edgepad convert` output), e.g. from `edgepad models detector -o DIR`.")
+@click.option("--sample-images", type=click.Path(path_type=Path),
+              help="Folder of real face crops added to the classifier's reference inputs.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON on stdout.")
 @verbose_option
@@ -43,6 +47,3 @@ def bundle(out, classifier, detector, sample_images, force, as_json):
         click.echo(f"{result.out}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB, "
                    f"models {', '.join(summary['models'])}")
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(bundle)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
 
 
@@ -14,32 +14,50 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"{option} '{text}': expected a number or comma-separated numbers, e.g. 127.5 or 123.7,116.3,103.5") from None
+        raise UsageError(f"{option} '{text}': expected a number or comma-separated numbers, e.g. 127.5 or "
+                         "123.7,116.3,103.5") from None
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder (written completely or not at all).")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Output folder (written completely or not at all).")
 @click.option("--to", "targets", help="Comma list of targets: onnx, caffe, vim3 (the VIM3 NPU binary; needs "
               "`edgepad toolkit install`). Default: onnx,caffe.")
-@click.option("--custom-objects", type=click.Path(path_type=Path), help="Python file defining the model's custom layers, losses and functions.")
-@click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to drop a training head).")
+@click.option("--custom-objects", type=click.Path(path_type=Path),
+              help="Python file defining the model's custom layers, losses and functions.")
+@click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to "
+              "drop a training head).")
 @click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1).")
-@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True, help="Input layout of model.onnx.")
-@click.option("--mean", default="127.5", show_default=True, help="Subtracted from each pixel: one value or one per channel.")
-@click.option("--std", default="127.5", show_default=True, help="Divides each pixel after the mean: one value or one per channel.")
-@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default="rgb", show_default=True, help="Channel order the model was trained on.")
+@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
+              help="Input layout of model.onnx.")
+@click.option("--mean", default="127.5", show_default=True,
+              help="Subtracted from each pixel: one value or one per channel.")
+@click.option("--std", default="127.5", show_default=True,
+              help="Divides each pixel after the mean: one value or one per channel.")
+@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default="rgb", show_default=True,
+              help="Channel order the model was trained on.")
 @click.option("--labels", help="Comma list of class names (default for two classes: live,spoof).")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Spoof decision threshold recorded in the model card.")
-@click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real images added to the parity inputs.")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs difference allowed for float32 steps.")
-@click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True, help="vim3 target: the board to compile for.")
-@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16"]), default="uint8", show_default=True, help="vim3 target: quantization scheme.")
-@click.option("--calibration", type=click.Path(path_type=Path), help="vim3 target: folder of calibration images (jpg/png).")
-@click.option("--calibration-count", type=int, default=32, show_default=True, help="vim3 target: use at most this many calibration images.")
-@click.option("--min-cosine", type=float, default=0.98, show_default=True, help="vim3 target: least mean cosine of quantized against float.")
-@click.option("--npu-backend", type=click.Choice(["acuitylite", "khadas-sdk"]), default="acuitylite", show_default=True, help="vim3 target: which toolkit compiles.")
-@click.option("--sdk", type=click.Path(path_type=Path), help="vim3 target with --npu-backend khadas-sdk: path to Khadas' aml_npu_sdk.")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Spoof decision threshold recorded in the model card.")
+@click.option("--sample-images", type=click.Path(path_type=Path),
+              help="Folder of real images added to the parity inputs.")
+@click.option("--atol", type=float, default=1e-4, show_default=True,
+              help="Max abs difference allowed for float32 steps.")
+@click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True,
+              help="vim3 target: the board to compile for.")
+@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16"]), default="uint8",
+              show_default=True, help="vim3 target: quantization scheme.")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="vim3 target: folder of calibration images (jpg/png).")
+@click.option("--calibration-count", type=int, default=32, show_default=True,
+              help="vim3 target: use at most this many calibration images.")
+@click.option("--min-cosine", type=float, default=0.98, show_default=True,
+              help="vim3 target: least mean cosine of quantized against float.")
+@click.option("--npu-toolkit", type=click.Choice(["acuitylite", "khadas-sdk"]), default="acuitylite", show_default=True,
+              help="vim3 target: which toolkit compiles.")
+@click.option("--sdk", type=click.Path(path_type=Path),
+              help="vim3 target with --npu-toolkit khadas-sdk: path to Khadas' aml_npu_sdk.")
 @click.option("--nbg-format", type=click.Choice(["1", "2"]), default="1", show_default=True,
               help="vim3 target: NBG format major (1: 0x0001xxxx as Khadas' VIM3 NBGs, acuitylite 6.45.0's SDK; "
                    "2: 0x0002xxxx, 6.57.1's).")
@@ -48,7 +66,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
             labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
-            npu_backend, sdk, nbg_format, force, as_json):
+            npu_toolkit, sdk, nbg_format, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
@@ -64,12 +82,13 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
     from edgepad.progress import Steps
 
     options = ConvertOptions(
-        model=model, out=out, targets=parse_targets(targets) if targets else DEFAULT_TARGETS, custom_objects=custom_objects,
+        model=model, out=out, targets=parse_targets(targets) if targets else DEFAULT_TARGETS,
+        custom_objects=custom_objects,
         output_layer=output_layer, input_shape=parse_input_shape(input_shape), layout=layout,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), channel_order=channel_order,
         labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
-        calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
+        calibration_count=calibration_count, min_cosine=min_cosine, npu_toolkit=npu_toolkit, sdk=sdk,
         nbg_format=int(nbg_format),
     )
     result = convert_model(options, Steps())

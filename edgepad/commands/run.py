@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
 
 
@@ -14,17 +14,23 @@ from edgepad.errors import UsageError
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--bundle", type=click.Path(path_type=Path), help="Bundle folder (models/pnet, rnet, onet, classifier). "
               "Default: the detector from the host cache, no classifier (live is null).")
-@click.option("--classifier", type=click.Path(path_type=Path), help="Without --bundle: a classifier's `edgepad convert` output folder.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Inference backend (default: onnxruntime).")
+@click.option("--classifier", type=click.Path(path_type=Path),
+              help="Without --bundle: a classifier's `edgepad convert` output folder.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
+              help="Inference backend (default: onnxruntime).")
 @click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
-@click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True, help="PNet,RNet,ONet face probability thresholds.")
+@click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True,
+              help="PNet,RNet,ONet face probability thresholds.")
 @click.option("--threshold", type=float, help="Spoof decision threshold (default: the classifier's model card).")
 @click.option("--repeat", type=int, default=1, show_default=True, help="Run an image N times; timings are medians.")
 @click.option("--no-track", is_flag=True, help="Video: detect on every frame instead of tracking between detections.")
-@click.option("--redetect-every", type=int, default=10, show_default=True, help="Video: frames between full detections.")
+@click.option("--redetect-every", type=int, default=10, show_default=True,
+              help="Video: frames between full detections.")
 @click.option("--max-frames", type=int, help="Video: stop after N frames.")
-@click.option("--draw", type=click.Path(path_type=Path), help="Image: write it with boxes, landmarks and scores to this PNG/JPG.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: faces (box, landmarks, score, live, track) and timings_ms.")
+@click.option("--draw", type=click.Path(path_type=Path),
+              help="Image: write it with boxes, landmarks and scores to this PNG/JPG.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: faces (box, landmarks, score, live, track) and timings_ms.")
 @verbose_option
 def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, threshold, repeat, no_track,
         redetect_every, max_frames, draw, as_json):
@@ -39,9 +45,10 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
       edgepad run clip.mp4 --bundle pad_bundle --json
     """
     from edgepad.progress import Steps
-    from edgepad.run_faces import RunOptions, draw_faces, is_image, run_faces
+    from edgepad.run_faces import RunOptions, draw_faces, run_faces
+    from edgepad.runtime.frames import is_image_file
 
-    if draw is not None and not is_image(source):
+    if draw is not None and not is_image_file(source):
         raise UsageError(f"--draw {draw}: only for images; {source} is read as a video")
     options = RunOptions(source=source, bundle=bundle, classifier=classifier, backend=backend,
                          min_face_size=min_face_size, detect_thresholds=_thresholds(detect_thresholds),
@@ -60,13 +67,12 @@ def run(source, bundle, classifier, backend, min_face_size, detect_thresholds, t
 
 
 def _thresholds(text: str) -> tuple[float, float, float]:
+    from edgepad.runtime.detector import parse_thresholds
+
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        raise UsageError(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _print_table(result) -> None:
@@ -76,20 +82,20 @@ def _print_table(result) -> None:
     console = Console()
     frames = result.frames if result.kind == "video" else result.frames[:1]
     table = Table(title=f"edgepad run {result.source} ({result.backend})", title_justify="left")
-    for column in (["frame"] if result.kind == "video" else []) + ["face", "box (x1, y1, x2, y2)", "score", "live", "decision"]:
+    columns = ["face", "box (x1, y1, x2, y2)", "score", "live", "decision"]
+    for column in (["frame"] if result.kind == "video" else []) + columns:
         table.add_column(column)
     for frame in frames:
         for index, face in enumerate(frame["faces"]):
             live = face["live"]
             decision = "-" if live is None else ("[green]live[/green]" if face["is_live"] else "[red]spoof[/red]")
-            row = [str(face["track"] if face["track"] is not None else index + 1), ", ".join(f"{v:.0f}" for v in face["box"]),
+            row = [str(face["track"] if face["track"] is not None else index + 1),
+                   ", ".join(f"{v:.0f}" for v in face["box"]),
                    f"{face['score']:.3f}", "-" if live is None else f"{live:.3f}", decision]
             table.add_row(*([str(frame.get("frame", ""))] if result.kind == "video" else []) + row)
     console.print(table)
     faces = sum(len(f["faces"]) for f in frames)
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
-    console.print(f"{faces} face(s); {timing}" + ("" if result.has_classifier else "; no classifier: pass --bundle for live scores"))
+    note = "" if result.has_classifier else "; no classifier: pass --bundle for live scores"
+    console.print(f"{faces} face(s); {timing}{note}")
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(run)

@@ -21,7 +21,8 @@ if BUNDLE:
 def pytest_collection_modifyitems(config, items):
     if BUNDLE:
         return
-    skip = pytest.mark.skip(reason="board-side suite: run through tests/test_runtime_board.py (needs EDGEPAD_BOARD_BUNDLE)")
+    skip = pytest.mark.skip(reason="board-side suite: run through tests/test_runtime_board.py (needs "
+                            "EDGEPAD_BOARD_BUNDLE)")
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(str(item.fspath)).resolve().parents:

@@ -1,4 +1,4 @@
-"""Session fixtures of the runtime tests (import them into a test module to use them)."""
+"""Session fixtures of the runtime tests (a pytest plugin: conftest.py registers it), and their helpers."""
 from __future__ import annotations
 
 import cv2

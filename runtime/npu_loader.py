@@ -168,13 +168,15 @@ def read_build_info(library: str) -> Dict[str, str]:
         with open(library, "rb") as f:
             data = f.read()
     except OSError as error:
-        raise NpuError(f"{library}: cannot read the NPU library ({error.strerror}); build it with build_board.sh") from None
+        raise NpuError(f"{library}: cannot read the NPU library ({error.strerror}); build it with "
+                       "build_board.sh") from None
     found = re.search(rb"edgepad-npu-build;([^\x00]*)", data)
     if not found:
         raise NpuError(f"{library}: not an edgepad NPU library (no build facts in it); rebuild it with "
                        "`edgepad convert --to vim3` or vim3/build_board.sh")
     info = dict(item.split("=", 1) for item in found.group(1).decode().split(";") if "=" in item)
-    info["machine"] = ELF_MACHINES.get(struct.unpack_from("<H", data, 18)[0], "unknown") if data[:4] == b"\x7fELF" else "?"
+    is_elf = data[:4] == b"\x7fELF"
+    info["machine"] = ELF_MACHINES.get(struct.unpack_from("<H", data, 18)[0], "unknown") if is_elf else "?"
     return info
 
 
@@ -267,9 +269,10 @@ def _card_mismatch(card: dict, spec: TensorSpec) -> Optional[str]:
     dtype = card.get("dtype")
     if dtype is not None and dtype != spec.dtype.name:
         return f"dtype {dtype}"
-    if spec.qnt_type in (QNT_AFFINE_ASYMMETRIC, QNT_AFFINE_SYMMETRIC) and "scale" in card:
-        if not np.isclose(float(card["scale"]), spec.scale, rtol=1e-5) or int(card.get("zero_point", 0)) != spec.zero_point:
-            return f"scale {card['scale']} zero point {card.get('zero_point', 0)}"
+    affine = spec.qnt_type in (QNT_AFFINE_ASYMMETRIC, QNT_AFFINE_SYMMETRIC) and "scale" in card
+    if affine and (not np.isclose(float(card["scale"]), spec.scale, rtol=1e-5)
+                   or int(card.get("zero_point", 0)) != spec.zero_point):
+        return f"scale {card['scale']} zero point {card.get('zero_point', 0)}"
     if spec.qnt_type == QNT_DFP and "fl" in card and int(card["fl"]) != spec.fixed_point_bits:
         return f"fixed point {card['fl']}"
     return None
@@ -328,7 +331,8 @@ class KSNN:
                 problem = _card_mismatch(card, spec)
                 if problem:
                     raise NpuError(f"model card {kind} {index} ('{card.get('name', '?')}') says {problem}, "
-                                   f"but {where} has {spec.describe()}; the card belongs to another build: convert again")
+                                   f"but {where} has {spec.describe()}; the card belongs to another build: "
+                                   "convert again")
 
     def nn_inference(self, cv_img, platform: str = None, reorder: str = "0 1 2", input_tensor: int = 1,
                      output_tensor: int = 1, output_format: int = OUT_FORMAT_FLOAT32):

@@ -77,7 +77,7 @@ def vim3_target(ctx) -> dict:
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
-    expected_major = options.nbg_format if options.npu_backend == "acuitylite" else None
+    expected_major = options.nbg_format if options.npu_toolkit == "acuitylite" else None
     header = check_nbg_header(nbg, target_pid(target), target, expected_major)
 
     section = {"target": target, "board": options.board, "backend": options.npu_toolkit,

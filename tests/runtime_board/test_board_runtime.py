@@ -81,8 +81,9 @@ def test_opencv_backend_runs_the_caffe_files_with_the_same_numbers(bundle):
 
 def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
     import ksnn_standin
-    from runtime.backends.ksnn_backend import KsnnModel
+
     from runtime.backends import load_model
+    from runtime.backends.ksnn_backend import KsnnModel
 
     folder = npu_copy(bundle / "models" / "onet", tmp_path / "onet")
     ksnn_standin.StandInKSNN.calls.clear()
@@ -93,7 +94,8 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
     calls = ksnn_standin.StandInKSNN.calls
     assert calls[0] == ("KSNN", "VIM3")
-    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"), 0)
+    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"),
+                        0)
     # the card's platform and reorder, planar float32 (C, H, W) values as Khadas' ONNX examples pass them
     assert calls[2:] == [("nn_inference", "ONNX", "2 1 0", 1, 3, ksnn_standin.output_format.OUT_FORMAT_FLOAT32,
                           (3, 48, 48), np.dtype("float32"))] * 3
@@ -110,6 +112,7 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
 def test_ksnn_backend_errors_name_the_fix(bundle, tmp_path):
     import ksnn_standin
+
     from runtime.backends import BackendError
     from runtime.backends.ksnn_backend import KsnnModel
 
@@ -153,6 +156,7 @@ def pnet_output_hw(height, width):
 def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     """PNet compiled once per pyramid size (the NPU's static shapes), RNet and ONet once: the same faces."""
     import ksnn_standin
+
     from runtime.backends import load_model
     from runtime.backends.ksnn_backend import KsnnModel
     from runtime.detector import DetectorSettings, MtcnnDetector, pyramid_sizes

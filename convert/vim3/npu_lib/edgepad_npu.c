@@ -31,6 +31,7 @@ __attribute__((used)) static const char build_info[] =
 
 /* Khadas' ABI has no handle: one network per process, as in Khadas' own libraries. */
 static vsi_nn_graph_t *graph;
+static char created_from[4096]; /* the model file the graph was made from */
 static char last_error[512];
 
 /* The host (emulator) build: set the emulator's environment as the library loads, unless the caller did. The
@@ -115,9 +116,6 @@ int NPU_CreateNeuralNetwork(char *nb_path, int level)
 
     (void)level; /* KSNN sets VIV_VX_DEBUG_LEVEL / VIV_VX_PROFILE from it itself */
     last_error[0] = '\0';
-    /* one network per process (the ABI has no handle); the library is one model's, so a second create (another
-     * KSNN object in the same process) replaces the first with the same graph */
-    NPU_ReleaseNeuralNetwork();
     if (nb_path == NULL || !(ends_with(nb_path, ".nb") || ends_with(nb_path, ".export.data"))) {
         set_error("%s: give the network binary (.nb) or the case's weights (.export.data)",
                   nb_path ? nb_path : "(null)");
@@ -141,6 +139,12 @@ int NPU_CreateNeuralNetwork(char *nb_path, int level)
             fclose(weights);
         }
     }
+    /* one network per process (the ABI has no handle). The library is one model's: a second create from the same
+     * file (another KSNN object in the same process) keeps the graph it made; another file replaces it. */
+    if (graph != NULL && strcmp(created_from, model) == 0) {
+        return 0;
+    }
+    NPU_ReleaseNeuralNetwork();
     graph = EDGEPAD_CASE_CREATE(model, NULL, NULL, 0, NULL, 0);
     if (graph == NULL) {
         set_error("%s: ovxlib could not build the graph of case %s (see its log above)", model, EDGEPAD_CASE_NAME);
@@ -153,6 +157,7 @@ int NPU_CreateNeuralNetwork(char *nb_path, int level)
         graph = NULL;
         return -1;
     }
+    snprintf(created_from, sizeof(created_from), "%s", model);
     return 0;
 }
 
@@ -162,6 +167,7 @@ void NPU_ReleaseNeuralNetwork(void)
         EDGEPAD_CASE_RELEASE(graph, TRUE);
         graph = NULL;
     }
+    created_from[0] = '\0';
 }
 
 int NPU_VerifyGraph(void)

@@ -14,6 +14,9 @@ from edgepad.errors import ParityError, ShapeError
 
 # Tolerances live here, not as literals in tests or call sites.
 FLOAT32_ATOL = 1e-4  # Keras -> ONNX, ONNX -> Caffe: both float32, same arithmetic up to summation order
+# The same for deep nets whose outputs are far from unit size (random-weight ImageNet nets: logits up to 1e6):
+# max abs difference over the output's largest magnitude
+FLOAT32_SCALED_ATOL = 1e-4
 QUANTIZED_MIN_COSINE = 0.98  # float -> uint8 NPU model: values move, direction must not
 # float -> uint8 NPU model: how far a class probability (a live score) may move on the same input; measured
 # 0.07-0.19 on the PAD fixture at cosine ~0.98

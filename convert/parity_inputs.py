@@ -54,21 +54,16 @@ def parity_images(card: dict, sample_dir: str | Path | None, limit: int = 16) ->
     h, w, c = spec["height"], spec["width"], spec["channels"]
     inputs, sources = [], []
     for i, image in enumerate(synthetic_images(h, w, c)):
-        inputs.append(_normalize(image, card))
+        inputs.append(normalize_for_card(image, card))
         sources.append(f"synthetic:{i}")
     if sample_dir is not None:
         for path in image_files(sample_dir, "--sample-images")[:limit]:
-            inputs.append(_normalize(read_image(path, "--sample-images"), card))
+            inputs.append(normalize_for_card(read_image(path, "--sample-images"), card))
             sources.append(str(path))
     return inputs, sources
 
 
-def _normalize(image: np.ndarray, card: dict) -> np.ndarray:
+def normalize_for_card(image: np.ndarray, card: dict) -> np.ndarray:
+    """A decoded image as the model takes it: the card's size, channel order (rgb, bgr, gray, rgba, bgra), mean, std."""
     spec = card["input"]
-    if spec["channels"] == 1:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        gray = cv2.resize(gray, (spec["width"], spec["height"]))
-        mean = float(np.ravel(card["preprocess"]["mean"])[0])
-        std = float(np.ravel(card["preprocess"]["std"])[0])
-        return ((gray.astype(np.float32) - mean) / std)[..., None]
     return normalize(image, card["preprocess"], spec["height"], spec["width"])

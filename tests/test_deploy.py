@@ -64,8 +64,8 @@ def test_second_deploy_of_the_same_bundle_uploads_almost_nothing(board, bundle_d
 
 
 def test_cli_deploy_json_and_status(board, bundle_dir):
-    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--json", *board.cli_args()], capture_output=True,
-                         text=True)
+    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--json", *board.cli_args()],
+                         capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout)
     assert {"host", "release", "bytes_uploaded", "files_reused", "health", "seconds"} <= set(result)
@@ -86,8 +86,8 @@ def test_cli_deploy_json_and_status(board, bundle_dir):
 
 
 def test_dry_run_says_what_would_be_sent_and_writes_nothing(board, bundle_dir):
-    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--dry-run", *board.cli_args()], capture_output=True,
-                         text=True)
+    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--dry-run", *board.cli_args()],
+                         capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert "models/classifier/model.onnx" in ran.stdout and "send" in ran.stdout
     assert not board.remote_dir.exists()
@@ -117,8 +117,8 @@ def test_model_failing_parity_on_the_board_is_rolled_back(board, bundle_dir, tmp
     onnx.save(model, str(model_path))
     reseal(bad_bundle)
 
-    ran = subprocess.run(EDGEPAD + ["deploy", str(bad_bundle), "--json", *board.cli_args()], capture_output=True,
-                         text=True)
+    ran = subprocess.run(EDGEPAD + ["deploy", str(bad_bundle), "--json", *board.cli_args()],
+                         capture_output=True, text=True)
 
     assert ran.returncode != 0
     result = json.loads(ran.stdout)

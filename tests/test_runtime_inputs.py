@@ -115,7 +115,10 @@ def test_edgepad_run_json_shape(runtime_bundle, faces_dir, tmp_path):
                      "--draw", tmp_path / "faces.png")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"faces", "timings_ms"} and len(data["faces"]) == 6
+    assert set(data) == {"faces", "timings_ms", "backends"} and len(data["faces"]) == 6
+    assert data["backends"] == {"pnet": "onnxruntime", "rnet": "onnxruntime", "onet": "onnxruntime",
+                                "classifier": "onnxruntime"}  # the bundle has no NPU files
+    assert result.stderr.count("no NPU files") == 1
     assert set(data["timings_ms"]) == {"detect", "align", "classify", "total"}
     for face in data["faces"]:
         assert len(face["box"]) == 4 and np.shape(face["landmarks"]) == (5, 2)

@@ -116,7 +116,7 @@ def spread_over_folders(files: list[Path], count: int) -> list[Path]:
 
 def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
     """Normalised (H, W, C) inputs from --calibration DIR, preprocessed exactly as the model card says."""
-    from ..parity_inputs import _normalize, image_files, read_image
+    from ..parity_inputs import image_files, normalize_for_card, read_image
 
     if folder is None:
         if required:
@@ -126,7 +126,7 @@ def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[li
     if count < 1:
         raise UsageError(f"--calibration-count {count}: must be at least 1")
     files = spread_over_folders(image_files(folder, "--calibration"), count)
-    return [_normalize(read_image(path, "--calibration"), card) for path in files], [str(p) for p in files]
+    return [normalize_for_card(read_image(path, "--calibration"), card) for path in files], [str(p) for p in files]
 
 
 def case_name(model_name: str) -> str:

@@ -13,10 +13,12 @@ from edgepad.commands.options import board_command, board_options, verbose_optio
 @board_options
 @click.option("--image", required=True, type=click.Path(path_type=Path), help="Image with faces, run on both sides.")
 @click.option("--bundle", type=click.Path(path_type=Path),
-              help="Local bundle for the host side [default: a copy of the board's current release].")
+              help="Local bundle whose manifest the board's model files must match [default: the board's own "
+                   "manifest]. The host always runs its own installed runtime.")
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per side (after one warm-up).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
-              help="Board backend [default: the runtime's choice]; the host uses it too unless it is ksnn.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn", "tflite"]),
+              help="Board backend [default: the runtime's choice, ksnn for models with NPU files]; the host uses it "
+              "too, or onnxruntime for ksnn and the default.")
 @click.option("--plot", type=click.Path(path_type=Path), default=Path("bench.png"), show_default=True,
               help="PNG written with the per-stage bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")

@@ -7,26 +7,32 @@ from pathlib import Path
 import click
 
 from edgepad.commands.options import board_command, board_options, verbose_option
-from edgepad.errors import EdgepadError
+from edgepad.errors import EdgepadError, UsageError
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @board_options
 @click.option("--keep", "keep_arg", type=int, default=5, show_default=True,
-              help="Releases kept on the board (the current one always stays).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
+              help="Releases kept on the board (the current one and the one it replaced always stay).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn", "tflite"]),
               help="Runtime backend for the health check [default: the runtime's choice].")
 @click.option("--dry-run", is_flag=True, help="Connect and say what would be sent and reused; change nothing.")
 @click.option("--no-health-check", is_flag=True, help="Skip the parity check on the board (not recommended).")
+@click.option("--health-timeout", type=float, default=300, show_default=True,
+              help="Seconds the health check may take on the board (a first NPU load takes minutes); past it the "
+                   "runtime is stopped and the release set aside.")
+@click.option("--break-lock", is_flag=True,
+              help="Free the deploy lock of a client that is gone (killed, or cut off before sshd noticed); "
+                   "says who held it.")
 @click.option("--parallel", type=int, default=4, show_default=True, help="Boards deployed at once.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON on stdout (one object; {'hosts': [...]} for several boards).")
 @verbose_option
 @board_command
 def deploy(hosts, board, kwargs):
-    """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, switch `current` atomically,
-    run the runtime's parity check on the board, and roll back by itself if it fails.
+    """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, run the runtime's parity check
+    on the new release, and only when it passes switch `current` atomically (else `current` never moves).
 
     \b
     Board layout: REMOTE_DIR/releases/<id>/ (copies of the bundle), REMOTE_DIR/current -> releases/<id>.
@@ -36,8 +42,11 @@ def deploy(hosts, board, kwargs):
     from edgepad.deploy.pipeline import DeployOptions, deploy_many
     from edgepad.progress import Bars
 
+    if kwargs["health_timeout"] <= 0:
+        raise UsageError(f"--health-timeout {kwargs['health_timeout']:g}: give a number of seconds above 0")
     options = DeployOptions(kwargs["bundle"], board, keep=kwargs["keep_arg"], backend=kwargs["backend"],
-                            dry_run=kwargs["dry_run"], health_check=not kwargs["no_health_check"])
+                            dry_run=kwargs["dry_run"], health_check=not kwargs["no_health_check"],
+                            health_timeout=kwargs["health_timeout"], break_lock=kwargs["break_lock"])
     with Bars(unit="bytes", quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
         outcomes = deploy_many(hosts, options, _upload_observer(bars), parallel=kwargs["parallel"])
     if kwargs["as_json"]:
@@ -47,9 +56,12 @@ def deploy(hosts, board, kwargs):
         click.echo(json.dumps(objects[0] if len(objects) == 1 else several, indent=2))
     else:
         _print_outcomes(outcomes, options.dry_run)
+    for outcome in outcomes:
+        if outcome.result and outcome.result.broke_lock:
+            click.echo(f"{outcome.host}: broke the deploy lock held by {outcome.result.broke_lock}", err=True)
     failed = [o for o in outcomes if not o.passed]
-    if len(outcomes) == 1 and failed and failed[0].error:
-        raise _ErrorLine(failed[0].error)
+    if len(outcomes) == 1 and failed:
+        raise _ErrorLine(failed[0].error or failed[0].result.failure)
     if failed:
         raise _ErrorLine(f"{len(failed)} of {len(outcomes)} board(s) failed: {', '.join(o.host for o in failed)}")
 
@@ -57,6 +69,8 @@ def deploy(hosts, board, kwargs):
 @click.command()
 @board_options
 @click.option("--to", "to_release", help="Release id to switch to [default: the one before current].")
+@click.option("--break-lock", is_flag=True,
+              help="Free the deploy lock of a client that is gone; says who held it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @verbose_option
 @board_command
@@ -64,7 +78,10 @@ def rollback(hosts, board, kwargs):
     """Point the board's `current` back at the previous release (atomically)."""
     from edgepad.deploy.pipeline import rollback_host
 
-    results = [rollback_host(h, board, kwargs["to_release"]) for h in hosts]
+    results = [rollback_host(h, board, kwargs["to_release"], kwargs["break_lock"]) for h in hosts]
+    for r in results:
+        if r.get("broke_lock"):
+            click.echo(f"{r['host']}: broke the deploy lock held by {r['broke_lock']}", err=True)
     if kwargs["as_json"]:
         click.echo(json.dumps(results[0] if len(results) == 1 else {"hosts": results}, indent=2))
         return
@@ -139,12 +156,12 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
             for entry in plan["reuse"]:
                 console.print(f"  reuse {entry['path']} (from {entry['from_release']})")
             continue
-        if result.health is not None:
+        if result.health is not None and result.health.outputs:
             _print_health(console, outcome.host, result.health)
         mark = "[green]✓[/green]" if result.passed else "[red]✗[/red]"
         state = ("health check passed" if result.health and result.health.passed else
                  "no health check" if result.health is None else
-                 f"health check FAILED, rolled back to {result.previous or 'no release'}")
+                 f"health check FAILED, current still {result.previous or 'no release'}")
         repaired = f", {len(result.files_repaired)} re-sent after sha256 mismatch" if result.files_repaired else ""
         console.print(f"{mark} {outcome.host}: release {result.release}, sent {result.files_uploaded} files "
                       f"({result.bytes_uploaded / 1e6:.2f} MB), reused {result.files_reused}{repaired}, {state}, "
@@ -182,6 +199,9 @@ def _print_status(s: dict) -> None:
                f"{', '.join(s['available_backends']) or '?'})")
     click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}, "
                f"NPU driver {board['npu_driver'] or 'not present'}")
+    mainline = (f"Teflon {board['teflon']}" if board.get("teflon") else "no Teflon delegate") + (
+        ", etnaviv loaded" if board.get("etnaviv") else ", no etnaviv driver")
+    click.echo(f"  mainline NPU    : {mainline} (the tflite backend's NPU path)")
     if "corrupted_files" in s:
         integrity = ("all files match the manifest" if not s["corrupted_files"] else
                      "CORRUPTED: " + ", ".join(s["corrupted_files"]))

@@ -191,3 +191,51 @@ def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     np.testing.assert_allclose(npu_faces[0].landmarks, cpu_faces[0].landmarks, atol=1e-2)
     inits = [c for c in ksnn_standin.StandInKSNN.calls if c[0] == "nn_init"]
     assert len(inits) == len(sizes) + 2  # one NBG per pyramid size, RNet, ONet
+
+
+def test_embedding_model_and_gallery(bundle, embedding_model, faces, tmp_path):
+    """vim3_infer.py with models/embedding/ and --gallery: an L2-normalised embedding per face, no live score,
+    the nearest enrolled person; the same embedding on onnxruntime and on OpenCV's Caffe, and by hand."""
+    import onnxruntime
+
+    from runtime.align import align_face
+    from runtime.backends import load_model
+    from runtime.detector import MtcnnDetector
+
+    board = tmp_path / "bundle"
+    shutil.copytree(str(bundle / "runtime"), str(board / "runtime"))
+    for name in ("pnet", "rnet", "onet"):
+        shutil.copytree(str(bundle / "models" / name), str(board / "models" / name))
+    shutil.copytree(str(embedding_model), str(board / "models" / "embedding"))
+    gallery = tmp_path / "gallery"
+    (gallery / "eileen").mkdir(parents=True)
+    shutil.copy(str(faces / "astronaut.png"), str(gallery / "eileen"))
+    (gallery / "tom").mkdir()
+    hanks = cv2.copyMakeBorder(cv2.imread(str(faces / "Tom_Hanks_54745.png")), 56, 56, 56, 56, cv2.BORDER_REPLICATE)
+    cv2.imwrite(str(gallery / "tom" / "hanks.png"), hanks)
+
+    def infer(*extra):
+        completed = subprocess.run([sys.executable, str(board / "runtime" / "vim3_infer.py"), "--bundle", str(board),
+                                    "--image", str(faces / "astronaut.png"), "--gallery", str(gallery), *extra],
+                                   capture_output=True, text=True)
+        assert completed.returncode == 0, completed.stderr
+        (face,) = json.loads(completed.stdout)["faces"]
+        return face
+
+    face = infer()
+    assert "live" not in face and "is_live" not in face
+    embedding = np.array(face["embedding"])
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
+    assert face["identity"] == face["nearest"] == "eileen" and face["distance"] < 1e-5
+    on_caffe = infer("--backend", "opencv")  # the detector runs on Caffe too: landmarks move by a few 0.01 px
+    np.testing.assert_allclose(on_caffe["landmarks"], face["landmarks"], atol=0.11)
+    assert on_caffe["identity"] == "eileen" and float(np.dot(on_caffe["embedding"], embedding)) > 0.9999
+    assert infer("--match-threshold", "0")["identity"] is None
+
+    image = cv2.imread(str(faces / "astronaut.png"))
+    detector = MtcnnDetector(*(load_model(bundle / "models" / n, "onnxruntime") for n in ("pnet", "rnet", "onet")))
+    (found,) = detector.detect(image)
+    crop = cv2.cvtColor(align_face(image, found.landmarks, 112), cv2.COLOR_BGR2RGB).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(embedding_model / "model.onnx"))
+    vector = session.run(None, {session.get_inputs()[0].name: ((crop - 127.5) / 127.5)[None]})[0][0]
+    np.testing.assert_allclose(embedding, vector / np.linalg.norm(vector), atol=1e-5)

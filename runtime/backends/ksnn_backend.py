@@ -88,8 +88,9 @@ class KsnnModel(InferenceModel):
         call = self.entry.get("ksnn") or {}
         self.reorder = call.get("reorder", self.entry.get("reorder", "0 1 2"))
         self.platform = call.get("platform", self.entry.get("platform", "ONNX"))
-        self.input_layout = call.get("layout", self.entry.get("input_layout",
-                                                              "chw" if self.platform == "CAFFE" else "hwc"))
+        # KSNN's platform says how the values are laid out: interleaved for TENSORFLOW/KERAS/TFLITE, else planar
+        interleaved = self.platform in ("TENSORFLOW", "KERAS", "TFLITE")
+        self.input_layout = call.get("layout", self.entry.get("input_layout", "hwc" if interleaved else "chw"))
         self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
         if not self.output_names:
             self.output_names = [o["name"] for o in self.outputs]

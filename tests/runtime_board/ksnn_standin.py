@@ -85,6 +85,13 @@ READERS = {output_format.OUT_FORMAT_UINT8: ("NPU_ConvertTensorToData_U8", ctypes
            output_format.OUT_FORMAT_FLOAT32: ("NPU_ConvertTensorToData_F32", ctypes.c_float, np.float32)}
 
 
+def write_placeholder_library(path, onnx_file: str, input_nchw) -> None:
+    """The board suite's placeholder for a libnn_*.so: the ONNX model (relative to its folder) and NCHW input shape
+    StandInLibrary runs in its place."""
+    with open(str(path), "w") as f:
+        json.dump({"onnx": onnx_file, "input_nchw": [int(d) for d in input_nchw]}, f)
+
+
 def load_library(path: str):
     """ctypes.CDLL for a real shared object, StandInLibrary for the board suite's placeholder (a JSON file)."""
     with open(path, "rb") as f:

@@ -8,14 +8,9 @@ import subprocess
 import sys
 
 import cv2
+import ksnn_standin
 import numpy as np
 import pytest
-
-
-def standin_library(path, onnx_file, input_nchw):
-    """The board suite's placeholder for libnn_*.so: what ksnn_standin.StandInLibrary runs in its place."""
-    path.write_text(json.dumps({"onnx": onnx_file, "input_nchw": list(input_nchw)}))
-
 
 KSNN_CALL = {"platform": "ONNX", "reorder": "2 1 0", "layout": "chw"}  # what the vim3 target writes (ksnn_call)
 
@@ -27,8 +22,8 @@ def npu_copy(source, destination):
     (destination / "vim3" / "network_binary.nb").write_bytes(b"VPMN" + bytes(60))  # placeholder NBG
     card = json.loads((destination / "edgepad.json").read_text())
     shape = card["input"]
-    standin_library(destination / "vim3" / f"libnn_{source.name}.so", "../model.onnx",
-                    (1, shape["channels"], shape["height"], shape["width"]))
+    ksnn_standin.write_placeholder_library(destination / "vim3" / f"libnn_{source.name}.so", "../model.onnx",
+                                           (1, shape["channels"], shape["height"], shape["width"]))
     card["targets"]["vim3"] = {"nb": "vim3/network_binary.nb", "library": f"vim3/libnn_{source.name}.so",
                                "ksnn": dict(KSNN_CALL, channel_order="RGB", mean=card["preprocess"]["mean"],
                                             std=card["preprocess"]["std"])}
@@ -170,7 +165,8 @@ def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     for h, w in sizes:
         key = f"{h}x{w}"
         (pnet / "vim3" / f"pnet_{key}.nb").write_bytes(b"VPMN" + bytes(60))
-        standin_library(pnet / "vim3" / f"libnn_pnet_{key}.so", "../model.open.onnx", (1, 3, h, w))
+        ksnn_standin.write_placeholder_library(pnet / "vim3" / f"libnn_pnet_{key}.so", "../model.open.onnx",
+                                               (1, 3, h, w))
         oh, ow = pnet_output_hw(h, w)
         entries[key] = {"nb": f"vim3/pnet_{key}.nb", "library": f"vim3/libnn_pnet_{key}.so",
                         "outputs": [{"name": "bbox_reg", "shape": [1, oh, ow, 4]},

@@ -64,6 +64,7 @@ class ConvertOptions:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
+    nbg_format: int = 1  # the NBG header's format major: 1 as Khadas' VIM3 NBGs (see toolkit_env.NBG_FORMAT_SDKS)
 
 
 @dataclass

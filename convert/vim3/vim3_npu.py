@@ -77,7 +77,8 @@ def vim3_target(ctx) -> dict:
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
-    header = check_nbg_header(nbg, target_pid(target), target)
+    expected_major = options.nbg_format if options.npu_toolkit == "acuitylite" else None
+    header = check_nbg_header(nbg, target_pid(target), target, expected_major)
 
     section = {"target": target, "board": options.board, "backend": options.npu_toolkit,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
@@ -238,6 +239,8 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
 
 def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: dict, target: str,
                 header) -> dict:
+    from edgepad.runtime.backends.ksnn_backend import ksnn_call
+
     from ..pipeline import _sha256
 
     meta = json.loads((out_dir / "nbg_meta.json").read_text()) if (out_dir / "nbg_meta.json").is_file() else {}
@@ -258,12 +261,14 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         "board": ctx.options.board,
         "target": target,
         "pid": header.to_json()["pid"],
+        "nbg_format": header.to_json()["format"],
         "quantize": ctx.options.quantize,
         "quantizer": compilation.quantizer,
         "nbg": rel("network_binary.nb"),
         "meta": rel("nbg_meta.json") if "nbg_meta.json" in files else None,
         "layout": "nchw",
         "channel_order": ctx.card["preprocess"]["channel_order"],
+        "ksnn": ksnn_call(ctx.card["preprocess"]),
         "input": {"name": onnx_entry["input"], "shape": onnx_entry["input_shape"],
                   **(_tensor_spec(meta_inputs[0]) if meta_inputs else {})},
         "outputs": outputs,

@@ -66,7 +66,8 @@ def build_detector_models(out: str | os.PathLike, force: bool = False, targets: 
             options = ConvertOptions(model=h5, out=work / net, targets=targets, mean=(MTCNN_MEAN,),
                                      std=(MTCNN_STD,), channel_order="rgb")
             convert_model(options, steps)
-            with steps.step(f"Opening {net.upper()}'s batch{' and size' if net == 'pnet' else ''} for the host runtime"):
+            opened = "batch and size" if net == "pnet" else "batch"
+            with steps.step(f"Opening {net.upper()}'s {opened} for the host runtime"):
                 _write_open_onnx(net, work / net)
     return Path(out)
 
@@ -164,7 +165,7 @@ def _check_open_model(net: str, open_path: Path) -> ParityResult:
         x = rng.uniform(-1, 1, shape).astype(np.float32)
         keras_out = [np.asarray(t) for t in keras_model(x, training=False)]
         onnx_out = run_onnx(str(open_path), [x])
-        for (name, values), expected in zip(onnx_out.items(), keras_out):
+        for (name, values), expected in zip(onnx_out.items(), keras_out, strict=True):
             reference.setdefault(f"{name}@{shape[1]}x{shape[2]}", []).append(expected)
             candidate.setdefault(f"{name}@{shape[1]}x{shape[2]}", []).append(values[0])
     parity = compare_outputs(reference, candidate, reference_name="keras", candidate_name=open_path.name)

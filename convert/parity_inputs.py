@@ -19,7 +19,7 @@ def synthetic_images(height: int, width: int, channels: int, count: int = SYNTHE
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     images = []
-    for i in range(count):
+    for _ in range(count):
         angle = rng.uniform(0, 2 * np.pi)
         ramp = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)[..., None]
         cy, cx = rng.uniform(0.2, 0.8, 2) * (height, width)
@@ -65,12 +65,6 @@ def parity_images(card: ModelCard, sample_dir: str | Path | None,
 
 
 def normalize_for_card(image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """A decoded image as the card's model takes it (H, W, C), gray models included."""
+    """A decoded image as the model takes it: the card's size, channel order (rgb, bgr, gray, rgba, bgra), mean, std."""
     spec = card.input
-    if spec.channels == 1:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        gray = cv2.resize(gray, (spec.width, spec.height))
-        mean = float(card.preprocess.mean[0])
-        std = float(card.preprocess.std[0])
-        return ((gray.astype(np.float32) - mean) / std)[..., None]
     return normalize(image, card.preprocess, spec.height, spec.width)

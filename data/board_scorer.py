@@ -23,6 +23,7 @@ from edgepad.runtime.card import CardError, ModelCard
 from .scorers import Scorer, read_model_card, spoof_index
 
 CLASSIFIER = "classifier"  # the bundle's name for the PAD model
+EMBEDDING = "embedding"  # and for a face recognition model
 BOARD_TIMEOUT_S = 3600
 
 
@@ -43,15 +44,30 @@ class BoardScorer(Scorer):
         self.default_threshold = card.spoof_threshold
         self.threshold_source = f"model card {self.default_threshold}"
         self.layout = card.targets.onnx.layout if card.targets.onnx is not None else "nhwc"
-        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card))
+        self.model_name = EMBEDDING if card.task == "embedding" else CLASSIFIER
+        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card), card.head)
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """All crops in one round trip: one upload, one runtime run, one download."""
+        probabilities = self._on_board(np.stack([self._load(p) for p in paths]))
+        if progress:
+            progress(len(paths), len(paths))
+        return self.spoof_of(probabilities, len(paths))
+
+    def outputs(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's raw outputs for aligned faces (an embedding model's embeddings), in one round trip."""
+        from edgepad.runtime.preprocess import normalize
+
+        batch = np.stack([normalize(image, self.preprocess, self.height, self.width) for image in images_bgr])
+        return np.asarray(self._on_board(batch), np.float64).reshape(len(images_bgr), -1)
+
+    def _on_board(self, batch: np.ndarray) -> np.ndarray:
+        """The model's first output for a normalised NHWC batch, computed by the board's current release."""
         from edgepad.deploy.health import runtime_command
         from edgepad.deploy.inventory import parse_host
         from edgepad.deploy.pipeline import open_board
 
-        batch = np.stack([self._load(p) for p in paths]).astype(np.float32)
+        batch = batch.astype(np.float32)
         if self.layout == "nchw":
             batch = batch.transpose(0, 3, 1, 2)
         spec = parse_host(self.target.host, "khadas", 22)
@@ -63,7 +79,7 @@ class BoardScorer(Scorer):
             self._check_same_classifier(board, release)
             inputs_name, outputs_name = f".evaluate-{token}.npz", f".evaluate-{token}.out.npz"
             buffer = io.BytesIO()
-            np.savez(buffer, **{CLASSIFIER: batch})
+            np.savez(buffer, **{self.model_name: batch})
             buffer.seek(0)
             board.connection.sftp.putfo(buffer, board.path(inputs_name))
             try:
@@ -74,7 +90,7 @@ class BoardScorer(Scorer):
                 ran = board.connection.run(argv, timeout=BOARD_TIMEOUT_S)
                 if ran.exit_code != 0:
                     lines = ran.stderr.decode(errors="replace").strip().splitlines()
-                    raise DeployError(f"{board.name}: the runtime exited with {ran.exit_code} scoring the crops: "
+                    raise DeployError(f"{board.name}: the runtime exited with {ran.exit_code} running the crops: "
                                       f"{lines[-1] if lines else 'no message'}")
                 received = io.BytesIO()
                 board.connection.sftp.getfo(board.path(outputs_name), received)
@@ -84,25 +100,23 @@ class BoardScorer(Scorer):
                         board.op("remove", path=name)
         received.seek(0)
         with np.load(received, allow_pickle=False) as data:
-            keys = [k for k in data.files if k.startswith(f"{CLASSIFIER}/")]
-            probabilities = data[keys[0]]
-        if progress:
-            progress(len(paths), len(paths))
-        return np.asarray(probabilities, np.float64).reshape(len(paths), -1)[:, self.spoof_index]
+            keys = [k for k in data.files if k.startswith(f"{self.model_name}/")]
+            return data[keys[0]]
 
     def _check_same_classifier(self, board, release: str) -> None:
         buffer = io.BytesIO()
         try:
-            board.connection.sftp.getfo(board.release_path(release, "models", CLASSIFIER, "edgepad.json"), buffer)
+            remote_card = board.release_path(release, "models", self.model_name, "edgepad.json")
+            board.connection.sftp.getfo(remote_card, buffer)
         except OSError:
-            raise DeployError(f"{board.name}: release {release} has no models/{CLASSIFIER}; deploy a bundle "
-                              "built with this classifier") from None
-        where = f"{board.name}:{board.release_path(release, 'models', CLASSIFIER, 'edgepad.json')}"
+            raise DeployError(f"{board.name}: release {release} has no models/{self.model_name}; deploy a bundle "
+                              f"built with this {self.model_name} model") from None
+        where = f"{board.name}:{board.release_path(release, 'models', self.model_name, 'edgepad.json')}"
         try:
             remote = ModelCard.from_dict(json.loads(buffer.getvalue().decode()), where)
         except (ValueError, CardError) as error:
-            raise DeployError(f"{error}; deploy a bundle of this classifier again") from None
+            raise DeployError(f"{error}; deploy a bundle of this {self.model_name} model again") from None
         if remote.sha256 != self.card.sha256:
-            raise UsageError(f"MODEL: the board's current release {release} runs another classifier than this "
-                             "convert output; deploy a bundle of it first, or give the folder the bundle was built "
-                             "from")
+            raise UsageError(f"MODEL: the board's current release {release} runs another {self.model_name} than "
+                             "this convert output; deploy a bundle of it first, or give the folder the bundle was "
+                             "built from")

@@ -16,7 +16,7 @@ from edgepad.errors import InputFileError, UsageError
 from .board_scorer import BoardScorer, BoardTarget
 from .crops import Crop, list_crops, resolve_split
 from .metrics import PadMetrics, eer_threshold, pad_metrics
-from .scorers import SCORERS, Scorer
+from .scorers import SCORERS, KerasScorer, Scorer, read_model_card
 
 UNITS = ("frame", "video")
 # Where the crops are scored: the Keras original, each conversion on this machine, and the deployed board.
@@ -64,6 +64,10 @@ def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
         raise UsageError("--threshold and --dev: give one; --dev fixes the threshold at the dev set's EER")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
         raise UsageError(f"--threshold {options.threshold}: give a spoof probability between 0 and 1")
+    if (Path(options.model) / "edgepad.json").is_file() and \
+            read_model_card(options.model, options.stage).task == "embedding":
+        raise UsageError(f"MODEL {options.model}: an embedding model; evaluate it on face pairs with --pairs "
+                         "pairs.txt (LFW layout) or an insightface .bin as DATA")
     test_crops = list_crops(resolve_split(options.data, "Test"))
     dev_crops = list_crops(resolve_split(options.dev_data, "Train", "--dev"), "--dev") if options.dev_data else []
     scorer = make_scorer(options.stage, options.model, options.board)
@@ -94,13 +98,20 @@ def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
     return result
 
 
-def make_scorer(stage: str, model: Path, board_target: BoardTarget | None = None) -> Scorer:
-    """The scorer of `model` at `stage`; `board_target` is where the board stage runs."""
+def make_scorer(stage: str, model: Path, board_target: BoardTarget | None = None, custom_objects: Path | None = None,
+                output_layer: str | None = None) -> Scorer:
+    """The scorer of `model` at `stage`; `board_target` is where the board stage runs; `custom_objects` and
+    `output_layer` load and cut a Keras .h5 as `edgepad convert` does (keras stage only)."""
     model = Path(model)
     if not model.exists():
         raise InputFileError(f"MODEL {model}: no such file or folder")
+    if stage != "keras" and (custom_objects is not None or output_layer is not None):
+        raise UsageError("--custom-objects and --output-layer are for the keras stage (a .h5); a convert output "
+                         "folder is already cut")
     if stage == "board":
         return BoardScorer(model, board_target)
+    if stage == "keras":
+        return KerasScorer(model, custom_objects, output_layer)
     return SCORERS[stage](model)
 
 

@@ -26,18 +26,39 @@ class Scorer:
     default_threshold = 0.5
     threshold_source = "default 0.5"
 
-    def __init__(self, preprocess: Preprocess, height: int, width: int, spoof_index: int):
+    def __init__(self, preprocess: Preprocess, height: int, width: int, spoof_index: int, head: str | None = None):
         self.preprocess, self.height, self.width, self.spoof_index = preprocess, height, width, spoof_index
+        self.head = head  # the card's head (softmax, sigmoid, logits); None: the output is the probabilities
+
+    def spoof_of(self, outputs: np.ndarray, count: int) -> np.ndarray:
+        """P(spoof) per row of the classifier's output, as the runtime computes P(live) from the card's head."""
+        from edgepad.runtime.classifier import live_probability
+
+        rows = np.asarray(outputs, np.float64).reshape(count, -1)
+        if self.head is None:
+            return rows[:, self.spoof_index]
+        return 1.0 - live_probability(rows, self.head, 1 - self.spoof_index)
 
     def spoof_scores(self, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         scores = []
         for start in range(0, len(paths), BATCH):
             batch = np.stack([self._load(p) for p in paths[start:start + BATCH]])
             probabilities = self._run(batch)
-            scores.extend(np.asarray(probabilities, np.float64).reshape(len(batch), -1)[:, self.spoof_index])
+            scores.extend(self.spoof_of(probabilities, len(batch)))
             if progress:
                 progress(min(start + BATCH, len(paths)), len(paths))
         return np.array(scores)
+
+    def outputs(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's raw output per image (already cut and aligned as the model takes it): (N, values)."""
+        from edgepad.runtime.preprocess import normalize
+
+        rows = []
+        for start in range(0, len(images_bgr), BATCH):
+            batch = np.stack([normalize(image, self.preprocess, self.height, self.width)
+                              for image in images_bgr[start:start + BATCH]])
+            rows.append(np.asarray(self._run(batch), np.float64).reshape(len(batch), -1))
+        return np.concatenate(rows) if rows else np.zeros((0, 0))
 
     def _load(self, path: Path) -> np.ndarray:
         import cv2
@@ -54,15 +75,21 @@ class Scorer:
 
 
 class KerasScorer(Scorer):
-    def __init__(self, model_path: Path):
-        from edgepad.convert.onnx.keras_loading import inspect_h5, load_keras_model, prefer_legacy_keras_for
+    def __init__(self, model_path: Path, custom_objects: Path | None = None, output_layer: str | None = None):
+        from edgepad.convert.onnx.keras_loading import (
+            cut_at_layer,
+            inspect_h5,
+            load_custom_objects,
+            load_keras_model,
+            prefer_legacy_keras_for,
+        )
 
         if model_path.is_dir():
             raise UsageError(f"--stage keras: {model_path} is a folder; give the .h5 file (a convert output "
                              "folder runs with --stage onnx, caffe or vim3-emulated)")
         info = inspect_h5(model_path)
         prefer_legacy_keras_for(info)
-        self.model = load_keras_model(info, {})
+        self.model = cut_at_layer(load_keras_model(info, load_custom_objects(custom_objects)), info, output_layer)
         _, height, width, _ = self.model.inputs[0].shape
         super().__init__(DEFAULT_PREPROCESS, int(height), int(width), spoof_index=1)
 
@@ -83,7 +110,7 @@ class RuntimeScorer(Scorer):
         self.model = load_model(str(model_dir), runtime_backend, **backend_options)
         self.default_threshold = card.spoof_threshold
         self.threshold_source = f"model card {self.default_threshold}"
-        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card))
+        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card), card.head)
 
     def _run(self, batch):
         outputs = self.model.run(batch.astype(np.float32))
@@ -105,7 +132,7 @@ class OnnxScorer(Scorer):
         self.layout = entry.layout
         self.default_threshold = card.spoof_threshold
         self.threshold_source = f"model card {self.default_threshold}"
-        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card))
+        super().__init__(card.preprocess, card.input.height, card.input.width, spoof_index(card), card.head)
 
     def _run(self, batch):
         rows = batch.transpose(0, 3, 1, 2) if self.layout == "nchw" else batch
@@ -151,4 +178,6 @@ SCORERS: dict[str, Callable[[Path], Scorer]] = {
     "onnx": OnnxScorer,
     "caffe": lambda model_dir: RuntimeScorer(model_dir, "opencv", "caffe", "caffe"),
     "vim3-emulated": _vim3_emulated,
+    # the integer TFLite model (`--to tflite`) in the host's interpreter, with the reference kernels the board runs
+    "tflite": lambda model_dir: RuntimeScorer(model_dir, "tflite", "tflite", "tflite", warn=lambda _message: None),
 }

@@ -21,12 +21,14 @@ from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_o
 from edgepad.runtime.card import ModelCard
 
 from . import manifest as manifest_io
-from .reference import per_input
+from .reference import TFLITE_REFERENCE, per_input
 from .remote import Board
 
 HEALTH_TIMEOUT_S = 300  # a first NPU load on a VIM3 (the driver builds its caches) takes minutes
 HEALTH_OUTPUT_MAX_BYTES = 256 << 20  # far above real outputs; a runaway runtime's file is not read into memory
 NPU_RUNTIME_BACKENDS = {"ksnn", "npu", "vim3"}  # runtime backends that run the quantized NPU model
+# runtime backend -> the card's target it runs quantized (a model without that target runs on the CPU backend)
+QUANTIZED_TARGET_OF = {**{backend: "vim3" for backend in NPU_RUNTIME_BACKENDS}, "tflite": "tflite"}
 UNREADABLE_OUTPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError, EOFError,
                             zipfile.BadZipFile, pickle.UnpicklingError)
 
@@ -46,7 +48,7 @@ class HealthResult:
 
 def tolerance_for(backend: str) -> tuple[float | None, float | None]:
     """(atol, min_cosine) by precision: quantized NPU models keep direction, float ones keep values."""
-    if backend in NPU_RUNTIME_BACKENDS:
+    if backend in QUANTIZED_TARGET_OF:
         return None, QUANTIZED_MIN_COSINE
     return FLOAT32_ATOL, None
 
@@ -96,6 +98,12 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
             board_outputs = {k: data[k] for k in data.files}
         with np.load(Path(bundle_dir) / "reference" / "outputs.npz", allow_pickle=False) as data:
             host_outputs = {k: data[k] for k in data.files}
+        tflite_reference = Path(bundle_dir) / "reference" / TFLITE_REFERENCE
+        if used_backend == "tflite" and tflite_reference.is_file():
+            # models with a tflite target are judged against the host's TFLite interpreter, the others (run on the
+            # CPU backend) against onnxruntime
+            with np.load(tflite_reference, allow_pickle=False) as data:
+                host_outputs.update({k: data[k] for k in data.files})
         cards = manifest_io.load(bundle_dir).models
         result = compare(host_outputs, board_outputs, used_backend, cards)
     except UNREADABLE_OUTPUT_ERRORS as error:
@@ -115,8 +123,10 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
     errors = []
     models = sorted({key.split("/", 1)[0] for key in host_outputs})
     for model in models:
-        has_npu_binary = cards is None or (model in cards and cards[model].targets.vim3 is not None)
-        atol, min_cosine = tolerance_for(used_backend if has_npu_binary else "onnxruntime")
+        quantized_target = QUANTIZED_TARGET_OF.get(used_backend)
+        runs_quantized = quantized_target and (cards is None or (
+            model in cards and quantized_target in cards[model].targets))
+        atol, min_cosine = tolerance_for(used_backend if runs_quantized else "onnxruntime")
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]
         if missing:
@@ -134,7 +144,9 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
             errors.append(f"{model}: the board's outputs have other shapes than the host's")
             rows += [{"model": model, "output": n, "passed": False, "error": "shape"} for n in names]
             continue
-        parity = compare_outputs(reference, candidate, reference_name="host onnxruntime",
+        on_tflite = runs_quantized and used_backend == "tflite"
+        reference_name = "host TFLite interpreter" if on_tflite else "host onnxruntime"
+        parity = compare_outputs(reference, candidate, reference_name=reference_name,
                                  candidate_name=f"board {used_backend}", atol=atol, min_cosine=min_cosine)
         for output in parity.to_json()["outputs"]:
             rows.append({"model": model, "output": output["name"], "max_abs": output["max_abs"],

@@ -30,6 +30,7 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
             "board": {
                 "python": facts["python"], "machine": facts["machine"], "cpu_serial_prefix": serial[:4] or None,
                 "is_vim3": serial.lower().startswith(VIM3_SERIAL_PREFIX), "npu_driver": facts["npu_driver"],
+                "teflon": facts.get("teflon"), "etnaviv": facts.get("etnaviv", False),
             },
         }
         if not scan["current"]:
@@ -40,7 +41,8 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
         status["bundle_versions"] = manifest.get("versions", {})
         cards = model_cards(manifest, f"{board.name}:{board.release_path(scan['current'], MANIFEST_NAME)}")
         status["models"] = {name: {"task": card.task, "input": card.to_dict()["input"],
-                                   "targets": sorted(card.targets.names())}
+                                   "targets": sorted(card.targets.names()),
+                                   "nbg_format": card.targets.vim3.nbg_format if card.targets.vim3 else None}
                             for name, card in cards.items()}
         probe = board.connection.run([board.python, "-c", RUNTIME_BACKEND_PROBE, board.release_path(scan["current"])])
         if probe.exit_code == 0:

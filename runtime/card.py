@@ -7,10 +7,11 @@ Read, written and validated here only. Python 3.8 and the standard library: this
 Shape (CARD_VERSION 1; a card without `card_version`, as edgepad wrote before it, is version 1 — it wrote
 `edgepad_card: 1`):
 
-    card_version, name, source {file, sha256, keras_version, loader, output_layer},
-    input {height, width, channels, dtype}, preprocess {mean[], std[], channel_order, resize},
-    outputs [{name, shape}], task (classifier|embedding), labels [], live_index, threshold,
-    targets {onnx, onnx_nchw, onnx_open: OnnxEntry; caffe: CaffeEntry; vim3: Vim3Entry; any other name: a dict},
+    card_version, name, source {file, sha256, kind, layout, keras_version, loader, output_layer},
+    input {height, width, channels, dtype}, preprocess {mean[], std[], channel_order (CHANNEL_ORDERS), resize},
+    outputs [{name, shape}], task (classifier|embedding), head, labels [], live_index, threshold, match_threshold,
+    targets {onnx, onnx_nchw, onnx_open: OnnxEntry; caffe: CaffeEntry; vim3: Vim3Entry (with ksnn: KsnnCall);
+             tflite: TfliteEntry; any other name: a dict},
     mtcnn {net, package, note} (detector nets only), sha256 {file name: sha256}.
 
 Every object keeps keys it does not know in `extra` (written back unchanged), so a field added by a newer
@@ -25,6 +26,8 @@ from typing import Any, Dict, List, Optional
 
 CARD_VERSION = 1
 CARD_FILE = "edgepad.json"
+# channel order -> how many channels the model takes (preprocess.py converts a decoded image to each)
+CHANNEL_ORDERS = {"rgb": 3, "bgr": 3, "gray": 1, "rgba": 4, "bgra": 4}
 _LEGACY_VERSION_KEY = "edgepad_card"  # what edgepad wrote before `card_version`
 
 
@@ -90,10 +93,12 @@ def _list_of(cls):
 
 @dataclass
 class Source(_Part):
-    """The Keras file the card was converted from."""
+    """The model file the card was converted from (.h5, .keras, a SavedModel folder or .onnx)."""
 
     file: Optional[str] = None
     sha256: Optional[str] = None
+    kind: Optional[str] = None  # what sources.py detected: h5, keras, savedmodel, onnx
+    layout: Optional[Dict[str, str]] = None  # an .onnx input: {"value": nhwc|nchw, "from": graph|--layout ...}
     keras_version: Optional[str] = None
     loader: Optional[str] = None
     output_layer: Optional[str] = None
@@ -134,8 +139,8 @@ class Preprocess(_Part):
     @classmethod
     def from_dict(cls, data, where="preprocess") -> "Preprocess":
         spec = _from(cls, data, where)
-        if spec.channel_order not in ("rgb", "bgr"):
-            raise CardError(f"{where}.channel_order: '{spec.channel_order}' is neither rgb nor bgr")
+        if spec.channel_order not in CHANNEL_ORDERS:
+            raise CardError(f"{where}.channel_order: '{spec.channel_order}' is none of {', '.join(CHANNEL_ORDERS)}")
         spec.mean = [float(v) for v in _as_list(spec.mean)]
         spec.std = [float(v) for v in _as_list(spec.std)]
         return spec
@@ -249,6 +254,28 @@ class NpuLibrary(_Part):
 
 
 @dataclass
+class KsnnCall(_Part):
+    """targets.vim3.ksnn: how a KSNN script calls nn_inference for this model and what it feeds (see
+    runtime/backends/ksnn_backend.py's ksnn_call); mean/std None when the graph takes raw pixels."""
+
+    platform: str = "ONNX"
+    reorder: str = "2 1 0"
+    channel_order: str = "RGB"
+    layout: str = "chw"
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, where="targets.vim3.ksnn") -> "KsnnCall":
+        return _from(cls, data, where)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = _to(self)  # mean/std null is meaningful (raw pixels): written out
+        return {**data, "mean": self.mean, "std": self.std}
+
+
+@dataclass
 class Vim3Entry(_Part):
     """targets.vim3: the NBG for the VIM3 NPU, as the vim3 target writes it and the ksnn backend reads it.
 
@@ -263,12 +290,14 @@ class Vim3Entry(_Part):
     board: Optional[str] = None
     target: Optional[str] = None  # e.g. VIPNANOQI_PID0X88
     pid: Optional[str] = None
+    nbg_format: Optional[str] = None  # the NBG header's format word, e.g. "0x0001000f" (Khadas' VIM3 NBGs: major 1)
     quantize: Optional[str] = None
     quantizer: Optional[str] = None
     nbg: Optional[str] = None
     meta: Optional[str] = None
     layout: Optional[str] = None
     channel_order: Optional[str] = None
+    ksnn: Optional[KsnnCall] = None
     input: Optional[NpuTensor] = None
     outputs: Optional[List[NpuTensor]] = None
     case: Optional[NpuCase] = None
@@ -290,8 +319,40 @@ class Vim3Entry(_Part):
             return {key: cls.from_dict(entry, f"{at}.{key}") for key, entry in value.items()}
 
         return _from(cls, data, where, {"input": NpuTensor.from_dict, "outputs": _list_of(NpuTensor),
+                                        "ksnn": KsnnCall.from_dict,
                                         "case": NpuCase.from_dict, "npu_library": NpuLibrary.from_dict,
                                         "sizes": sizes})
+
+
+@dataclass
+class TfliteInput(_Part):
+    """targets.tflite.input: the integer model's input tensor as the interpreter states it."""
+
+    dtype: str
+    scale: float
+    zero_point: int
+    shape: List[int] = field(default_factory=list)
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, where="targets.tflite.input") -> "TfliteInput":
+        return _from(cls, data, where)
+
+
+@dataclass
+class TfliteEntry(_Part):
+    """targets.tflite: the integer TFLite model (NHWC) the tflite backend and Teflon run."""
+
+    file: str = "model.tflite"
+    layout: str = "nhwc"
+    io_dtype: Optional[str] = None
+    kernels: Optional[str] = None
+    input: Optional[TfliteInput] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, where="targets.tflite") -> "TfliteEntry":
+        return _from(cls, data, where, {"input": TfliteInput.from_dict})
 
 
 _ONNX_TARGETS = ("onnx", "onnx_nchw", "onnx_open")
@@ -306,13 +367,14 @@ class Targets:
     onnx_open: Optional[OnnxEntry] = None
     caffe: Optional[CaffeEntry] = None
     vim3: Optional[Vim3Entry] = None
+    tflite: Optional[TfliteEntry] = None
     others: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data, where="targets") -> "Targets":
         if not isinstance(data, dict):
             raise CardError(f"{where}: expected an object, found {type(data).__name__}")
-        known = {"caffe": CaffeEntry.from_dict, "vim3": Vim3Entry.from_dict,
+        known = {"caffe": CaffeEntry.from_dict, "vim3": Vim3Entry.from_dict, "tflite": TfliteEntry.from_dict,
                  **{name: OnnxEntry.from_dict for name in _ONNX_TARGETS}}
         targets = cls()
         for name, entry in data.items():
@@ -358,10 +420,12 @@ class ModelCard:
     name: Optional[str] = None
     source: Optional[Source] = None
     outputs: List[OutputSpec] = field(default_factory=list)
-    task: Optional[str] = None  # "classifier" (softmax head) or "embedding"
+    task: Optional[str] = None  # "classifier" or "embedding"
+    head: Optional[str] = None  # a classifier's: softmax, sigmoid (one unit: P(second label)) or logits
     labels: Optional[List[str]] = None
-    live_index: Optional[int] = None
+    live_index: Optional[int] = None  # the class that means live (sigmoid head: 1 when the unit's label is live)
     threshold: Optional[float] = None  # spoof decision threshold
+    match_threshold: Optional[float] = None  # embeddings: same person below this (unit-sphere Euclidean) distance
     targets: Targets = field(default_factory=Targets)
     mtcnn: Optional[MtcnnInfo] = None
     sha256: Optional[Dict[str, str]] = None  # file name -> sha256 of every file in the folder

@@ -53,9 +53,13 @@ class Face:
     live: Optional[float] = None  # live probability from the classifier, when there is one
     is_live: Optional[bool] = None
     track: Optional[int] = None
+    embedding: Optional[np.ndarray] = None  # L2-normalised, from an embedding model (then there is no live score)
+    nearest: Optional[str] = None  # with a gallery: the nearest enrolled person,
+    distance: Optional[float] = None  # the distance to them,
+    identity: Optional[str] = None  # and that person when the distance is below the match threshold, else None
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "box": [round(float(v), 1) for v in self.box],
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
             "score": round(float(self.score), 4),
@@ -63,6 +67,13 @@ class Face:
             "is_live": self.is_live,
             "track": self.track,
         }
+        if self.embedding is not None:
+            if self.live is None:
+                del data["live"], data["is_live"]  # a recognition model gives no live score
+            data["embedding"] = [round(float(v), 6) for v in self.embedding]
+            if self.nearest is not None:
+                data.update(identity=self.identity, nearest=self.nearest, distance=round(float(self.distance), 6))
+        return data
 
 
 @dataclass

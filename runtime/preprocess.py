@@ -6,7 +6,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .card import Preprocess
+from .card import CHANNEL_ORDERS, Preprocess
+
+__all__ = ["CHANNEL_ORDERS", "as_channel_vector", "batch", "batches", "default_channel_order", "normalize",
+           "to_bgr", "to_order"]
 
 
 def as_channel_vector(value, channels: int, option: str) -> np.ndarray:
@@ -32,13 +35,41 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
+# The channel orders a model card may give are card.CHANNEL_ORDERS. A camera frame (BGR, or gray, or BGRA) is
+# converted to one; a 4-channel model gets an opaque alpha channel (255) unless the image has its own.
+
+
+def default_channel_order(channels: int) -> str:
+    """What a model with `channels` input channels most likely takes: RGB (Keras' default), gray, RGBA."""
+    return {1: "gray", 3: "rgb", 4: "rgba"}.get(channels, "rgb")
+
+
+def to_order(image: np.ndarray, order: str) -> np.ndarray:
+    """Any decoded image as 8-bit in `order`: (H, W, 3) for rgb/bgr, (H, W, 1) for gray, (H, W, 4) for rgba/bgra."""
+    if order in ("rgba", "bgra"):
+        if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+            bgra = image
+        else:
+            bgra = cv2.cvtColor(to_bgr(image), cv2.COLOR_BGR2BGRA)
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA) if order == "rgba" else bgra
+    bgr = to_bgr(image)
+    if order == "gray":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[..., None]
+    if order == "rgb":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if order == "bgr":
+        return bgr
+    raise ValueError(f"channel order '{order}': choose one of {', '.join(CHANNEL_ORDERS)}")
+
+
 def normalize(image_bgr: np.ndarray, preprocess: Preprocess, height: int, width: int) -> np.ndarray:
-    """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std."""
-    image = to_bgr(image_bgr)
+    """A decoded image (uint8 BGR, gray or BGRA) -> float32 (H, W, C) the model takes: resize, channel order
+    (rgb, bgr, gray, rgba, bgra), (x - mean) / std."""
+    image = to_order(image_bgr, preprocess.channel_order)
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if preprocess.channel_order == "rgb":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if image.ndim == 2:  # OpenCV drops a single channel axis
+            image = image[..., None]
     channels = image.shape[2]
     mean = as_channel_vector(preprocess.mean, channels, "mean")
     std = as_channel_vector(preprocess.std, channels, "std")

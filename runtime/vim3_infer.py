@@ -3,6 +3,8 @@
     python3 vim3_infer.py --bundle DIR --image IMG | --video FILE | --camera N  [--backend ksnn|onnxruntime|opencv]
     python3 vim3_infer.py --bundle DIR --image IMG --bench 50 [--json]        per-stage p50/p95 ms and fps
     python3 vim3_infer.py --bundle DIR --parity INPUTS.npz --out OUTPUTS.npz  each model on given inputs
+    python3 vim3_infer.py --bundle DIR --image IMG --gallery PEOPLE [--match-threshold T]   with models/embedding/:
+        each face's L2-normalised "embedding" and its nearest enrolled person (PEOPLE/<name>/*.jpg)
 
 Runs as a plain script on Python 3.8+ with numpy, OpenCV and onnxruntime or KSNN. Exit status: 0 done,
 1 an input or model that cannot be used (one line on stderr), 2 bad options.
@@ -26,6 +28,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from .backends import BACKENDS, NPU_BACKEND, BackendError, cpu_backend
+from .backends.tflite_backend import DELEGATE_ENV
 from .bundle import load_any, load_pipeline, models_root
 from .detector import DetectorSettings, parse_thresholds
 from .frames import InputError, camera_frames, read_image, video_frames
@@ -44,16 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="OUTPUTS.npz", help="with --parity: where to write <model>/<output> arrays")
     parser.add_argument("--backend", choices=sorted(BACKENDS),
                         help="inference backend (default: ksnn for models with NPU files, else onnxruntime or opencv)")
-    parser.add_argument("--min-face-size", type=float, default=40.0, help="smallest face to find, in pixels (default 40)")
-    parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7", help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
+    parser.add_argument("--min-face-size", type=float, default=40.0,
+                        help="smallest face to find, in pixels (default 40)")
+    parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7",
+                        help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
     parser.add_argument("--threshold", type=float, help="spoof decision threshold (default: the classifier's card)")
-    parser.add_argument("--bench", type=int, metavar="N", help="with --image: run N times, print per-stage p50/p95 and fps")
+    parser.add_argument("--gallery", metavar="DIR", help="enrolled people, one sub-folder of photos each: adds each "
+                        "face's nearest person and distance (needs an embedding model in the bundle)")
+    parser.add_argument("--match-threshold", type=float, help="with --gallery: a face is the nearest person when "
+                        "closer than this (default: the embedding model's card)")
+    parser.add_argument("--bench", type=int, metavar="N",
+                        help="with --image: run N times, print per-stage p50/p95 and fps")
     parser.add_argument("--json", action="store_true", help="with --bench: print the figures as one JSON object")
-    parser.add_argument("--no-track", action="store_true", help="video/camera: detect on every frame instead of tracking")
+    parser.add_argument("--no-track", action="store_true",
+                        help="video/camera: detect on every frame instead of tracking")
     parser.add_argument("--redetect-every", type=int, default=15,
                         help="video/camera: frames between full detections (default 15)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
+    parser.add_argument("--delegate", help="with --backend tflite: Mesa's Teflon delegate (default: libteflon.so "
+                        "in the usual library folders)")
     return parser
 
 
@@ -72,6 +85,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args, parser: argparse.ArgumentParser) -> int:
     if args.threads:
         os.environ["EDGEPAD_THREADS"] = str(args.threads)
+    if args.delegate:
+        os.environ[DELEGATE_ENV] = args.delegate
     if args.parity:
         if not args.out:
             parser.error("--parity needs --out OUTPUTS.npz")
@@ -80,9 +95,11 @@ def run(args, parser: argparse.ArgumentParser) -> int:
         parser.error("give one of --image, --video, --camera or --parity")
     if args.bench is not None and (args.image is None or args.bench < 1):
         parser.error("--bench N needs --image and N >= 1")
-    settings = DetectorSettings(min_face_size=args.min_face_size, thresholds=_thresholds(args.detect_thresholds, parser))
+    settings = DetectorSettings(min_face_size=args.min_face_size,
+                                thresholds=_thresholds(args.detect_thresholds, parser))
     notes = Notes()
-    pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold, warn=notes)
+    pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold, warn=notes,
+                             gallery_dir=args.gallery, match_threshold=args.match_threshold)
     if args.image is not None:
         image = read_image(args.image)
         if args.bench:
@@ -95,7 +112,10 @@ def run(args, parser: argparse.ArgumentParser) -> int:
         _emit(dict(source=args.image, **result.to_json(), backends=pipeline.backend_names()))
         return 0
     frames = video_frames(args.video) if args.video is not None else camera_frames(args.camera)
-    process = pipeline.process if args.no_track else FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
+    if args.no_track:
+        process = pipeline.process
+    else:
+        process = FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
     for index, frame in enumerate(frames):
         if args.max_frames is not None and index >= args.max_frames:
             break

@@ -128,7 +128,7 @@ def opencv_outputs(out: Path, x_nhwc: np.ndarray) -> dict[str, list[np.ndarray]]
     results: dict[str, list[np.ndarray]] = {name: [] for name in card["output_names"]}
     for x in x_nhwc:
         net.setInput(np.ascontiguousarray(x.transpose(2, 0, 1)[None]), card["input"])
-        for name, value in zip(card["output_names"], net.forward(card["outputs"])):
+        for name, value in zip(card["output_names"], net.forward(card["outputs"]), strict=True):
             results[name].append(np.array(value))
     return results
 
@@ -136,7 +136,7 @@ def opencv_outputs(out: Path, x_nhwc: np.ndarray) -> dict[str, list[np.ndarray]]
 def keras_reference(model, x_nhwc: np.ndarray, names: list[str]) -> dict[str, list[np.ndarray]]:
     outputs = model(x_nhwc, training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return {name: [np.asarray(o)[i:i + 1] for i in range(len(x_nhwc))] for name, o in zip(names, outputs)}
+    return {name: [np.asarray(o)[i:i + 1] for i in range(len(x_nhwc))] for name, o in zip(names, outputs, strict=True)}
 
 
 def nchw_to_keras_layout(values: dict, reference: dict) -> dict:
@@ -192,7 +192,8 @@ def test_mobilenet_v2_keeps_relu6_residuals_and_asymmetric_padding(converted):
     assert {"ReLU6", "Eltwise", "Convolution", "InnerProduct"} <= {layer.type for layer in net.layer}
     # Keras pads stride-2 convs at the bottom/right only. Caffe pads symmetrically: those convs pad 1 on both
     # sides and carry one zero tap at the top/left, so no extra layers are needed.
-    stride2 = [l.convolution_param for l in net.layer if l.type == "Convolution" and l.convolution_param.stride_h == 2]
+    stride2 = [layer.convolution_param for layer in net.layer
+               if layer.type == "Convolution" and layer.convolution_param.stride_h == 2]
     assert stride2 and all((p.kernel_h, p.kernel_w, p.pad_h, p.pad_w) == (4, 4, 1, 1) for p in stride2)
 
 
@@ -219,13 +220,13 @@ def test_keras2_files_match_tensorflow_2_4_goldens_in_opencv(name, tmp_path):
 
 
 def unsupported_model(path: Path) -> Path:
-    """Two activations Caffe has no layer for (ELU, Softplus) between ordinary layers."""
+    """Two activations Caffe has no layer for (SELU, log-softmax) between ordinary layers."""
     import keras
     from keras import layers
 
     inputs = keras.Input((16, 16, 3))
-    x = layers.Conv2D(4, 3, activation="elu", name="conv_elu")(inputs)
-    x = layers.Conv2D(4, 3, activation="softplus", name="conv_softplus")(x)
+    x = layers.Conv2D(4, 3, activation="selu", name="conv_selu")(inputs)
+    x = layers.Conv2D(4, 3, activation="log_softmax", name="conv_log_softmax")(x)
     x = layers.GlobalAveragePooling2D()(x)
     keras.Model(inputs, layers.Dense(2, activation="softmax")(x)).save(path)
     return path
@@ -237,8 +238,8 @@ def test_unsupported_ops_are_all_named_in_one_error_and_nothing_is_written(tmp_p
     with pytest.raises(UnsupportedOpError) as error:
         convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "caffe")))
     message = str(error.value)
-    assert "Elu node" in message and "conv_elu" in message
-    assert "Softplus node" in message and "conv_softplus" in message
+    assert "Selu node" in message and "conv_selu" in message
+    assert "LogSoftmax node" in message and "conv_log_softmax" in message
     assert "\n" not in message
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["elu.h5"]  # no staging folder left behind
@@ -272,7 +273,7 @@ def test_cli_unsupported_op_is_one_line_and_writes_nothing(tmp_path):
     result = CliRunner().invoke(cli, ["convert", str(h5), "-o", str(tmp_path / "out"), "--to", "onnx,caffe"])
     assert result.exit_code != 0
     lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "conv_elu" in lines[0] and "conv_softplus" in lines[0]
+    assert len(lines) == 1 and "conv_selu" in lines[0] and "conv_log_softmax" in lines[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -290,7 +291,8 @@ def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_pa
     rng = np.random.default_rng(5)
     inputs = [rng.uniform(-1, 1, card["input_shape"]).astype(np.float32) for _ in range(2)]
     np.save(tmp_path / "inputs.npy", np.stack(inputs))
-    answer = run_worker(env, "caffe", {"prototxt": str(out / card["prototxt"]), "caffemodel": str(out / card["caffemodel"]),
+    answer = run_worker(env, "caffe", {"prototxt": str(out / card["prototxt"]),
+                                       "caffemodel": str(out / card["caffemodel"]),
                                        "inputs": str(tmp_path / "inputs.npy"), "out_dir": str(tmp_path)},
                         log_name=f"test-caffe-{name}")
     with np.load(answer["arrays"]) as arrays:
@@ -299,7 +301,8 @@ def test_npu_toolkit_caffe_loader_reads_the_same_network(name, converted, tmp_pa
     # acuitylite names and orders outputs itself: pair each ONNX output with the toolkit output it matches
     for output, values in run_onnx(str(out / "model.nchw.onnx"), inputs).items():
         reference = np.stack(values)
-        differences = [np.abs(t.reshape(reference.shape) - reference).max() for t in toolkit if t.size == reference.size]
+        differences = [np.abs(t.reshape(reference.shape) - reference).max()
+                       for t in toolkit if t.size == reference.size]
         assert differences and min(differences) <= FLOAT32_ATOL, (output, differences)
 
 
@@ -326,7 +329,8 @@ def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
     onnx.save(proto, onnx_path)
     images = [rng.standard_normal((12, 12, 16)).astype(np.float32) for _ in range(2)]
     ctx = ConvertContext(ConvertOptions(model=tmp_path / "m.h5", out=tmp_path / "out", atol=1e-12), tmp_path,
-                         ModelCard(InputSpec(12, 12, 16), name="noise"), Steps(quiet=True), onnx_path, images, ["a", "b"], {})
+                         ModelCard(InputSpec(12, 12, 16), name="noise"), Steps(quiet=True), onnx_path, images,
+                         ["a", "b"], {})
     ctx.keras_outputs = run_onnx(str(onnx_path), ctx.inputs_as("nchw"))
     with pytest.raises(ParityError) as error:
         caffe_target(ctx)

@@ -127,8 +127,8 @@ def test_verbose_shows_the_traceback(tmp_path):
 
 
 def test_unknown_target_is_a_usage_error(tmp_path):
-    code, output = run_convert(LEGACY_H5 / "sequential_small.h5", "-o", tmp_path / "out", "--to", "onnx,tflite")
-    assert_one_clear_line(code, output, "--to", "tflite")
+    code, output = run_convert(LEGACY_H5 / "sequential_small.h5", "-o", tmp_path / "out", "--to", "onnx,coreml")
+    assert_one_clear_line(code, output, "--to", "coreml")
 
 
 def test_json_report_on_stdout(tmp_path):

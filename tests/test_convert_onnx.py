@@ -20,7 +20,7 @@ TOLERANCE = 1e-4  # the issue's bound for float32 Keras -> ONNX
 def onnx_outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return [np.concatenate(column) for column in zip(*(session.run(None, {name: xi[None]}) for xi in x))]
+    return [np.concatenate(column) for column in zip(*(session.run(None, {name: xi[None]}) for xi in x), strict=True)]
 
 
 def save_h5(model, path: Path) -> Path:

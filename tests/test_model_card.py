@@ -33,12 +33,12 @@ def test_a_card_written_before_card_version_reads_as_version_1_and_round_trips()
 def test_fields_this_edgepad_does_not_know_survive_a_round_trip(tmp_path):
     data = json.loads(PNET_V1.read_text())
     data["targets"]["onnx"]["opset"] = 13  # a field a newer edgepad adds to a known target
-    data["targets"]["tflite"] = {"file": "model.tflite", "quantized": True}  # a target it does not know
+    data["targets"]["rknn"] = {"file": "model.rknn", "quantized": True}  # a target it does not know
     data["calibration"] = {"images": 32}  # a top-level section
     data["preprocess"]["crop"] = "center"
     ModelCard.from_dict(data).save(tmp_path)
     again = json.loads((tmp_path / "edgepad.json").read_text())
-    assert again["targets"]["onnx"]["opset"] == 13 and again["targets"]["tflite"] == data["targets"]["tflite"]
+    assert again["targets"]["onnx"]["opset"] == 13 and again["targets"]["rknn"] == data["targets"]["rknn"]
     assert again["calibration"] == {"images": 32} and again["preprocess"]["crop"] == "center"
 
 
@@ -74,7 +74,8 @@ def test_a_card_from_a_newer_edgepad_is_one_line_naming_the_file_and_the_fix(tmp
 @pytest.mark.parametrize("change, expected", [
     (lambda d: d.pop("input"), "edgepad.json: missing input"),
     (lambda d: d["input"].update(height=0), "input.height: 0 is not a positive whole number"),
-    (lambda d: d["preprocess"].update(channel_order="gbr"), "preprocess.channel_order: 'gbr' is neither rgb nor bgr"),
+    (lambda d: d["preprocess"].update(channel_order="gbr"),
+     "preprocess.channel_order: 'gbr' is none of rgb, bgr, gray, rgba, bgra"),
     (lambda d: d["targets"]["onnx"].pop("file"), "targets.onnx: missing file"),
     (lambda d: d["targets"].update(vim3=[]), "targets.vim3: expected an object, found list"),
 ])
@@ -95,3 +96,35 @@ def test_the_runtime_refuses_a_newer_card_in_one_line(tmp_path):
     (tmp_path / "edgepad.json").write_text(json.dumps(data))
     with pytest.raises(BackendError, match="is newer than this edgepad reads"):
         load_model(str(tmp_path), "onnxruntime")
+
+
+def test_the_tflite_entry_ksnn_call_head_and_source_layout_are_typed():
+    data = json.loads(PNET_V1.read_text())
+    data.update({"task": "classifier", "head": "sigmoid", "labels": ["spoof", "live"], "live_index": 1})
+    data["source"]["layout"] = {"value": "nchw", "from": "graph"}
+    data["targets"]["tflite"] = {"file": "model.tflite", "layout": "nhwc", "io_dtype": "uint8", "kernels": "int8",
+                                 "input": {"dtype": "uint8", "scale": 0.0078, "zero_point": 128,
+                                           "shape": [1, 12, 12, 3]}}
+    data["targets"]["vim3"] = {"nbg_format": "0x0001000f", "ksnn": {
+        "platform": "ONNX", "reorder": "2 1 0", "channel_order": "RGB", "layout": "chw", "mean": None, "std": None}}
+    card = ModelCard.from_dict(data)
+    assert card.head == "sigmoid" and card.live_class == 1 and card.source.layout["from"] == "graph"
+    assert card.targets.tflite.input.zero_point == 128 and "tflite" in card.targets
+    assert card.targets.vim3.ksnn.reorder == "2 1 0" and card.targets.vim3.nbg_format == "0x0001000f"
+    again = card.to_dict()
+    for key in ("head", "labels", "live_index"):
+        assert again[key] == data[key], key
+    assert again["source"]["layout"] == data["source"]["layout"]
+    assert again["targets"]["tflite"] == data["targets"]["tflite"]
+    assert again["targets"]["vim3"] == data["targets"]["vim3"]  # mean/std null (raw pixels) written out
+
+
+def test_an_embedding_card_keeps_its_match_threshold_and_any_channel_order():
+    data = json.loads(PNET_V1.read_text())
+    data.update({"task": "embedding", "match_threshold": 1.1})
+    data["preprocess"]["channel_order"] = "gray"
+    card = ModelCard.from_dict(data)
+    assert card.match_threshold == 1.1 and card.preprocess.channel_order == "gray"
+    data["preprocess"]["channel_order"] = "yuv"
+    with pytest.raises(CardError, match="channel_order: 'yuv'"):
+        ModelCard.from_dict(data)

@@ -25,7 +25,10 @@ def test_board_python_has_only_the_board_packages(board_python):
 
 
 def test_runtime_suite_passes_on_board_python(board_python, runtime_bundle):
-    env = dict(os.environ, EDGEPAD_BOARD_BUNDLE=str(runtime_bundle))
+    from support.embedding_faces import converted_embedding_dir
+
+    env = dict(os.environ, EDGEPAD_BOARD_BUNDLE=str(runtime_bundle),
+               EDGEPAD_BOARD_EMBEDDING=str(converted_embedding_dir() / "emb_out"))
     completed = board_run(board_python, "-m", "pytest", "tests/runtime_board", "-q", "-p", "no:cacheprovider", env=env)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     assert "passed" in completed.stdout and "skipped" not in completed.stdout and "failed" not in completed.stdout

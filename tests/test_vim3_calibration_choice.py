@@ -1,7 +1,7 @@
 """Calibration images are drawn from every video folder of an extract, not from the first video only."""
 from pathlib import Path
 
-from edgepad.convert.vim3.target import spread_over_folders
+from edgepad.convert.heldout import spread_over_folders
 
 
 def test_calibration_takes_images_from_every_folder_in_turn(tmp_path):

@@ -86,7 +86,8 @@ def test_khadas_sdk_drives_docker_and_pegasus_as_documented(tmp_path, standins, 
     assert vim3["backend"] == "khadas-sdk" and vim3["target"] == "VIPNANOQI_PID0X88" and vim3["pid"] == "0x88"
     assert (tmp_path / "out" / vim3["nbg"]).read_bytes()[:4] == b"VPMN"
     assert "not measured" in result.report.to_json()["vim3"]["parity"]
-    job_python = json.loads(Path(result.report.to_json()["vim3"]["toolkit_log"]).with_name("result.json").read_text())["python"]
+    job_log = Path(result.report.to_json()["vim3"]["toolkit_log"])
+    job_python = json.loads(job_log.with_name("result.json").read_text())["python"]
     assert job_python.startswith("3.6") or find_python("3.6") is None
 
 

@@ -20,6 +20,7 @@ def run(ctx) -> TargetReport:
     with ctx.steps.step("Converting ONNX (NCHW) to Caffe"):
         caffe = onnx_to_caffe(ctx.onnx_nchw_path, name=ctx.card.name or "edgepad")
         prototxt, caffemodel = write_caffe_files(caffe, ctx.work_dir)
+        warnings = list(caffe.warnings)
     with ctx.steps.step("Checking the Caffe model with OpenCV's Caffe importer against onnxruntime"):
         inputs = ctx.inputs_as("nchw")
         reference = ctx.onnx_nchw_outputs(inputs)
@@ -30,11 +31,10 @@ def run(ctx) -> TargetReport:
         # Against Keras too, for the report: each step was checked against the one before it, so this can exceed
         # the tolerance only by the sum of two in-tolerance differences; that is a warning, not a failure.
         keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values(), strict=True)}
-        vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name="keras",
+        vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name=ctx.reference_name,
                                    candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
     parity.raise_if_failed(str(ctx.options.model), hint="a Caffe layer computes something else than its ONNX op: "
                            "convert with --to onnx meanwhile, or allow more with --atol")
-    warnings = []
     if not vs_keras.passed:
         warnings.append(f"Caffe vs Keras: max abs {vs_keras.max_abs:.3g} exceeds --atol {ctx.options.atol:g} "
                         "(each step is within it)")

@@ -31,16 +31,21 @@ def check_target(target: str, options, home=None) -> None:
 def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: str, calibration, evaluation,
             target: str, name: str, options=None, home=None):
     """ONNX -> quantized -> float/quantized simulation + per-layer table -> NBG and ovxlib case, in the toolkit."""
-    from .toolkit_env import require_toolkit, run_worker
+    from .toolkit_env import DEFAULT_NBG_FORMAT, NBG_FORMAT_SDKS, emulator_library, require_toolkit, run_worker
 
     env = require_toolkit(home)
+    nbg_format = getattr(options, "nbg_format", DEFAULT_NBG_FORMAT)
+    nbg_sdk = env.nbg_sdk_dir(nbg_format)
+    if not emulator_library(nbg_sdk).is_file():
+        raise ToolkitError(f"--nbg-format {nbg_format}: acuitylite {NBG_FORMAT_SDKS[nbg_format]}'s vsi_sdk, which "
+                           f"writes that format, is not installed ({nbg_sdk}); run `edgepad toolkit install`")
     log = env.new_log(f"vim3-{name}")
     run_dir = env.home / "runs" / log.stem
     run_dir.mkdir(parents=True, exist_ok=True)
     request = {
         "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
         "outputs": list(outputs), **quantizer_request(scheme), "target": target, "case_name": name,
-        "sdk": str(env.sdk_dir), "out_dir": str(run_dir), "layer_inputs": 4,
+        "sdk": str(env.sdk_dir), "nbg_sdk": str(nbg_sdk), "out_dir": str(run_dir), "layer_inputs": 4,
         "min_cosine": getattr(options, "min_cosine", None),
         "evaluation": _save(run_dir / "evaluation.npy", evaluation),
         "calibration": _save(run_dir / "calibration.npy", calibration) if len(calibration) else None,
@@ -52,7 +57,8 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
     return NpuCompilation(
         nbg_dir=Path(result["nbg_dir"]), case_dir=Path(result["case_dir"]), case_name=name, toolkit="acuitylite",
         toolkit_version=result.get("acuitylite"), quantizer=f"{result['quantizer']} {result['qtype']}",
-        float_outputs=_load(result["float_outputs"], names), quantized_outputs=_load(result["quantized_outputs"], names),
+        float_outputs=_load(result["float_outputs"], names),
+        quantized_outputs=_load(result["quantized_outputs"], names),
         layers=json.loads(Path(result["layers"]).read_text()), log=str(log), layers_file=result["layers"],
     )
 

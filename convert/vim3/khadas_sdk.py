@@ -21,7 +21,8 @@ from .compilation import QUANTIZERS, NpuCompilation, quantizer_request
 
 DISPLAY_NAME = "Khadas aml_npu_sdk (pegasus in Docker)"
 IMAGE = "edgepad-khadas-sdk:tf110"
-DOCKERFILE = Path(__file__).with_name("Dockerfile.tf110")  # the repository root's, linked here so it installs with the package
+# the repository root's, linked here so it installs with the package
+DOCKERFILE = Path(__file__).with_name("Dockerfile.tf110")
 JOB_SCRIPT = Path(__file__).with_name("khadas_pegasus_job.py")
 CONTAINER_WORK = "/edgepad/work"
 CONTAINER_SDK = "/edgepad/sdk"

@@ -46,7 +46,8 @@ def run(ctx) -> TargetReport:
 
     calibration, calibration_sources = load_calibration(options.calibration, ctx.card, options.calibration_count,
                                                         required=options.quantize in NEEDS_CALIBRATION)
-    samples = [x for x, source in zip(ctx.parity_inputs, ctx.parity_sources) if not source.startswith("synthetic:")]
+    samples = [x for x, source in zip(ctx.parity_inputs, ctx.parity_sources, strict=True)
+               if not source.startswith("synthetic:")]
     sample_sources = [s for s in ctx.parity_sources if not s.startswith("synthetic:")]
     evaluation = calibration + samples
     evaluation_sources = calibration_sources + sample_sources
@@ -66,7 +67,8 @@ def run(ctx) -> TargetReport:
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
-    header = check_nbg_header(nbg, target_pid(target), target)
+    expected_major = options.nbg_format if options.npu_toolkit == "acuitylite" else None
+    header = check_nbg_header(nbg, target_pid(target), target, expected_major)
 
     details = {"target": target, "board": options.board, "backend": options.npu_toolkit,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
@@ -89,23 +91,9 @@ def run(ctx) -> TargetReport:
     return report
 
 
-def spread_over_folders(files: list[Path], count: int) -> list[Path]:
-    """Up to `count` files taken in turn from each sub-folder, so an extract's crops (one folder per video) calibrate
-    with many videos rather than the first video's frames only."""
-    groups: dict[Path, list[Path]] = {}
-    for path in files:
-        groups.setdefault(path.parent, []).append(path)
-    chosen: list[Path] = []
-    queues = [list(group) for group in groups.values()]
-    while len(chosen) < count and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(queue.pop(0))
-    return chosen
-
-
 def load_calibration(folder, card: ModelCard, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
     """Normalised (H, W, C) inputs from --calibration DIR, preprocessed exactly as the model card says."""
+    from ..heldout import spread_over_folders
     from ..parity_inputs import image_files, normalize_for_card, read_image
 
     if folder is None:
@@ -145,7 +133,8 @@ def _parity_section(ctx, compilation: NpuCompilation, evaluation, onnx_entry, op
                                reference_name="onnxruntime (model.nchw.onnx)",
                                candidate_name=f"{compilation.toolkit} float import", atol=FLOAT32_ATOL)
     imported.raise_if_failed(f"{options.model}", hint=f"the toolkit imported the graph wrongly; log: {compilation.log}")
-    quantized = compare_outputs(compilation.float_outputs, _like(compilation.float_outputs, compilation.quantized_outputs),
+    quantized = compare_outputs(compilation.float_outputs,
+                                _like(compilation.float_outputs, compilation.quantized_outputs),
                                 reference_name=f"{compilation.toolkit} float simulation",
                                 candidate_name=f"{compilation.toolkit} {options.quantize} simulation",
                                 atol=None, min_cosine=options.min_cosine)
@@ -171,7 +160,8 @@ def _quantization_failure(quantized, compilation: NpuCompilation, options, input
     worst = worst_layers(compilation.layers)
     if worst:
         message += "; worst layers (single-layer / accumulated cosine): " + ", ".join(
-            f"'{row['layer']}' ({row['op']}) {row['cosine_single']:.4f}/{row['cosine_accumulated']:.4f}" for row in worst)
+            f"'{row['layer']}' ({row['op']}) {row['cosine_single']:.4f}/{row['cosine_accumulated']:.4f}"
+            for row in worst)
     if compilation.layers_file:
         message += f" (full table: {compilation.layers_file})"
     # Keeping those layers in int16 would be the next remedy, but acuitylite 6.57.1 fails to compile any
@@ -188,7 +178,7 @@ def _like(reference: dict, candidate: dict) -> dict:
         if name not in candidate:
             raise ExportError(f"the toolkit's outputs {list(candidate)} do not include ONNX output '{name}'")
         values = []
-        for ref, cand in zip(ref_values, candidate[name]):
+        for ref, cand in zip(ref_values, candidate[name], strict=True):
             cand = np.asarray(cand, np.float32)
             if cand.shape != np.shape(ref) and cand.ndim == 4 and cand.transpose(0, 3, 1, 2).shape == np.shape(ref):
                 cand = cand.transpose(0, 3, 1, 2)
@@ -215,6 +205,8 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
 
 def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: OnnxEntry,
                 target: str, header) -> Vim3Entry:
+    from edgepad.runtime.backends.ksnn_backend import ksnn_call
+
     meta = json.loads((out_dir / "nbg_meta.json").read_text()) if (out_dir / "nbg_meta.json").is_file() else {}
     meta_inputs = list(meta.get("Inputs", {}).values())
     meta_outputs = list(meta.get("Outputs", {}).values())
@@ -231,12 +223,14 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         board=ctx.options.board,
         target=target,
         pid=header.to_json()["pid"],
+        nbg_format=header.to_json()["format"],
         quantize=ctx.options.quantize,
         quantizer=compilation.quantizer,
         nbg=rel("network_binary.nb"),
         meta=rel("nbg_meta.json") if "nbg_meta.json" in files else None,
         layout="nchw",
         channel_order=ctx.card.preprocess.channel_order,
+        ksnn=ksnn_call(ctx.card.preprocess),
         input=NpuTensor(name=onnx_entry.input, shape=onnx_entry.input_shape,
                         **(_tensor_spec(meta_inputs[0]) if meta_inputs else {})),
         outputs=outputs,

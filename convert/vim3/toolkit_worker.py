@@ -1,4 +1,5 @@
-"""Runs INSIDE the toolkit's virtual environment (acuitylite, TensorFlow 2.17, Python 3.8/3.10/3.12), never in edgepad's.
+"""Runs INSIDE the toolkit's virtual environment (acuitylite, TensorFlow 2.17, Python 3.8/3.10/3.12), never
+in edgepad's.
 
     python toolkit_worker.py ACTION REQUEST.json RESULT.json
 
@@ -91,7 +92,8 @@ def compile_model(request):
         json.dump(layers, f, indent=1)
 
     # a quantization the host will refuse anyway is not worth the NBG compile (about 20 s)
-    worst = min(float(np.mean([_cosine(f, q) for f, q in zip(fo, qo)])) for fo, qo in zip(float_outputs, quantized_outputs))
+    worst = min(float(np.mean([_cosine(f, q) for f, q in zip(fo, qo)]))
+                for fo, qo in zip(float_outputs, quantized_outputs))
     exported = worst >= float(request.get("min_cosine") or 0.0)
     if exported:
         _export(model, request)
@@ -119,7 +121,7 @@ def caffe(request):
         model = CaffeLoader(model=request["prototxt"], weights=request["caffemodel"]).load()
     except Exception as error:  # noqa: BLE001
         raise StageError("importing the Caffe model", "acuitylite's CaffeLoader could not read %s: %s"
-                         % (request["prototxt"], _one_line(error)))
+                         % (request["prototxt"], _one_line(error))) from error
     output_lids = list(model.get_output_names())
     outputs = _run_all(model, np.load(request["inputs"]), output_lids)
     path = os.path.join(request["out_dir"], "caffe_outputs.npz")
@@ -143,9 +145,9 @@ def _load_onnx(request):
                              "acuitylite %s has no conversion rule for ONNX op%s %s, used by node%s %s"
                              % (_acuitylite_version(), "s" if len(ops) > 1 else "", ", ".join(ops),
                                 "s" if len(unsupported) > 1 else "", nodes),
-                             ops=ops, nodes=[n for _, n in unsupported])
+                             ops=ops, nodes=[n for _, n in unsupported]) from error
         raise StageError("importing the ONNX model", "acuitylite could not import %s: %s"
-                         % (os.path.basename(request["onnx"]), _one_line(error)))
+                         % (os.path.basename(request["onnx"]), _one_line(error))) from error
 
 
 def _unsupported_nodes(onnx_path):
@@ -173,7 +175,7 @@ def _quantize(model, quantizer, qtype, samples):
                                      iterations=len(samples))
     except Exception as error:  # noqa: BLE001
         raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
-                         % (quantizer, qtype, _one_line(error)))
+                         % (quantizer, qtype, _one_line(error))) from error
 
 
 def _run_all(model, inputs, output_lids):
@@ -233,13 +235,14 @@ def _layer_table(model, float_layers, layer_inputs):
         url = "@%s:out0" % layer.lid
         if url not in float_layers[0]:
             continue
-        stored = lambda run: _fake_quantize(run[url], params.get(url))  # noqa: E731 - the tensor as the NPU keeps it
+        stored = lambda run, url=url: _fake_quantize(run[url], params.get(url))  # noqa: E731 - as the NPU keeps it
         consumers = [getattr(c, "op", "") for c in (layer.output_layers or [])]
         row = {
             "layer": layer.lid,
             "op": layer.op,
             "shape": list(float_layers[0][url].shape),
-            "cosine_accumulated": float(np.mean([_cosine(f[url], stored(q)) for f, q in zip(float_layers, accumulated)])),
+            "cosine_accumulated": float(np.mean([_cosine(f[url], stored(q))
+                                                 for f, q in zip(float_layers, accumulated)])),
             "cosine_single": float(np.mean([_cosine(f[url], stored(q)) for f, q in zip(float_layers, single)])),
             "quantization": params.get(url),
         }
@@ -305,17 +308,18 @@ def _export(model, request):
     name = request["case_name"]
     print("== edgepad: exporting the NBG for %s" % request["target"], flush=True)
     try:
+        # the SDK decides the NBG format: an older release's vsi_sdk writes the older format (see toolkit_env)
         OvxlibExporter(model).export(os.path.join(out_dir, "nbg", name), pack_nbg_only=True,
-                                     viv_sdk=request["sdk"], licence=licence)
+                                     viv_sdk=request.get("nbg_sdk") or request["sdk"], licence=licence)
     except Exception as error:  # noqa: BLE001
         raise StageError("exporting the NBG", "acuitylite could not compile the NBG for %s: %s"
-                         % (request["target"], _one_line(error)))
+                         % (request["target"], _one_line(error))) from error
     print("== edgepad: exporting the ovxlib case", flush=True)
     try:
         OvxlibExporter(model).export(os.path.join(out_dir, "case", name), viv_sdk=request["sdk"], licence=licence)
     except Exception as error:  # noqa: BLE001
         raise StageError("exporting the ovxlib case", "acuitylite could not write the ovxlib case: %s"
-                         % _one_line(error))
+                         % _one_line(error)) from error
 
 
 def _onnx_output_name(lid):

@@ -16,7 +16,7 @@ from edgepad.commands.options import board_command, board_options, verbose_optio
               help="Local bundle whose manifest the board's model files must match [default: the board's own "
                    "manifest]. The host always runs its own installed runtime.")
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per side (after one warm-up).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn", "tflite"]),
               help="Board backend [default: the runtime's choice, ksnn for models with NPU files]; the host uses it "
               "too, or onnxruntime for ksnn and the default.")
 @click.option("--plot", type=click.Path(path_type=Path), default=Path("bench.png"), show_default=True,

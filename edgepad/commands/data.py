@@ -147,7 +147,8 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "board"]), default="keras",
+@click.option("--stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "tflite", "board"]),
+              default="keras",
               show_default=True, help="Where the crops are scored. keras: MODEL is the .h5; otherwise MODEL is an "
               "`edgepad convert` output folder (board: the one deployed on --host).")
 @click.option("--threshold", type=float, help="Spoof-probability threshold (default: the model card's, else 0.5).")
@@ -155,7 +156,18 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
               help="Development crops: the threshold is fixed at their equal error rate.")
 @click.option("--unit", type=click.Choice(["frame", "video"]), default="frame", show_default=True,
               help="A presentation is one crop, or one video (its crops' mean score).")
-@click.option("--plot", type=click.Path(path_type=Path), help="Write a DET plot (APCER vs BPCER) as PNG.")
+@click.option("--pairs", type=click.Path(path_type=Path), help="Face verification of an embedding model: LFW's "
+              "pairs.txt for DATA in LFW's layout (<name>/<name>_<NNNN>.jpg). An insightface .bin as DATA needs none.")
+@click.option("--aligned", is_flag=True, help="--pairs: the images are aligned face crops already (no MTCNN).")
+@click.option("--folds", type=int, default=10, show_default=True,
+              help="--pairs: k-fold accuracy, each fold judged at the threshold chosen on the others.")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
+              help="--pairs: distance between the L2-normalised embeddings.")
+@click.option("--custom-objects", type=click.Path(path_type=Path),
+              help="--stage keras: Python file with the model's custom layers (as for `edgepad convert`).")
+@click.option("--output-layer", help="--stage keras: cut the .h5 at this layer (as for `edgepad convert`).")
+@click.option("--plot", type=click.Path(path_type=Path),
+              help="Write a DET plot (APCER vs BPCER) as PNG; with --pairs an ROC plot (TAR vs FAR).")
 @click.option("--host", help="--stage board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
 @click.option("--identity", type=click.Path(path_type=Path), help="--stage board: SSH private key file.")
 @click.option("--known-hosts", type=click.Path(path_type=Path),
@@ -168,28 +180,42 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
               help="--stage board: the runtime backend on the board [default: the runtime's choice].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @verbose_option
-def evaluate(model, data, stage, threshold, dev_data, unit, plot, host, identity, known_hosts, trust_new_host,
-             remote_dir, remote_python, board_backend, as_json):
-    """PAD metrics (ISO/IEC 30107-3) of a model on aligned crops.
+def evaluate(model, data, stage, threshold, dev_data, unit, pairs, aligned, folds, metric, custom_objects, output_layer,
+             plot, host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend, as_json):
+    """PAD metrics (ISO/IEC 30107-3) of a classifier on aligned crops, or face verification figures of an
+    embedding model on pairs (--pairs, or an insightface .bin as DATA).
 
-    DATA is an `edgepad extract` output (its Test/ split is used) or a folder holding live/ and spoof/.
+    PAD: DATA is an `edgepad extract` output (its Test/ split is used) or a folder holding live/ and spoof/.
     The attack type of each spoof comes from its SiW video name (<subject>-<sensor>-<type>-...: 2 print,
     3 replay). Reports APCER per attack type, APCER = the worst type's, BPCER, and
     ACER = (APCER + BPCER) / 2, at the given threshold or the one where --dev's APCER equals its BPCER.
+
+    Verification: faces found by the runtime's MTCNN and aligned to the ArcFace template (unless --aligned),
+    embeddings L2-normalised, distance Euclidean on the unit sphere (or cosine). Reports the best single
+    threshold and its accuracy, k-fold accuracy (threshold chosen on the other folds), TAR at FAR 1e-3 and
+    1e-2, AUC, and the distances of same and different pairs; --json adds every pair and its distance in
+    file order (null when a face is not found: counted as an error).
 
     \b
     Example:
       edgepad evaluate pad.h5 crops/Test --dev crops/Train --plot det.png
       edgepad evaluate pad_out crops/Test --stage onnx --threshold 0.42
       edgepad evaluate pad_out crops/Test --stage board --host khadas@vim3.local --board-backend ksnn
+      edgepad evaluate emb_out lfw/ --pairs lfw/pairs.txt --stage caffe --json
+      edgepad evaluate emb.h5 lfw.bin --custom-objects layers.py --output-layer embedding --plot roc.png
     """
-    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
-
     board = None
     if stage == "board":
         board = _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend)
     elif host:
         raise UsageError("--host is for --stage board; the other stages run on this machine")
+    if pairs is not None or data.suffix.lower() == ".bin":
+        return _verify(model, data, stage, pairs, aligned, folds, metric, custom_objects, output_layer, plot,
+                       as_json, threshold is not None or dev_data is not None, board)
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+
+    if custom_objects is not None or output_layer is not None:
+        raise UsageError("--custom-objects and --output-layer are for embedding models (--pairs)")
     options = EvaluateOptions(model=model, data=data, stage=stage, threshold=threshold, dev_data=dev_data,
                               unit=unit, plot=plot, board=board)
     from edgepad.progress import Steps
@@ -200,6 +226,52 @@ def evaluate(model, data, stage, threshold, dev_data, unit, plot, host, identity
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     _print_metrics(result)
+
+
+def _verify(model, data, stage, pairs, aligned, folds, metric, custom_objects, output_layer, plot, as_json,
+            pad_only, board) -> None:
+    from edgepad.data.verify import VerifyOptions, verify_model
+    from edgepad.progress import Steps
+
+    if pad_only:
+        raise UsageError("--threshold and --dev are PAD options; face verification (--pairs) chooses its "
+                         "threshold on the pairs")
+    options = VerifyOptions(model=model, data=data, pairs=pairs, stage=stage, aligned=aligned, folds=folds,
+                            metric=metric, plot=plot, custom_objects=custom_objects, output_layer=output_layer,
+                            board=board)
+    with Steps(quiet=as_json).step(f"Embedding faces with {model.name} ({stage})"):
+        result = verify_model(options)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_verification(result)
+
+
+def _print_verification(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = result.metrics
+    same = sum(p.same for p in result.pairs)
+    table = Table(title=f"{result.model.name} ({result.stage}) on {result.pairs_source}: {same} same, "
+                        f"{len(result.pairs) - same} different pairs", title_justify="left")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("accuracy (best threshold)", f"{m.accuracy:.2%} at {m.threshold:.4f}")
+    table.add_row(f"accuracy ({len(m.folds)}-fold)", f"{m.kfold_accuracy:.2%} ± {m.kfold_std:.2%}")
+    for point in m.tar_at_far:
+        table.add_row(f"TAR at FAR {point['far_target']:g}", f"{point['tar']:.2%}")
+    table.add_row("AUC", f"{m.auc:.4f}")
+    for name, stats in (("same", m.positive), ("different", m.negative)):
+        value = "-" if stats["mean"] is None else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+        table.add_row(f"distance, {name} pairs", value)
+    table.add_row("pairs without a face (errors)", str(m.failures))
+    console = Console()
+    console.print(table)
+    console.print(f"{result.metric} distance between L2-normalised embeddings ({result.embedding_size} values); "
+                  f"faces: {result.aligned}")
+    if result.plot:
+        console.print(f"ROC plot: {result.plot}")
 
 
 def _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend):

@@ -15,7 +15,7 @@ from edgepad.errors import EdgepadError, UsageError
 @board_options
 @click.option("--keep", "keep_arg", type=int, default=5, show_default=True,
               help="Releases kept on the board (the current one and the one it replaced always stay).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn", "tflite"]),
               help="Runtime backend for the health check [default: the runtime's choice].")
 @click.option("--dry-run", is_flag=True, help="Connect and say what would be sent and reused; change nothing.")
 @click.option("--no-health-check", is_flag=True, help="Skip the parity check on the board (not recommended).")
@@ -193,11 +193,15 @@ def _print_status(s: dict) -> None:
     click.echo(f"{s['host']}  {s['remote_dir']}")
     click.echo(f"  current release : {s['current'] or 'none'}  ({len(s['releases'])} on the board)")
     for name, model in s["models"].items():
-        click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}")
+        nbg = f", NBG format {model['nbg_format']}" if model.get("nbg_format") else ""
+        click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}{nbg}")
     click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: "
                f"{', '.join(s['available_backends']) or '?'})")
     click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}, "
                f"NPU driver {board['npu_driver'] or 'not present'}")
+    mainline = (f"Teflon {board['teflon']}" if board.get("teflon") else "no Teflon delegate") + (
+        ", etnaviv loaded" if board.get("etnaviv") else ", no etnaviv driver")
+    click.echo(f"  mainline NPU    : {mainline} (the tflite backend's NPU path)")
     if "corrupted_files" in s:
         integrity = ("all files match the manifest" if not s["corrupted_files"] else
                      "CORRUPTED: " + ", ".join(s["corrupted_files"]))

@@ -5,6 +5,7 @@
     onnxruntime  model.open.onnx / model.onnx (the CPU backend where onnxruntime is installed)
     opencv       cv2.dnn on the Caffe files, else the ONNX file (the CPU backend otherwise)
     ksnn         the VIM3 NPU through Khadas' KSNN (vim3/*.nb + libnn_*.so); see ksnn_backend.py
+    tflite       the integer model.tflite, on the NPU through Mesa's Teflon delegate where present (tflite_backend.py)
 
 Without a chosen backend each model runs on the NPU when its folder has NPU files (its card has a vim3 target),
 through KSNN on the board or edgepad's npu_loader where KSNN is missing; else on the CPU backend.
@@ -20,6 +21,7 @@ BACKENDS = {
     "onnxruntime": ".ort_backend:OnnxRuntimeModel",
     "opencv": ".opencv_backend:OpenCVModel",
     "ksnn": ".ksnn_backend:KsnnModel",
+    "tflite": ".tflite_backend:TfliteModel",
 }
 
 NPU_BACKEND = "ksnn"

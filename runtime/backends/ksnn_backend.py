@@ -7,15 +7,17 @@ The calls, exactly as KSNN takes them (see the shared notes on KSNN):
     outs = k.nn_inference([hwc_float32], platform='ONNX', reorder='0 1 2', output_tensor=<number of outputs>,
                           output_format=output_format.OUT_FORMAT_FLOAT32)
 
-Inputs are already normalised by the card (mean, std, channel order), so `reorder` is '0 1 2' unless the card's
-vim3 entry says otherwise ('2 1 0' swaps BGR/RGB inside KSNN). Outputs come back flat; they are reshaped to the
-card's output shapes. PNet has no single shape: its vim3 entry may list one compiled model per pyramid size
-under "sizes": {"HxW": {"nb": ..., "library": ...}}.
+How to call KSNN for a model is in its card, `targets.vim3.ksnn` (written by the vim3 target, see ksnn_call()):
+    {"platform": "ONNX", "reorder": "2 1 0", "channel_order": "RGB", "layout": "chw", "mean": [...], "std": [...]}
+a user's script resizes to the input size, puts the channels in `channel_order`, applies (x - mean) / std (skipped
+when they are null: the graph takes raw pixels), lays the array out as `layout` and passes platform and reorder
+to nn_inference. This backend gets images already normalised by the card's preprocessing (the same mean/std) and
+does the rest. Outputs come back flat; they are reshaped to the card's output shapes. PNet has no single shape:
+its vim3 entry may list one compiled model per pyramid size under "sizes": {"HxW": {"nb": ..., "library": ...}}.
 
-The card's `targets.vim3` entry (written by the vim3 target) is read with these keys, each optional:
-    nb (default: the one vim3/*.nb), library (default: the one vim3/libnn_*.so), reorder, platform,
-    input_layout ("hwc", as Khadas' ONNX examples pass images, or "chw", as its Caffe examples do; default by
-    platform), outputs [{name, shape}] (default: the card's outputs), sizes (see above).
+The card's `targets.vim3` entry is read with these keys, each optional: nb (default: the one vim3/*.nb), library
+(default: the one vim3/libnn_*.so), ksnn (above; older cards: platform, reorder, input_layout), outputs
+[{name, shape}] (default: the card's outputs), sizes (see above).
 
 Pluggable API: anything with a `KSNN` class and an `output_format` holding OUT_FORMAT_FLOAT32 can stand in for
 the ksnn package: pass `api=` or set EDGEPAD_KSNN_API=<importable module> (e.g. a ctypes loader that runs the
@@ -31,11 +33,26 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..card import ModelCard, NpuTensor, Vim3Entry
+from ..card import KsnnCall, ModelCard, NpuTensor, Preprocess, Vim3Entry
 from .base import BackendError, InferenceModel, MissingTargetError
 
 BOARD = "VIM3"
 API_ENV = "EDGEPAD_KSNN_API"
+# edgepad's graphs come from ONNX (NCHW): planar values, platform ONNX. reorder '2 1 0' is what Khadas' own ONNX
+# examples pass; neither Khadas' libraries nor edgepad's move channels for it (the channel order is the card's).
+KSNN_PLATFORM = "ONNX"
+KSNN_REORDER = "2 1 0"
+KSNN_LAYOUT = "chw"
+
+
+def ksnn_call(preprocess: Preprocess) -> KsnnCall:
+    """The card's `targets.vim3.ksnn`: what a KSNN script passes to nn_inference and what it feeds, from the card's
+    preprocessing (mean/std null when the graph itself normalises raw pixels)."""
+    mean, std = preprocess.mean, preprocess.std
+    raw_pixels = mean is None or std is None or (all(float(m) == 0 for m in mean) and all(float(s) == 1 for s in std))
+    return KsnnCall(platform=KSNN_PLATFORM, reorder=KSNN_REORDER, channel_order=str(preprocess.channel_order).upper(),
+                    layout=KSNN_LAYOUT, mean=None if raw_pixels else [float(m) for m in mean],
+                    std=None if raw_pixels else [float(s) for s in std])
 
 
 def load_ksnn_api():
@@ -69,9 +86,15 @@ class KsnnModel(InferenceModel):
                                "convert with --to onnx,vim3, or choose --backend onnxruntime")
         self.entry: Vim3Entry = entry
         self.api = api or load_ksnn_api()
-        self.reorder = entry.reorder or "0 1 2"
-        self.platform = entry.platform or "ONNX"
-        self.input_layout = entry.input_layout or ("chw" if self.platform == "CAFFE" else "hwc")
+        call = entry.ksnn
+        if call is not None:
+            self.reorder, self.platform, self.input_layout = call.reorder, call.platform, call.layout
+        else:  # older cards: platform, reorder, input_layout on the entry
+            self.reorder = entry.reorder or "0 1 2"
+            self.platform = entry.platform or "ONNX"
+            # KSNN's platform says how the values are laid out: interleaved for TENSORFLOW/KERAS/TFLITE, else planar
+            interleaved = self.platform in ("TENSORFLOW", "KERAS", "TFLITE")
+            self.input_layout = entry.input_layout or ("hwc" if interleaved else "chw")
         self.outputs: List[NpuTensor] = entry.outputs or [NpuTensor(name=o.name, shape=o.shape)
                                                           for o in self.card.outputs]
         if not self.output_names:
@@ -133,8 +156,9 @@ class KsnnModel(InferenceModel):
             return self.entry, "default", self.outputs
         key = f"{height}x{width}"
         if key not in sizes:
-            raise MissingTargetError(f"{self.model_dir}: no NPU model compiled for input {key} (have {', '.join(sorted(sizes))}); "
-                               "compile this size or run this model with --backend onnxruntime")
+            raise MissingTargetError(f"{self.model_dir}: no NPU model compiled for input {key} (have "
+                                     f"{', '.join(sorted(sizes))}); compile this size or run this model with "
+                                     "--backend onnxruntime")
         entry = sizes[key]
         return entry, key, entry.outputs or self.outputs
 

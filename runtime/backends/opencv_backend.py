@@ -30,7 +30,8 @@ class OpenCVModel(InferenceModel):
                 self.net = cv2.dnn.readNetFromONNX(self._path(self.entry.file))
                 self.layout = self.entry.layout
         except cv2.error as error:
-            raise BackendError(f"{model_dir}: OpenCV cannot read its {key} files ({str(error).strip().splitlines()[-1]})") from None
+            reason = str(error).strip().splitlines()[-1]
+            raise BackendError(f"{model_dir}: OpenCV cannot read its {key} files ({reason})") from None
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.net_outputs = list(self.net.getUnconnectedOutLayersNames())
         self.batch_open = key != "onnx"  # Caffe and the open ONNX reshape to any batch on setInput

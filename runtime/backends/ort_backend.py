@@ -1,4 +1,5 @@
-"""onnxruntime: the open-shape model.open.onnx when the folder has it (any PNet size, batched crops), else model.onnx."""
+"""onnxruntime: the open-shape model.open.onnx when the folder has it (any PNet size, batched crops), else
+model.onnx."""
 from __future__ import annotations
 
 import os

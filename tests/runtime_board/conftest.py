@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 BUNDLE = os.environ.get("EDGEPAD_BOARD_BUNDLE")
+EMBEDDING = os.environ.get("EDGEPAD_BOARD_EMBEDDING")  # an embedding model's convert output (host-made)
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ksnn_standin
 if BUNDLE:
@@ -37,3 +38,11 @@ def bundle() -> Path:
 @pytest.fixture(scope="session")
 def faces() -> Path:
     return FACES
+
+
+@pytest.fixture(scope="session")
+def embedding_model() -> Path:
+    if not EMBEDDING:
+        pytest.fail("EDGEPAD_BOARD_EMBEDDING is not set: tests/test_runtime_board.py passes an embedding model's "
+                    "convert output")
+    return Path(EMBEDDING)

@@ -26,7 +26,7 @@ def spatial_pads(node, cx: Conversion, kernel: list[int], strides: list[int], di
         pads = list(attrs.get("pads", [0] * (2 * rank)))
     extra = cx.pending_pads.get(node.input[0])
     if extra is not None:
-        pads = [a + b for a, b in zip(pads, extra)]
+        pads = [a + b for a, b in zip(pads, extra, strict=True)]
     return pads
 
 

@@ -52,10 +52,11 @@ def emulated_section(library_outputs: list[np.ndarray], float_reference: dict[st
     if len(library_outputs) != len(names):
         raise ExportError(f"the NPU library has {len(library_outputs)} outputs, the ONNX graph {len(names)}")
     emulated = {}
-    for name, stacked in zip(names, library_outputs):
+    for name, stacked in zip(names, library_outputs, strict=True):
         shape = np.shape(float_reference[name][0])
         if stacked[0].size != int(np.prod(shape)):
-            raise ExportError(f"NPU library output for '{name}' has {stacked[0].size} values, ONNX has shape {list(shape)}")
+            raise ExportError(f"NPU library output for '{name}' has {stacked[0].size} values, ONNX has shape "
+                              f"{list(shape)}")
         emulated[name] = [np.asarray(v, np.float32).reshape(shape) for v in stacked]
 
     vs_float = compare_outputs(float_reference, emulated, reference_name="onnxruntime float (model.nchw.onnx)",

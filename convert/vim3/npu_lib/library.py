@@ -36,7 +36,8 @@ class NpuLibraryBuild:
 
     def card_entry(self, rel) -> NpuLibrary:
         return NpuLibrary(case=self.case, target=self.target, library=rel(self.library.name),
-                          library_machine="x86-64 (VeriSilicon emulator build; build_board.sh rebuilds it on the board)",
+                          library_machine="x86-64 (VeriSilicon emulator build; build_board.sh rebuilds it on the "
+                                          "board)",
                           build_script=rel("build_board.sh"), sources=[rel(s) for s in self.sources])
 
 

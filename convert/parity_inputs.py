@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from edgepad.errors import InputFileError
-from edgepad.runtime.preprocess import normalize
+from edgepad.runtime.preprocess import normalize, normalize_pixels, pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 SYNTHETIC_COUNT = 4
@@ -71,3 +71,21 @@ def _normalize(image: np.ndarray, card: dict) -> np.ndarray:
         std = float(np.ravel(card["preprocess"]["std"])[0])
         return ((gray.astype(np.float32) - mean) / std)[..., None]
     return normalize(image, card["preprocess"], spec["height"], spec["width"])
+
+
+def read_pixels(path: Path, card: dict, option: str) -> np.ndarray:
+    """The image's pixel values as the NPU graph takes them (resized, the card's channel order), float32 (H, W, C)."""
+    return image_pixels(read_image(path, option), card)
+
+
+def image_pixels(image: np.ndarray, card: dict) -> np.ndarray:
+    spec = card["input"]
+    if spec["channels"] == 1:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        return cv2.resize(gray, (spec["width"], spec["height"])).astype(np.float32)[..., None]
+    return pixels(image, card["preprocess"], spec["height"], spec["width"])
+
+
+def normalized_pixels(image: np.ndarray, card: dict) -> np.ndarray:
+    """image_pixels() -> the normalised input the float model takes: identical to _normalize() of the same image."""
+    return normalize_pixels(image, card["preprocess"])

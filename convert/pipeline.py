@@ -21,7 +21,7 @@ from edgepad.progress import Steps
 from edgepad.quiet_tensorflow import import_tensorflow
 from edgepad.staging import staged_output_dir
 
-from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+from .parity import FLOAT32_ATOL, QUANTIZED_MIN_AGREEMENT, QUANTIZED_MIN_COSINE, compare_outputs
 
 # name -> "module:function", imported only when asked for, so `--to onnx` never loads the NPU toolkit code.
 TARGETS: dict[str, str] = {
@@ -56,6 +56,8 @@ class ConvertOptions:
     calibration: Path | None = None
     calibration_count: int = 32
     min_cosine: float = QUANTIZED_MIN_COSINE
+    eval_images: Path | None = None  # held-out images the quantized model is judged on
+    min_agreement: float = QUANTIZED_MIN_AGREEMENT
     npu_backend: str = "acuitylite"
     sdk: Path | None = None
 

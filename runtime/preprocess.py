@@ -30,6 +30,25 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def pixels(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
+    """uint8 BGR image -> the pixel values (0..255) the model sees before normalisation, float32 (H, W, C):
+    resized and in the card's channel order. What an NPU graph with the normalisation inside it takes."""
+    image = to_bgr(image_bgr)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if preprocess.get("channel_order", "rgb") == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image.astype(np.float32)
+
+
+def normalize_pixels(image: np.ndarray, preprocess: dict) -> np.ndarray:
+    """pixels() -> the normalised input: (x - mean) / std per channel."""
+    channels = image.shape[2]
+    mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
+    std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")
+    return ((np.asarray(image, np.float32) - mean) / std).astype(np.float32)
+
+
 def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
     """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std."""
     image = to_bgr(image_bgr)

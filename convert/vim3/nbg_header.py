@@ -15,13 +15,17 @@ NBG_MAGIC = b"VPMN"
 PID_OFFSET = 8
 
 
+FORMAT_OFFSET = 4  # the NBG format word: 0x00020005 from acuitylite 6.48-6.57.1, 0x0001000F in Khadas' VIM3 NBGs
+
+
 @dataclass(frozen=True)
 class NbgHeader:
     magic: str
     pid: int
+    format: int = 0
 
     def to_json(self) -> dict:
-        return {"magic": self.magic, "pid": f"0x{self.pid:x}"}
+        return {"magic": self.magic, "pid": f"0x{self.pid:x}", "format": f"0x{self.format:08x}"}
 
 
 def read_nbg_header(path: Path) -> NbgHeader:
@@ -30,7 +34,8 @@ def read_nbg_header(path: Path) -> NbgHeader:
         raise ExportError(f"{path}: not a Vivante network binary (expected magic {NBG_MAGIC.decode()!r} at byte 0, "
                           f"found {data[:4]!r}); the toolkit's log says why")
     (pid,) = struct.unpack_from("<I", data, PID_OFFSET)
-    return NbgHeader(data[:4].decode(), pid)
+    (word,) = struct.unpack_from("<I", data, FORMAT_OFFSET)
+    return NbgHeader(data[:4].decode(), pid, word)
 
 
 def check_nbg_header(path: Path, expected_pid: int, target: str) -> NbgHeader:

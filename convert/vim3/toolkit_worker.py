@@ -86,6 +86,7 @@ def compile_model(request):
     quantizer, qtype = SCHEMES[request["scheme"]]
     print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
     _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation)
+    input_quantization = _hold_pixels(model, request["scheme"]) if request.get("pixel_input") else None
 
     print("== edgepad: quantized simulation", flush=True)
     quantized_outputs = _run_all(model, evaluation, output_lids)
@@ -115,6 +116,7 @@ def compile_model(request):
         "quantizer": quantizer,
         "qtype": qtype,
         "acuitylite": _acuitylite_version(),
+        "input_quantization": input_quantization,
     }
 
 
@@ -181,6 +183,38 @@ def _quantize(model, quantizer, qtype, samples):
     except Exception as error:  # noqa: BLE001
         raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
                          % (quantizer, qtype, _one_line(error)))
+
+
+# The graph takes pixel values 0..255: its input tensor is set to hold each of them exactly, whatever range the
+# calibration images happened to span (the toolkit would otherwise derive the range from them).
+PIXEL_INPUT_QUANTIZATION = {
+    "uint8": {"quantizer": "asymmetric_affine", "qtype": "uint8", "scale": 1.0, "zero_point": 0},
+    "int8": {"quantizer": "asymmetric_affine", "qtype": "int8", "scale": 1.0, "zero_point": -128},
+    "int16": {"quantizer": "dynamic_fixed_point", "qtype": "int16", "fl": 0},
+}
+
+
+def _hold_pixels(model, scheme):
+    """Set the input tensors' quantization to hold 0..255 exactly; returns what each input tensor has after."""
+    wanted = PIXEL_INPUT_QUANTIZATION.get(scheme)
+    from acuitylib.interface.quantization import Quantization
+
+    result = {}
+    for layer in model.execution_sequence():
+        if layer.op != "input":
+            continue
+        port = "%s:out0" % layer.lid
+        if wanted is not None:
+            params = dict(wanted)
+            if "zero_point" in params:
+                params["zp"] = params.pop("zero_point")
+            try:
+                Quantization(model).set_quant_params(port, params)
+            except Exception as error:  # noqa: BLE001
+                raise StageError("quantizing", "acuitylite could not set input %s to hold pixel values 0..255 (%s): %s"
+                                 % (layer.lid, wanted, _one_line(error)))
+        result[layer.lid] = _quant_params(model, layer.lid)
+    return result
 
 
 def _run_all(model, inputs, output_lids):

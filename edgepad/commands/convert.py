@@ -38,6 +38,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--calibration", type=click.Path(path_type=Path), help="vim3 target: folder of calibration images (jpg/png).")
 @click.option("--calibration-count", type=int, default=32, show_default=True, help="vim3 target: use at most this many calibration images.")
 @click.option("--min-cosine", type=float, default=0.98, show_default=True, help="vim3 target: least mean cosine of quantized against float.")
+@click.option("--eval-images", type=click.Path(path_type=Path), help="vim3 target: folder of held-out images to judge the quantized model on (default: a share of --calibration never used to calibrate).")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True, help="vim3 target: least share of held-out inputs whose decision (live/spoof, or top-1) equals float's.")
 @click.option("--npu-backend", type=click.Choice(["acuitylite", "khadas-sdk"]), default="acuitylite", show_default=True, help="vim3 target: which toolkit compiles.")
 @click.option("--sdk", type=click.Path(path_type=Path), help="vim3 target with --npu-backend khadas-sdk: path to Khadas' aml_npu_sdk.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
@@ -45,7 +47,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
             labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
-            npu_backend, sdk, force, as_json):
+            eval_images, min_agreement, npu_backend, sdk, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
@@ -67,6 +69,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
+        eval_images=eval_images, min_agreement=min_agreement,
     )
     result = convert_model(options, Steps())
     if as_json:

@@ -26,6 +26,8 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     """
     from edgepad.runtime.preprocess import batches
 
+    from ...parity_inputs import normalized_pixels
+
     from .emulated import emulated_section, run_library
     from .perf_estimate import estimate_from_log
 
@@ -50,20 +52,25 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     simulation = ({name: values[-count:] for name, values in compilation.quantized_outputs.items()}
                   if compilation.quantized_outputs is not None else None)
     with ctx.steps.step(f"Running libnn_{case}.so in the VIM3 emulator ({count} inputs)"):
-        inputs = batches(evaluation, "nchw")
+        inputs = batches(evaluation, "nchw")  # pixel values, exactly what the toolkit's simulation was given
         log = env.new_log(f"npu-emulated-{case}")
         outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, log)
-        reference = ctx.onnx_nchw_outputs(inputs)
+        reference = ctx.onnx_nchw_outputs(batches([normalized_pixels(x, ctx.card) for x in evaluation], "nchw"))
         section = emulated_section(outputs, reference, simulation, compilation.toolkit,
-                                   ctx.options.min_cosine, list(evaluation_sources))
+                                   ctx.options.min_cosine, list(evaluation_sources), card=ctx.card,
+                                   inputs=inputs, min_agreement=getattr(ctx.options, "min_agreement", None))
     section["library"] = rel(build.library.name)
     section["target"] = target
     section["estimated_board_time"] = estimate_from_log(log.read_text(errors="replace"), target)
     section["log"] = str(log)
     if not section["passed"]:
         simulation_cosine = section.get("vs_simulation", {}).get("cosine")
+        agreement = section.get("decision_agreement")
         raise ParityError(f"vim3 emulated: libnn_{case}.so reaches cosine {section['cosine']:.4f} against float"
                           + (f" and {simulation_cosine:.4f} against {compilation.toolkit}'s simulation"
                              if simulation_cosine is not None else "")
+                          + (f", keeps float's decision on {agreement:.0%}" if agreement is not None else "")
+                          + (f" (flipped: {', '.join(Path(f).name for f in section['flipped'])})"
+                             if section.get("flipped") else "")
                           + f"; {section['diagnosis']} (log: {log})")
     return section

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from edgepad.runtime.preprocess import normalize, normalize_pixels, pixels
 
 from edgepad.errors import InputFileError
-from edgepad.runtime.preprocess import normalize, normalize_pixels, pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 SYNTHETIC_COUNT = 4

@@ -1,8 +1,9 @@
 """The health check: the board's runtime computes the bundle's reference inputs; the host compares the outputs.
 
 The reference is the host's onnxruntime outputs in the LOCAL bundle (reference/outputs.npz), not the board's copy.
-Float backends (onnxruntime, OpenCV) must match within FLOAT32_ATOL; the NPU's quantized models within
-QUANTIZED_MIN_COSINE.
+Float backends (onnxruntime, OpenCV) must match within FLOAT32_ATOL; the NPU's quantized models pass the gates
+they were converted with (the card's `targets.vim3.gates`: min_cosine, and min_agreement of the live/spoof or top-1
+decisions; defaults QUANTIZED_MIN_COSINE and QUANTIZED_MIN_AGREEMENT).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
+from edgepad.convert.parity import (FLOAT32_ATOL, QUANTIZED_MIN_AGREEMENT, QUANTIZED_MIN_COSINE, compare_outputs,
+                                    decision_agreement)
 
 from . import manifest as manifest_io
 from .reference import per_input
@@ -89,8 +91,15 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
     errors = []
     models = sorted({key.split("/", 1)[0] for key in host_outputs})
     for model in models:
-        has_npu_binary = cards is None or "vim3" in cards.get(model, {}).get("targets", {})
+        card = (cards or {}).get(model, {})
+        has_npu_binary = cards is None or "vim3" in card.get("targets", {})
         atol, min_cosine = tolerance_for(used_backend if has_npu_binary else "onnxruntime")
+        # a quantized model is held to the gates it was converted with (its card's), decisions included
+        gates = card.get("targets", {}).get("vim3", {}).get("gates") or {}
+        quantized = min_cosine is not None
+        if quantized and gates.get("min_cosine") is not None:
+            min_cosine = float(gates["min_cosine"])
+        min_agreement = float(gates.get("min_agreement") or QUANTIZED_MIN_AGREEMENT) if quantized else None
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]
         if missing:
@@ -110,9 +119,16 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
             continue
         parity = compare_outputs(reference, candidate, reference_name="host onnxruntime",
                                  candidate_name=f"board {used_backend}", atol=atol, min_cosine=min_cosine)
-        for output in parity.to_json()["outputs"]:
-            rows.append({"model": model, "output": output["name"], "max_abs": output["max_abs"],
-                         "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
-                         "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]})
+        for index, output in enumerate(parity.to_json()["outputs"]):
+            row = {"model": model, "output": output["name"], "max_abs": output["max_abs"],
+                   "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
+                   "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]}
+            if quantized and index == 0 and card:
+                agreement, flipped = decision_agreement(reference[output["name"]], candidate[output["name"]], card)
+                if agreement is not None:
+                    row.update({"decision_agreement": agreement, "min_agreement": min_agreement,
+                                "flipped_inputs": flipped})
+                    row["passed"] = row["passed"] and agreement >= min_agreement
+            rows.append(row)
     passed = bool(rows) and all(r["passed"] for r in rows) and not errors
     return HealthResult(passed, used_backend, rows, error="; ".join(errors) or None)

@@ -80,12 +80,20 @@ def test_keras2_fixtures_compile_for_the_vim3(compiled, fixture):
     # the toolkit's float import computes what onnxruntime computes on the same NCHW graph
     assert report["import"]["max_abs"] <= FLOAT32_ATOL
     assert report["cosine"] >= QUANTIZED_MIN_COSINE  # the emulated uint8 model stays within cosine 0.98 of float
-    assert report["inputs"] == 54 + 3  # 54 calibration faces + the 3 sample photos
-    # what the board needs to feed the NBG, as the toolkit itself wrote it in nbg_meta.json
+    # judged on held-out faces: every 5th of the 54 calibration faces (never calibrating) + the 3 sample photos
+    assert report["inputs"] == 10 + 3 and len(report["calibration_sources"]) == 44
+    assert not set(report["calibration_sources"]) & set(report["eval_sources"])
+    assert report["decision_agreement"] is not None and report["cosine_min"] <= report["cosine"]
+    # the NBG takes the decoded pixels: its uint8 input holds 0..255 exactly, as the toolkit wrote in nbg_meta.json
     meta_input = next(iter(json.loads((out / "vim3" / "nbg_meta.json").read_text())["Inputs"].values()))
     assert card["input"]["dtype"] == "uint8" and card["layout"] == "nchw" and card["channel_order"] == "rgb"
-    assert card["input"]["scale"] == pytest.approx(meta_input["quantize"]["scale"])
-    assert card["input"]["zero_point"] == meta_input["quantize"]["zero_point"]
+    assert meta_input["quantize"]["scale"] == 1.0 and meta_input["quantize"]["zero_point"] == 0
+    assert card["input"]["scale"] == 1.0 and card["input"]["zero_point"] == 0
+    assert card["npu_input"] == {"values": "pixels", "range": [0, 255], "layout": "nchw", "shape": [1, 3, 112, 112],
+                                 "channel_order": "rgb", "dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    assert card["ksnn"]["mean"] is None and card["ksnn"]["std"] is None
+    nbg_word = struct.unpack("<I", (out / "vim3" / "network_binary.nb").read_bytes()[4:8])[0]
+    assert card["nbg_format"] == f"0x{nbg_word:08x}" and card["toolkit_version"] == "6.57.1"
     assert [o["name"] for o in card["outputs"]] == result.card["targets"]["onnx_nchw"]["outputs"]
     # the ovxlib case the board library is built from, named in the card, hashed like every file
     name = card["case"]["name"]
@@ -102,6 +110,7 @@ def test_mobilenet_v2_int16_matches_float(compiled, mobilenet_v2_h5):
     assert report["quantizer"] == "dynamic_fixed_point int16"
     assert report["cosine"] >= 0.999 and report["top1_agreement"] >= 0.95
     assert result.card["targets"]["vim3"]["input"]["dtype"] == "int16"
+    assert result.card["targets"]["vim3"]["npu_input"]["fl"] >= 0  # fixed point holds every pixel value
 
 
 def test_trained_mobilenet_v2_uint8_stays_within_cosine_098_of_float(compiled, trained_mobilenet_v2_h5):
@@ -112,7 +121,11 @@ def test_trained_mobilenet_v2_uint8_stays_within_cosine_098_of_float(compiled, t
     assert report["quantizer"] == "asymmetric_affine uint8" and report["passed"]
     assert report["cosine"] >= QUANTIZED_MIN_COSINE and report["top1_agreement"] >= 0.95
     assert nbg_pid(result.out / "vim3" / "network_binary.nb") == (b"VPMN", 0x88)
-    assert result.report["vim3_emulated"]["passed"]  # the compiled library in the emulator agrees too
+    emulated = result.report["vim3_emulated"]
+    assert emulated["passed"]  # the compiled library in the emulator agrees too
+    # the library and the simulation computed on the very same input values (pixels, exact in uint8)
+    assert emulated["input_tensor"]["identical_to_simulation"] and emulated["input_tensor"]["range"][1] <= 255
+    assert emulated["decision_agreement"] is not None and "vs_simulation" in emulated
 
 
 def test_mobilenet_v2_uint8_below_min_cosine_names_the_worst_layers(mobilenet_v2_h5, tmp_path, calibration, toolkit):
@@ -131,6 +144,22 @@ def test_mobilenet_v2_uint8_below_min_cosine_names_the_worst_layers(mobilenet_v2
     layers = json.loads(table.read_text())
     assert len(layers) > 50 and all(row["layer"] in message for row in worst_layers(layers))
     assert not (tmp_path / "out").exists()
+
+
+def test_decisions_flipped_on_held_out_faces_fail_the_default_gate(mobilenet_v2_h5, tmp_path, calibration, toolkit):
+    """The untrained MobileNetV2's live/spoof scores move from face to face (see support/npu_models.py); in uint8
+    they change side on held-out faces. With the cosine gate lowered out of the way, the default --min-agreement
+    0.99 fails the conversion and names the faces whose decision flipped; nothing is written."""
+    with pytest.raises(ParityError) as error:
+        convert_model(ConvertOptions(model=mobilenet_v2_h5, out=tmp_path / "out", targets=("onnx", "vim3"),
+                                     calibration=calibration, calibration_count=64, min_cosine=0.5))
+    message = str(error.value)
+    agreement = float(re.search(r"keeps float's decision on ([\d.]+)% of (\d+) held-out", message).group(1)) / 100
+    assert agreement < 0.99 and "--min-agreement 0.99" in message
+    flipped = re.search(r"decision flipped on (\d+): ([^;]+)", message)
+    assert int(flipped.group(1)) >= 1 and all((calibration / name.strip(" .")).is_file()
+                                              for name in flipped.group(2).split(", ")[:3])
+    assert "worst layers" in message and not (tmp_path / "out").exists()
 
 
 def test_board_vim3l_is_refused_without_writing(toolkit, tmp_path, calibration):

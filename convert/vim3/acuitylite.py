@@ -54,7 +54,8 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         toolkit_version=result.get("acuitylite"), quantizer=f"{result['quantizer']} {result['qtype']}",
         float_outputs=_load(result["float_outputs"], names), quantized_outputs=_load(result["quantized_outputs"], names),
         layers=json.loads(Path(result["layers"]).read_text()), log=str(log), layers_file=result["layers"],
-        input_quantization=result.get("input_quantization"),
+        input_quantization=result.get("input_quantization"), layer_dump=result.get("layer_dump"),
+        simulation_files={"inputs": request["evaluation"], "outputs": result["quantized_outputs"]},
     )
 
 

@@ -35,10 +35,10 @@ def pixel_input_graph(model, mean, std):
     if len(dims) != 4 or not all(dims):
         raise ExportError(f"the NPU graph's input '{input_name}' has shape {dims}; expected a static (1, C, H, W)")
     channels = dims[1]
-    mean = np.broadcast_to(np.asarray(mean, np.float64).ravel(), (channels,)) if np.size(mean) in (1, channels) else None
-    std = np.broadcast_to(np.asarray(std, np.float64).ravel(), (channels,)) if np.size(std) in (1, channels) else None
-    if mean is None or std is None:
+    if np.size(mean) not in (1, channels) or np.size(std) not in (1, channels):
         raise ExportError(f"the card's mean/std do not match the graph's {channels} input channels")
+    mean = np.broadcast_to(np.asarray(mean, np.float64).ravel(), (channels,))
+    std = np.broadcast_to(np.asarray(std, np.float64).ravel(), (channels,))
 
     consumers = [n for n in graph.node if input_name in n.input]
     conv = consumers[0] if len(consumers) == 1 and consumers[0].op_type == "Conv" else None
@@ -47,8 +47,9 @@ def pixel_input_graph(model, mean, std):
         _fold_into_conv(graph, conv, initializers, dims, mean, std)
         how = "folded"
     else:
-        scale = numpy_helper.from_array((1.0 / std).astype(np.float32).reshape(1, channels, 1, 1), "edgepad_pixel_scale")
-        shift = numpy_helper.from_array((-mean / std).astype(np.float32).reshape(1, channels, 1, 1), "edgepad_pixel_shift")
+        per_channel = (1, channels, 1, 1)
+        scale = numpy_helper.from_array((1.0 / std).astype(np.float32).reshape(per_channel), "edgepad_pixel_scale")
+        shift = numpy_helper.from_array((-mean / std).astype(np.float32).reshape(per_channel), "edgepad_pixel_shift")
         graph.initializer.extend([scale, shift])
         scaled, normalised = "edgepad_pixels_scaled", "edgepad_pixels_normalised"
         for node in consumers:
@@ -58,6 +59,10 @@ def pixel_input_graph(model, mean, std):
         for node in reversed(nodes):
             graph.node.insert(0, node)
         how = "mul-add"
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     onnx.checker.check_model(model)
     return model, how
 

@@ -91,6 +91,9 @@ def compile_model(request):
     print("== edgepad: quantized simulation", flush=True)
     quantized_outputs = _run_all(model, evaluation, output_lids)
     layers = _layer_table(model, float_layers, layer_inputs)
+    # every layer's quantized output for the last evaluation inputs (those the host runs the library on): what
+    # the library's per-node dumps are compared with when the two disagree
+    layer_dump = _save_layer_dump(model, evaluation[-int(request.get("dump_inputs", 8)):], request["out_dir"])
 
     out_dir = request["out_dir"]
     np.savez(os.path.join(out_dir, "float_outputs.npz"), **{"%d" % i: v for i, v in enumerate(float_outputs)})
@@ -117,6 +120,7 @@ def compile_model(request):
         "qtype": qtype,
         "acuitylite": _acuitylite_version(),
         "input_quantization": input_quantization,
+        "layer_dump": layer_dump,
     }
 
 
@@ -290,6 +294,42 @@ def _layer_table(model, float_layers, layer_inputs):
             row["fused_into"] = layer.output_layers[0].lid
         table.append(row)
     return table
+
+
+def _save_layer_dump(model, inputs, out_dir):
+    """Every layer's fake-quantized output for each input, stored as its integers (or float16), in out_dir."""
+    import numpy as np
+
+    arrays, layers = {}, []
+    for n, x in enumerate(inputs):
+        outputs = _run_layers(model, x)  # the model is set to fake-quantize all tensors by _layer_table
+        for i, layer in enumerate(model.execution_sequence()):
+            url = "@%s:out0" % layer.lid
+            if url not in outputs:
+                continue
+            params = _quant_params(model, layer.lid)
+            arrays["%d_%d" % (n, i)] = _stored(_fake_quantize(outputs[url], params), params)
+            if n == 0:
+                layers.append({"key": "%d" % i, "lid": layer.lid, "op": layer.op, "quantization": params})
+    path = os.path.join(out_dir, "layer_dump.npz")
+    np.savez(path, **arrays)
+    with open(os.path.join(out_dir, "layer_dump.json"), "w") as f:
+        json.dump({"inputs": len(inputs), "layers": layers}, f, indent=1)
+    return {"arrays": path, "layers": os.path.join(out_dir, "layer_dump.json"), "inputs": len(inputs)}
+
+
+def _stored(value, params):
+    """A fake-quantized tensor as the integers it holds (exact and small), float16 or float32 otherwise."""
+    import numpy as np
+
+    params = params or {}
+    if params.get("scale") and params.get("qtype") in ("u8", "uint8", "i8", "int8", "i16", "int16"):
+        scale = np.asarray(params["scale"], np.float64)
+        if scale.size == 1:
+            return (np.rint(value / float(scale)) + float(params.get("zero_point", 0))).astype(np.int32)
+    if params.get("fl") is not None and params.get("qtype") in ("i8", "int8", "i16", "int16"):
+        return np.rint(value * 2.0 ** float(params["fl"])).astype(np.int32)
+    return np.asarray(value, np.float32)
 
 
 QTYPE_RANGES = {"u8": (0, 255), "uint8": (0, 255), "i8": (-128, 127), "int8": (-128, 127),

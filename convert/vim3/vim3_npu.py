@@ -43,6 +43,8 @@ class NpuCompilation:
     log: str | None = None
     layers_file: str | None = None
     input_quantization: dict | None = None  # the input tensors' parameters after forcing them to hold 0..255
+    layer_dump: dict | None = None  # every layer's simulated output for the last evaluation input (files)
+    simulation_files: dict | None = None  # the evaluation inputs (pixels) and the quantized simulation's outputs
 
 
 def vim3_target(ctx) -> dict:
@@ -91,7 +93,8 @@ def vim3_target(ctx) -> dict:
                "quantize": options.quantize, "quantizer": compilation.quantizer, "nbg": header.to_json(),
                "calibration_sources": list(images.calibration), "eval_sources": evaluation_sources,
                "held_out": images.how, "calibration_images": len(calibration),
-               "input_in_graph": folded, "toolkit_log": compilation.log}
+               "input_in_graph": folded, "toolkit_log": compilation.log,
+               "simulation_files": compilation.simulation_files}
     section.update(parity)
     files = _copy_outputs(compilation, out_dir)
     ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header, folded)

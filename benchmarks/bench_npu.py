@@ -1,7 +1,7 @@
 """Times the VIM3 NPU path: `edgepad toolkit install` from scratch, and `edgepad convert --to onnx,vim3`.
 
 usage: python benchmarks/bench_npu.py [--skip-install] [--models pad_mobilenet,sequential_small]
-                                    [--quantize uint8,int16]
+                                    [--quantize uint8,int16,auto]
 
 Per scheme it prints the quantized model's cosine to float and its decision agreement on held-out faces (every 5th
 calibration face, never used to calibrate).
@@ -98,6 +98,9 @@ def bench_convert(models: list[str], quantize: str, min_cosine: float = 0.0, min
                           json.dumps(entry["input_shape"]), ",".join(entry["outputs"]), str(calibration_npy),
                           str(env.sdk_dir), tmp, str(licence)], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
         report = result.report["vim3"]
+        if "auto" in report:
+            tried = ", ".join(t["quantize"] for t in report["auto"]["tried"])
+            print(f"  auto chose {report['auto']['chosen']} (tried {tried})")
         emulated = result.report.get("vim3_emulated", {})
         agreement = report.get("decision_agreement")
         print(f"{name:<17} {quantize}: convert total {total:6.1f} s, vim3 step {vim3:6.1f} s "
@@ -119,13 +122,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-install", action="store_true", help="do not time the (8 GB) install")
     parser.add_argument("--models", default="pad_mobilenet,sequential_small")
-    parser.add_argument("--quantize", default="uint8,int16", help="schemes, comma separated")
+    parser.add_argument("--quantize", default="uint8,int16,auto", help="schemes, comma separated")
     args = parser.parse_args()
     if not args.skip_install:
         bench_install()
+    from edgepad.convert.parity import QUANTIZED_MIN_AGREEMENT, QUANTIZED_MIN_COSINE
+
     for scheme in args.quantize.split(","):
-        # gates off: the figures are what is measured (the held-out faces are every 5th calibration face)
-        bench_convert(args.models.split(","), scheme)
+        # gates off for a fixed scheme: the figures are what is measured (the held-out faces are every 5th
+        # calibration face); auto chooses by the default gates
+        gates = (QUANTIZED_MIN_COSINE, QUANTIZED_MIN_AGREEMENT) if scheme == "auto" else (0.0, 0.0)
+        bench_convert(args.models.split(","), scheme, *gates)
     return 0
 
 

@@ -31,8 +31,8 @@ MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # what the mtcnn package feeds its nets
 
 
 # What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
-NPU_SOURCES = ["convert/vim3/npu_lib/*", "runtime/npu_loader.py", "convert/vim3/vim3_npu.py", "convert/vim3/acuitylite.py",
-               "convert/vim3/toolkit_worker.py", "convert/vim3/pixel_graph.py", "runtime/preprocess.py",
+NPU_SOURCES = ["convert/vim3/npu_lib/*", "runtime/npu_loader.py", "convert/vim3/vim3_npu.py",
+               "convert/vim3/acuitylite.py", "convert/vim3/toolkit_worker.py", "convert/vim3/pixel_graph.py", "runtime/preprocess.py",
                "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/onnx/keras_to_onnx.py",
                "tests/support/calibration_faces.py"]
 

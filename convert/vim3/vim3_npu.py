@@ -47,13 +47,48 @@ class NpuCompilation:
     simulation_files: dict | None = None  # the evaluation inputs (pixels) and the quantized simulation's outputs
 
 
+AUTO_SCHEMES = ("uint8", "int16")  # --quantize auto: the first that passes the gates (no mixed-precision NBG)
+
+
 def vim3_target(ctx) -> dict:
+    """--quantize auto tries uint8, then int16, and keeps the first that passes --min-cosine and --min-agreement on
+    the held-out inputs (acuitylite 6.57.1 cannot compile a mixed-precision NBG, so whole-model schemes only)."""
+    from dataclasses import replace
+
+    options = ctx.options
+    if options.quantize != "auto":
+        return _vim3_target_once(ctx)
+    tried = []
+    for scheme in AUTO_SCHEMES:
+        ctx.options = replace(options, quantize=scheme)
+        try:
+            section = _vim3_target_once(ctx)
+        except ParityError as error:
+            tried.append({"quantize": scheme, "passed": False, "error": str(error)})
+            shutil.rmtree(ctx.work_dir / "vim3", ignore_errors=True)
+            ctx.report_sections.pop("vim3_emulated", None)
+            ctx.card["targets"].pop("vim3", None)
+            if scheme == AUTO_SCHEMES[-1]:
+                ctx.options = options
+                reasons = " | ".join(t["error"] for t in tried)
+                raise ParityError(f"--quantize auto: no scheme passes the gates; {reasons}") from None
+            continue
+        tried.append({"quantize": scheme, "passed": True, "cosine": section.get("cosine"),
+                      "decision_agreement": section.get("decision_agreement")})
+        section["auto"] = {"schemes": list(AUTO_SCHEMES), "tried": tried, "chosen": scheme}
+        ctx.card["targets"]["vim3"]["quantize_auto"] = {"chosen": scheme, "tried": [t["quantize"] for t in tried]}
+        ctx.options = options
+        return section
+    raise AssertionError("unreachable")
+
+
+def _vim3_target_once(ctx) -> dict:
     from .nbg_header import check_nbg_header
     from .toolkit_env import BOARD_TARGETS, target_pid
 
     options = ctx.options
     if options.quantize not in QUANTIZE_SCHEMES:
-        raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)}")
+        raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)} or auto")
     target = BOARD_TARGETS[options.board]
     onnx_entry = _nchw_entry(ctx)
     backend = _backend(options.npu_backend)
@@ -179,8 +214,9 @@ def _require_disjoint(calibration: list[Path], evaluation: list[Path]) -> None:
     shared = [(p, by_content[sha256_file(p)]) for p in evaluation if sha256_file(p) in by_content]
     if shared:
         got, used = shared[0]
-        raise InputFileError(f"--eval-images: {len(shared)} image(s) are also calibration images (e.g. {got} = {used});"
-                             " judge the model on images it was not calibrated with: give folders with no image in common")
+        raise InputFileError(f"--eval-images: {len(shared)} image(s) are also calibration images (e.g. {got} = "
+                             f"{used}); judge the model on images it was not calibrated with: give folders with no "
+                             "image in common")
 
 
 def synthetic_pixels(card: dict) -> list[np.ndarray]:

@@ -34,7 +34,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real images added to the parity inputs.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs difference allowed for float32 steps.")
 @click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True, help="vim3 target: the board to compile for.")
-@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16"]), default="uint8", show_default=True, help="vim3 target: quantization scheme.")
+@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16", "auto"]), default="uint8", show_default=True, help="vim3 target: quantization scheme (auto: uint8, else int16, by --min-cosine and --min-agreement).")
 @click.option("--calibration", type=click.Path(path_type=Path), help="vim3 target: folder of calibration images (jpg/png).")
 @click.option("--calibration-count", type=int, default=32, show_default=True, help="vim3 target: use at most this many calibration images.")
 @click.option("--min-cosine", type=float, default=0.98, show_default=True, help="vim3 target: least mean cosine of quantized against float.")

@@ -189,17 +189,19 @@ def _quantize(model, quantizer, qtype, samples):
                          % (quantizer, qtype, _one_line(error)))
 
 
-# The graph takes pixel values 0..255: its input tensor is set to hold each of them exactly, whatever range the
-# calibration images happened to span (the toolkit would otherwise derive the range from them).
+# The graph takes pixel values 0..255: its input tensor must hold each of them exactly. Face crops span 0..255,
+# so calibration usually gives exactly these; otherwise the affine ones are set (the toolkit then quantizes the
+# first layer's bias for them at export). Fixed point keeps the calibrated fraction length when it holds 0..255
+# (0 <= fl <= 7 in int16): forcing it would leave the bias's fraction length (input + weight) inconsistent.
 PIXEL_INPUT_QUANTIZATION = {
     "uint8": {"quantizer": "asymmetric_affine", "qtype": "uint8", "scale": 1.0, "zero_point": 0},
     "int8": {"quantizer": "asymmetric_affine", "qtype": "int8", "scale": 1.0, "zero_point": -128},
-    "int16": {"quantizer": "dynamic_fixed_point", "qtype": "int16", "fl": 0},
 }
+PIXEL_MAX_FL = {"int16": 7}  # 255 * 2**7 = 32640 fits int16
 
 
 def _hold_pixels(model, scheme):
-    """Set the input tensors' quantization to hold 0..255 exactly; returns what each input tensor has after."""
+    """Make the input tensors hold 0..255 exactly; returns what each input tensor has after."""
     wanted = PIXEL_INPUT_QUANTIZATION.get(scheme)
     from acuitylib.interface.quantization import Quantization
 
@@ -208,16 +210,24 @@ def _hold_pixels(model, scheme):
         if layer.op != "input":
             continue
         port = "%s:out0" % layer.lid
-        if wanted is not None:
-            params = dict(wanted)
-            if "zero_point" in params:
-                params["zp"] = params.pop("zero_point")
+        before = _quant_params(model, layer.lid) or {}
+        if scheme == "int16":
+            fl = before.get("fl")
+            if fl is None or not 0 <= int(fl) <= PIXEL_MAX_FL[scheme]:
+                raise StageError("quantizing", "input %s: int16 fixed point with fraction length %s cannot hold pixel "
+                                 "values 0..255 exactly; calibrate with images spanning more of 0..255"
+                                 % (layer.lid, fl))
+        elif wanted is not None and not (before.get("scale") == wanted["scale"]
+                                         and before.get("zero_point") == wanted["zero_point"]):
+            params = {k: v for k, v in wanted.items() if k != "zero_point"}
+            params["zp"] = wanted["zero_point"]
             try:
                 Quantization(model).set_quant_params(port, params)
             except Exception as error:  # noqa: BLE001
-                raise StageError("quantizing", "acuitylite could not set input %s to hold pixel values 0..255 (%s): %s"
-                                 % (layer.lid, wanted, _one_line(error)))
-        result[layer.lid] = _quant_params(model, layer.lid)
+                raise StageError("quantizing", "acuitylite could not set input %s to hold pixel values 0..255 (%s): "
+                                 "%s" % (layer.lid, wanted, _one_line(error)))
+            print("== edgepad: input %s quantization %s -> %s" % (layer.lid, before, wanted), flush=True)
+        result[layer.lid] = dict(_quant_params(model, layer.lid) or {}, calibrated=before)
     return result
 
 

@@ -54,6 +54,21 @@ def _sources_key(*extra: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+class NpuModels(dict):
+    """classifier, rnet, onet -> Converted, each converted when first asked for (about 4 min each) and cached."""
+
+    def __init__(self, convert, names):
+        super().__init__()
+        self.convert, self.names = convert, list(names)
+
+    def __missing__(self, name):
+        self[name] = self.convert(name)
+        return self[name]
+
+    def items(self):
+        return [(name, self[name]) for name in self.names]
+
+
 @pytest.fixture(scope="session")
 def npu_models(toolkit, faces_dir, tmp_path_factory) -> dict:
     """classifier, rnet, onet -> the folder `--to onnx,vim3` wrote (NBG, case, libnn_<case>.so, vim3_emulated)."""
@@ -67,8 +82,9 @@ def npu_models(toolkit, faces_dir, tmp_path_factory) -> dict:
     scratch = tmp_path_factory.mktemp("npu_models")
     sources = {"classifier": (LEGACY_H5 / "pad_mobilenet.h5", 127.5, 127.5), "rnet": (None, MTCNN_MEAN, MTCNN_STD),
                "onet": (None, MTCNN_MEAN, MTCNN_STD)}
-    results = {}
-    for name, (h5, mean, std) in sources.items():
+
+    def convert(name: str) -> Converted:
+        h5, mean, std = sources[name]
         out = cache / name
         if not (out / "report.json").is_file():
             if h5 is None:
@@ -77,8 +93,9 @@ def npu_models(toolkit, faces_dir, tmp_path_factory) -> dict:
             convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "vim3"), mean=(mean,), std=(std,),
                                          calibration=calibration, calibration_count=64, sample_images=FACES,
                                          force=True))
-        results[name] = Converted(out, json.loads((out / "edgepad.json").read_text()))
-    return results
+        return Converted(out, json.loads((out / "edgepad.json").read_text()))
+
+    return NpuModels(convert, sources)
 
 
 def elf_machine(path: Path) -> str:

@@ -9,6 +9,7 @@ Models: the Keras 2 fixtures (MobileNet PAD classifier 112x112, a small sequenti
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -19,6 +20,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "legacy_h5"
+
+
+def forward(net, x, outputs, input_name: str = ""):
+    """One OpenCV dnn inference: what is timed for cv2.dnn."""
+    net.setInput(x, input_name)
+    return net.forward(outputs)
 
 
 def median_ms(function, runs: int) -> float:
@@ -54,12 +61,13 @@ def main() -> int:
     import cv2
     import onnxruntime as ort
 
-    from edgepad.convert.caffe.opencv_runner import load_caffe_net
     from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe, write_caffe_files
+    from edgepad.convert.caffe.opencv_runner import load_caffe_net
 
     cv2.setNumThreads(1)  # one core, as a fair per-inference figure on a shared machine
     print(f"ONNX -> Caffe, and inference medians of {args.runs} runs, batch 1, one thread (ms)")
-    header = f"{'model':20} {'to caffe':>9} {'layers':>7} {'ort':>8} {'cv onnx':>8} {'cv caffe':>9} {'caffe/ort':>10} {'caffe/cv onnx':>14}"
+    header = (f"{'model':20} {'to caffe':>9} {'layers':>7} {'ort':>8} {'cv onnx':>8} {'cv caffe':>9} "
+              f"{'caffe/ort':>10} {'caffe/cv onnx':>14}")
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         for name, out in converted_models(Path(tmp)):
@@ -79,20 +87,10 @@ def main() -> int:
             cv_caffe = load_caffe_net(out / "model.prototxt", out / "model.caffemodel")
             outputs = list(caffe.outputs.values())
 
-            def run_ort():
-                session.run(None, {ort_input: x})
-
-            def run_cv_onnx():
-                cv_onnx.setInput(x)
-                cv_onnx.forward(cv_onnx.getUnconnectedOutLayersNames())
-
-            def run_cv_caffe():
-                cv_caffe.setInput(x, caffe.input_blob)
-                cv_caffe.forward(outputs)
-
-            ort_ms = median_ms(run_ort, args.runs)
-            cv_onnx_ms = median_ms(run_cv_onnx, args.runs)
-            cv_caffe_ms = median_ms(run_cv_caffe, args.runs)
+            ort_ms = median_ms(functools.partial(session.run, None, {ort_input: x}), args.runs)
+            cv_onnx_ms = median_ms(functools.partial(forward, cv_onnx, x, cv_onnx.getUnconnectedOutLayersNames()),
+                                   args.runs)
+            cv_caffe_ms = median_ms(functools.partial(forward, cv_caffe, x, outputs, caffe.input_blob), args.runs)
             layers = sum(caffe.layer_types.values())
             print(f"{name:20} {convert_ms:9.1f} {layers:7d} {ort_ms:8.2f} {cv_onnx_ms:8.2f} {cv_caffe_ms:9.2f} "
                   f"{cv_caffe_ms / ort_ms:10.2f} {cv_caffe_ms / cv_onnx_ms:14.2f}")

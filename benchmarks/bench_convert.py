@@ -3,8 +3,8 @@
 usage: python benchmarks/bench_convert.py [--repeat N] [--to onnx,caffe]
 
 Each step's time comes from the converter's own step timings (the same ones report.json records). The
-baseline in the same run is the bare load + export (tf_keras and tf2onnx alone: no checks, no simplification), so the ratio
-shows what edgepad's validation costs on top of the conversion itself.
+baseline in the same run is the bare load + export (tf_keras and tf2onnx alone: no checks, no simplification), so
+the ratio shows what edgepad's validation costs on top of the conversion itself.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ last line shows what one remote command costs on this host (a login shell that r
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -28,7 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the loopback sshd and board Python he
 def build_bundle(out: Path) -> Path:
     from edgepad.convert.mtcnn_models import available_targets, build_detector_models
     from edgepad.convert.pipeline import ConvertOptions, convert_model
-    from edgepad.deploy.bundle import BundleOptions, build_bundle as build
+    from edgepad.deploy.bundle import BundleOptions
+    from edgepad.deploy.bundle import build_bundle as build
 
     classifier = out.parent / "pad_out"
     convert_model(ConvertOptions(model=ROOT / "tests/fixtures/legacy_h5/pad_mobilenet.h5", out=classifier,
@@ -51,11 +53,11 @@ def main() -> int:
     parser.add_argument("--remote-python", help="board Python (default: the tests' Python 3.8 board environment)")
     args = parser.parse_args()
 
-    from support import loopback_sshd
-    from support.board_env import ensure_board_python
-
     from edgepad.deploy.pipeline import BoardOptions, DeployOptions, deploy_host
     from edgepad.deploy.ssh import HostSpec, SshOptions
+
+    from support import loopback_sshd
+    from support.board_env import ensure_board_python
 
     work = Path(tempfile.mkdtemp(prefix="edgepad-bench-deploy-"))
     server = loopback_sshd.start(work / "sshd")
@@ -90,7 +92,7 @@ def main() -> int:
                 figures.setdefault(f"redeploy, {label}", []).append(again.seconds)
                 sent[f"full deploy, {label}"] = first.bytes_uploaded
                 sent[f"redeploy, {label}"] = again.bytes_uploaded
-            figures.setdefault("scp -r (baseline)", []).append(timed(lambda: scp(work / f"scp-{i}")))
+            figures.setdefault("scp -r (baseline)", []).append(timed(functools.partial(scp, work / f"scp-{i}")))
             sent["scp -r (baseline)"] = size
         from edgepad.deploy.ssh import connect
 

@@ -2,7 +2,8 @@
 
 The data is the tests' tiny SiW-layout set made from real face photos (160x160 videos), scaled up with more
 frames per video. Each setting extracts into a fresh folder; the figure includes worker start-up, as a user
-would see it. Usage: .venv/bin/python benchmarks/bench_extract.py [--frames 60] [--subjects 8] [--frame-size 160 --face-width 72]
+would see it.
+Usage: .venv/bin/python benchmarks/bench_extract.py [--frames 60] [--subjects 8] [--frame-size 160 --face-width 72]
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.siw_dataset import build_siw_dataset  # noqa: E402
-
 from edgepad.data.extract import ExtractOptions, extract_dataset  # noqa: E402
 from edgepad.data.faces import prepare_detector_models  # noqa: E402
+
+from support.siw_dataset import build_siw_dataset  # noqa: E402
 
 
 def main() -> None:

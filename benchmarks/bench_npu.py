@@ -70,10 +70,11 @@ def bench_install() -> None:
 def bench_convert(models: list[str], quantize: str, min_cosine: float = 0.0, min_agreement: float = 0.0) -> None:
     import numpy as np
 
-    from conftest import FACES
     from edgepad.convert.pipeline import ConvertOptions, convert_model
     from edgepad.convert.vim3.toolkit_env import require_toolkit
     from edgepad.progress import Steps
+
+    from conftest import FACES
     from support.calibration_faces import calibration_faces_dir
 
     env = require_toolkit()
@@ -126,12 +127,13 @@ def main() -> int:
     args = parser.parse_args()
     if not args.skip_install:
         bench_install()
-    from edgepad.convert.parity import QUANTIZED_MIN_AGREEMENT, QUANTIZED_MIN_COSINE
+    from edgepad.convert.heldout import DEFAULT_MIN_AGREEMENT
+    from edgepad.convert.parity import QUANTIZED_MIN_COSINE
 
     for scheme in args.quantize.split(","):
         # gates off for a fixed scheme: the figures are what is measured (the held-out faces are every 5th
         # calibration face); auto chooses by the default gates
-        gates = (QUANTIZED_MIN_COSINE, QUANTIZED_MIN_AGREEMENT) if scheme == "auto" else (0.0, 0.0)
+        gates = (QUANTIZED_MIN_COSINE, DEFAULT_MIN_AGREEMENT) if scheme == "auto" else (0.0, 0.0)
         bench_convert(args.models.split(","), scheme, *gates)
     return 0
 

@@ -14,13 +14,13 @@ from edgepad.errors import ParityError, ShapeError
 
 # Tolerances live here, not as literals in tests or call sites.
 FLOAT32_ATOL = 1e-4  # Keras -> ONNX, ONNX -> Caffe: both float32, same arithmetic up to summation order
+# The same for deep nets whose outputs are far from unit size (random-weight ImageNet nets: logits up to 1e6):
+# max abs difference over the output's largest magnitude
+FLOAT32_SCALED_ATOL = 1e-4
 QUANTIZED_MIN_COSINE = 0.98  # float -> uint8 NPU model: values move, direction must not
 # float -> uint8 NPU model: how far a class probability (a live score) may move on the same input; measured
 # 0.07-0.19 on the PAD fixture at cosine ~0.98
 QUANTIZED_SCORE_ATOL = 0.2
-# float -> quantized NPU model: the least share of held-out inputs whose decision (live/spoof at the card's
-# threshold, or top-1) must stay what float decided; a flipped PAD decision is a spoof let in or a person locked out
-QUANTIZED_MIN_AGREEMENT = 0.99
 QUANTIZED_BOX_MIN_IOU = 0.8  # float -> uint8 NPU detector: the same face when boxes overlap at least this much
 QUANTIZED_LANDMARK_ATOL_PX = 4.0  # ... and its five landmarks move at most this many pixels
 
@@ -161,34 +161,3 @@ def compare_outputs(
             passed=passed,
         ))
     return result
-
-
-def decisions(outputs: Sequence[np.ndarray], card: dict) -> np.ndarray | None:
-    """Per input, what the model decides: live (1) / spoof (0) at the card's threshold for a live/spoof card (the
-    runtime's rule: spoof when P(spoof) = 1 - P(live) reaches the threshold), the top-1 class for other class
-    scores, None when the output is not class scores (an embedding)."""
-    scores = np.stack([np.asarray(o, np.float64).reshape(-1) for o in outputs]) if len(outputs) else None
-    if scores is None or scores.shape[-1] < 2 or not looks_like_class_scores([1, scores.shape[-1]]):
-        return None
-    if card.get("task", "classifier") != "classifier":
-        return None
-    labels = [str(label).lower() for label in card.get("labels") or []]
-    if "live" in labels and "threshold" in card:
-        if scores.min() >= 0:
-            probabilities = scores / np.maximum(scores.sum(-1, keepdims=True), 1e-12)
-        else:
-            shifted = np.exp(scores - scores.max(-1, keepdims=True))
-            probabilities = shifted / shifted.sum(-1, keepdims=True)
-        live = probabilities[:, int(card.get("live_index", labels.index("live")))]
-        return ((1.0 - live) < float(card["threshold"])).astype(np.int64)
-    return scores.argmax(-1)
-
-
-def decision_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], card: dict
-                       ) -> tuple[float | None, list[int]]:
-    """(share of inputs whose decision equals the reference's, indices of the inputs that flipped)."""
-    expected, got = decisions(reference, card), decisions(candidate, card)
-    if expected is None or got is None:
-        return None, []
-    flipped = [int(i) for i in np.flatnonzero(expected != got)]
-    return (1.0 - len(flipped) / len(expected)) if len(expected) else 1.0, flipped

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from edgepad.runtime.preprocess import normalize, normalize_pixels, pixels
 
 from edgepad.errors import InputFileError
+from edgepad.runtime.frames import IMAGE_SUFFIXES, is_image_file
+from edgepad.runtime.preprocess import normalize, normalize_pixels, pixels
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 SYNTHETIC_COUNT = 4
 
 
@@ -34,9 +34,10 @@ def image_files(folder: str | Path, option: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{option} {folder}: no such folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file())
     if not files:
-        raise InputFileError(f"{option} {folder}: no .jpg or .png images in it")
+        raise InputFileError(f"{option} {folder}: no .jpg or .png images in it (nor "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES - {'.jpg', '.jpeg', '.png'}))})")
     return files
 
 
@@ -53,23 +54,18 @@ def parity_images(card: dict, sample_dir: str | Path | None, limit: int = 16) ->
     h, w, c = spec["height"], spec["width"], spec["channels"]
     inputs, sources = [], []
     for i, image in enumerate(synthetic_images(h, w, c)):
-        inputs.append(_normalize(image, card))
+        inputs.append(normalize_for_card(image, card))
         sources.append(f"synthetic:{i}")
     if sample_dir is not None:
         for path in image_files(sample_dir, "--sample-images")[:limit]:
-            inputs.append(_normalize(read_image(path, "--sample-images"), card))
+            inputs.append(normalize_for_card(read_image(path, "--sample-images"), card))
             sources.append(str(path))
     return inputs, sources
 
 
-def _normalize(image: np.ndarray, card: dict) -> np.ndarray:
+def normalize_for_card(image: np.ndarray, card: dict) -> np.ndarray:
+    """A decoded image as the model takes it: the card's size, channel order (rgb, bgr, gray, rgba, bgra), mean, std."""
     spec = card["input"]
-    if spec["channels"] == 1:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        gray = cv2.resize(gray, (spec["width"], spec["height"]))
-        mean = float(np.ravel(card["preprocess"]["mean"])[0])
-        std = float(np.ravel(card["preprocess"]["std"])[0])
-        return ((gray.astype(np.float32) - mean) / std)[..., None]
     return normalize(image, card["preprocess"], spec["height"], spec["width"])
 
 
@@ -80,12 +76,9 @@ def read_pixels(path: Path, card: dict, option: str) -> np.ndarray:
 
 def image_pixels(image: np.ndarray, card: dict) -> np.ndarray:
     spec = card["input"]
-    if spec["channels"] == 1:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        return cv2.resize(gray, (spec["width"], spec["height"])).astype(np.float32)[..., None]
     return pixels(image, card["preprocess"], spec["height"], spec["width"])
 
 
 def normalized_pixels(image: np.ndarray, card: dict) -> np.ndarray:
-    """image_pixels() -> the normalised input the float model takes: identical to _normalize() of the same image."""
+    """image_pixels() -> the normalised input the float model takes: identical to normalize_for_card() of the image."""
     return normalize_pixels(image, card["preprocess"])

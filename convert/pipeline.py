@@ -21,13 +21,15 @@ from edgepad.progress import Steps
 from edgepad.quiet_tensorflow import import_tensorflow
 from edgepad.staging import staged_output_dir
 
-from .parity import FLOAT32_ATOL, QUANTIZED_MIN_AGREEMENT, QUANTIZED_MIN_COSINE, compare_outputs
+from .heldout import DEFAULT_MIN_AGREEMENT
+from .parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 
 # name -> "module:function", imported only when asked for, so `--to onnx` never loads the NPU toolkit code.
 TARGETS: dict[str, str] = {
     "onnx": "edgepad.convert.pipeline:_onnx_target",
     "caffe": "edgepad.convert.caffe.onnx_to_caffe:caffe_target",
     "vim3": "edgepad.convert.vim3.vim3_npu:vim3_target",
+    "tflite": "edgepad.convert.tflite.target:tflite_target",
 }
 DEFAULT_TARGETS = ("onnx", "caffe")
 NCHW_TARGETS = {"caffe", "vim3"}  # what Caffe and the NPU take
@@ -44,9 +46,11 @@ class ConvertOptions:
     layout: str = "nhwc"
     mean: tuple[float, ...] = (127.5,)
     std: tuple[float, ...] = (127.5,)
-    channel_order: str = "rgb"
+    channel_order: str | None = None  # rgb, bgr, gray, rgba, bgra; None: from the input's channels (3: rgb)
     labels: tuple[str, ...] | None = None
+    task: str | None = None  # "classify" or "embed": overrides the guess from the model's outputs
     threshold: float = 0.5
+    match_threshold: float | None = None  # embedding models: same person below this distance (unit-sphere Euclidean)
     sample_images: Path | None = None
     atol: float = FLOAT32_ATOL
     force: bool = False
@@ -55,10 +59,10 @@ class ConvertOptions:
     quantize: str = "uint8"
     calibration: Path | None = None
     calibration_count: int = 32
+    eval_images: Path | None = None  # quantized targets: judged on these (default: held out from --calibration)
     min_cosine: float = QUANTIZED_MIN_COSINE
-    eval_images: Path | None = None  # held-out images the quantized model is judged on
-    min_agreement: float = QUANTIZED_MIN_AGREEMENT
-    npu_backend: str = "acuitylite"
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
 
 
@@ -74,6 +78,7 @@ class ConvertContext:
     parity_inputs: list[np.ndarray]  # normalised (H, W, C) float32
     parity_sources: list[str]
     keras_outputs: dict[str, list[np.ndarray]]  # per output name, per input
+    keras_model: object = None  # the loaded (and cut) Keras model, for targets that convert from it (tflite)
     warnings: list[str] = field(default_factory=list)
     report_sections: dict = field(default_factory=dict)  # extra top-level report.json sections (e.g. vim3_emulated)
 
@@ -81,6 +86,10 @@ class ConvertContext:
         from edgepad.runtime.preprocess import batches
 
         return batches(self.parity_inputs, layout)
+
+    def run_keras(self, inputs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """The original Keras model's outputs on normalised (H, W, C) inputs: the float reference."""
+        return _run_keras(self.keras_model, inputs, list(self.keras_outputs))
 
     def onnx_nchw_outputs(self, inputs_nchw: list[np.ndarray] | None = None) -> dict[str, list[np.ndarray]]:
         """onnxruntime's outputs of the NCHW ONNX graph: the reference of every NCHW target."""
@@ -106,7 +115,8 @@ def parse_targets(text: str) -> tuple[str, ...]:
     targets = tuple(t.strip().lower() for t in text.split(",") if t.strip())
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
-        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(TARGETS)}")
     if "onnx" not in targets:
         targets = ("onnx",) + targets  # every other target starts from the checked ONNX graph
     return tuple(sorted(set(targets), key=list(TARGETS).index))
@@ -119,8 +129,10 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
     steps = steps or Steps(quiet=True)
     if options.layout not in ("nhwc", "nchw"):
         raise UsageError(f"--layout {options.layout}: choose nhwc or nchw")
-    if options.channel_order not in ("rgb", "bgr"):
-        raise UsageError(f"--channel-order {options.channel_order}: choose rgb or bgr")
+    from edgepad.runtime.preprocess import CHANNEL_ORDERS
+
+    if options.channel_order is not None and options.channel_order not in CHANNEL_ORDERS:
+        raise UsageError(f"--channel-order {options.channel_order}: choose one of {', '.join(CHANNEL_ORDERS)}")
     targets = parse_targets(",".join(options.targets))
     runners = {name: _resolve(name) for name in targets}
 
@@ -159,13 +171,11 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
         inputs, sources = parity_images(card, options.sample_images)
         keras_outputs = _run_keras(model, inputs, names)
     card["outputs"] = [{"name": n, "shape": list(v[0].shape)} for n, v in keras_outputs.items()]
-    card["task"] = "classifier" if _is_classifier(keras_outputs) else "embedding"
+    card.update(classifier_head(keras_outputs, options.labels, options.task))
     if card["task"] == "classifier":
-        classes = card["outputs"][0]["shape"][-1]
-        card["labels"] = list(options.labels) if options.labels else (
-            ["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
-        card["live_index"] = 0
         card["threshold"] = options.threshold
+    elif options.match_threshold is not None:
+        card["match_threshold"] = options.match_threshold
 
     exports = {options.layout: None}
     if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":
@@ -196,7 +206,7 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
             "simplified": exports["nchw"].simplified,
         }
     ctx = ConvertContext(options, work_dir, card, steps, nchw_path, inputs, sources,
-                         {n: v for n, v in keras_outputs.items()})
+                         {n: v for n, v in keras_outputs.items()}, keras_model=model)
     for export in exports.values():
         ctx.warnings.extend(export.warnings)
     return ctx
@@ -228,7 +238,7 @@ def _onnx_target(ctx: ConvertContext) -> dict:
 
 def _rename(keras_outputs: dict, onnx_outputs: dict) -> dict:
     """Keras outputs under the ONNX names (same order: export_onnx names them from the Keras outputs)."""
-    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values())}
+    return {name: values for name, values in zip(onnx_outputs, keras_outputs.values(), strict=True)}
 
 
 def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, list[np.ndarray]]:
@@ -237,23 +247,67 @@ def _run_keras(model, inputs: list[np.ndarray], names: list[str]) -> dict[str, l
         outputs = model(x[None], training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for name, value in zip(names, outputs):
+        for name, value in zip(names, outputs, strict=True):
             results[name].append(np.asarray(value))
     return results
 
 
-def _is_classifier(outputs: dict[str, list[np.ndarray]]) -> bool:
-    """One (1, classes) output that is a probability distribution on every parity input (a softmax head)."""
-    if len(outputs) != 1:
-        return False
-    values = np.concatenate(next(iter(outputs.values())))
-    return values.ndim == 2 and values.shape[-1] >= 2 and bool(
-        np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
+# A one-output model with at most this many units that is no probability distribution is guessed to be a logits
+# head; wider ones are embeddings unless --labels names their classes or --task classify says so.
+MAX_GUESSED_LOGITS = 2
+LIVE_NAMES = ("live", "real", "genuine", "bonafide", "bona fide")
+
+
+def classifier_head(outputs: dict[str, list[np.ndarray]], labels: tuple[str, ...] | None,
+                    task: str | None = None) -> dict:
+    """The card's task and, for a classifier, its head and which output means live.
+
+    head "softmax": per-class probabilities; "sigmoid": one unit, the probability of the second label;
+    "logits": raw class scores (softmax over them; one unit: sigmoid). `live_index` is the class that means live
+    (for "sigmoid": 1 when the unit's label, the second, is live, else 0). `task` ("classify"/"embed", from
+    --task) overrides the guess, which is made from the outputs on the parity inputs."""
+    if task not in (None, "classify", "embed"):
+        raise UsageError(f"--task {task}: choose classify or embed")
+    values = np.concatenate(next(iter(outputs.values()))) if len(outputs) == 1 else None
+    shaped = values is not None and values.ndim == 2
+    units = values.shape[-1] if shaped else 0
+    if task == "embed":
+        return {"task": "embedding"}
+    named = bool(labels) and len(labels) == max(units, 2)
+    if task is None and not (shaped and (units <= MAX_GUESSED_LOGITS or named or _is_distribution(values))):
+        return {"task": "embedding"}
+    if not shaped:
+        raise UsageError(f"--task classify: the model has {len(outputs)} outputs of shapes "
+                         f"{[list(v[0].shape) for v in outputs.values()]}; a classifier has one (1, classes) output")
+    if units == 1:
+        head = "sigmoid" if np.all((values >= 0) & (values <= 1)) else "logits"
+    else:
+        head = "softmax" if _is_distribution(values) else "logits"
+    classes = 2 if units == 1 else units
+    if labels and len(labels) != classes:
+        raise UsageError(f"--labels {','.join(labels)}: {len(labels)} names for a {head} head of {units} unit(s) "
+                         f"({classes} classes); give {classes} names")
+    names = list(labels) if labels else (["live", "spoof"] if classes == 2 else [str(i) for i in range(classes)])
+    live = [i for i, name in enumerate(names) if name.strip().lower() in LIVE_NAMES]
+    if labels and len(live) != 1:
+        raise UsageError(f"--labels {','.join(labels)}: name exactly one class 'live' (the class a real face gets)")
+    return {"task": "classifier", "head": head, "labels": names, "live_index": live[0] if live else 0}
+
+
+def _is_distribution(values: np.ndarray) -> bool:
+    """Rows of at least two non-negative values summing to 1 on every parity input (a softmax head)."""
+    return values.shape[-1] >= 2 and bool(np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
 
 
 def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
     h, w, c = hwc
-    from edgepad.runtime.preprocess import as_channel_vector
+    from edgepad.runtime.preprocess import CHANNEL_ORDERS, as_channel_vector, default_channel_order
+
+    order = options.channel_order or default_channel_order(c)
+    if CHANNEL_ORDERS.get(order) != c:
+        fits = [name for name, count in CHANNEL_ORDERS.items() if count == c]
+        raise UsageError(f"--channel-order {order}: the model's input has {c} channel(s); "
+                         + (f"choose {' or '.join(fits)}" if fits else "edgepad reads images as 1, 3 or 4 channels"))
 
     try:
         mean = as_channel_vector(options.mean, c, "--mean").tolist()
@@ -273,7 +327,7 @@ def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
             "output_layer": options.output_layer,
         },
         "input": {"height": h, "width": w, "channels": c, "dtype": "float32"},
-        "preprocess": {"mean": mean, "std": std, "channel_order": options.channel_order, "resize": "bilinear"},
+        "preprocess": {"mean": mean, "std": std, "channel_order": order, "resize": "bilinear"},
         "targets": {},
     }
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepad.errors import InputFileError
+from edgepad.runtime.frames import is_image_file
 
 from .siw import LABELS, attack_type_of
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 LABEL_INDEX = {"live": 0, "spoof": 1}  # the seed's: live = 0, spoof = 1
 
 
@@ -49,7 +49,7 @@ def list_crops(split_dir: Path, option: str = "DATA") -> list[Crop]:
         if not base.is_dir():
             continue
         for path in sorted(base.rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            if not is_image_file(path) or not path.is_file():
                 continue
             parts = path.relative_to(base).parts
             subject = parts[0] if len(parts) > 1 else "-"

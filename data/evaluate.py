@@ -1,4 +1,4 @@
-"""`edgepad evaluate`: ISO/IEC 30107-3 PAD metrics of a model on aligned crops, on any backend edgepad runs.
+"""`edgepad evaluate`: ISO/IEC 30107-3 PAD metrics of a model on aligned crops, at any stage of its conversion.
 
 The same test crops through the Keras original, the ONNX file, the Caffe files and the emulated NPU show what
 each conversion and the quantization cost in APCER / BPCER / ACER terms.
@@ -11,30 +11,33 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepad.errors import UsageError
+from edgepad.errors import InputFileError, UsageError
 
+from .board_scorer import BoardScorer, BoardTarget
 from .crops import Crop, list_crops, resolve_split
 from .metrics import PadMetrics, eer_threshold, pad_metrics
-from .scorers import SCORERS, make_scorer
+from .scorers import SCORERS, KerasScorer, Scorer, read_model_card
 
 UNITS = ("frame", "video")
+# Where the crops are scored: the Keras original, each conversion on this machine, and the deployed board.
+STAGES = (*SCORERS, "board")
 
 
 @dataclass
 class EvaluateOptions:
     model: Path
     data: Path
-    backend: str = "keras"
+    stage: str = "keras"
     threshold: float | None = None
     dev_data: Path | None = None
     unit: str = "frame"  # frame: every crop is a presentation; video: a video's mean score is one
     plot: Path | None = None
-    board: object | None = None  # board_scorer.BoardTarget, for backend "board"
+    board: BoardTarget | None = None  # for stage "board"
 
 
 @dataclass
 class EvaluateResult:
-    backend: str
+    stage: str
     model: Path
     data: Path
     unit: str
@@ -46,24 +49,28 @@ class EvaluateResult:
     plot: Path | None = None
 
     def to_json(self) -> dict:
-        return {"backend": self.backend, "model": str(self.model), "data": str(self.data), "unit": self.unit,
+        return {"stage": self.stage, "model": str(self.model), "data": str(self.data), "unit": self.unit,
                 "threshold_source": self.threshold_source, "dev_eer": self.dev_eer, **self.metrics.to_json(),
                 "plot": str(self.plot) if self.plot else None}
 
 
 def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
     """The Python API behind `edgepad evaluate`."""
-    if options.backend not in SCORERS:
-        raise UsageError(f"--backend {options.backend}: choose from {', '.join(SCORERS)}")
+    if options.stage not in STAGES:
+        raise UsageError(f"--stage {options.stage}: choose from {', '.join(STAGES)}")
     if options.unit not in UNITS:
         raise UsageError(f"--unit {options.unit}: choose frame or video")
     if options.threshold is not None and options.dev_data is not None:
         raise UsageError("--threshold and --dev: give one; --dev fixes the threshold at the dev set's EER")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
         raise UsageError(f"--threshold {options.threshold}: give a spoof probability between 0 and 1")
+    if (Path(options.model) / "edgepad.json").is_file() and \
+            read_model_card(options.model, options.stage).get("task") == "embedding":
+        raise UsageError(f"MODEL {options.model}: an embedding model; evaluate it on face pairs with --pairs "
+                         "pairs.txt (LFW layout) or an insightface .bin as DATA")
     test_crops = list_crops(resolve_split(options.data, "Test"))
     dev_crops = list_crops(resolve_split(options.dev_data, "Train", "--dev"), "--dev") if options.dev_data else []
-    scorer = make_scorer(options.backend, options.model, options.board)
+    scorer = make_scorer(options.stage, options.model, options.board)
 
     dev_eer = None
     if dev_crops:
@@ -76,18 +83,36 @@ def evaluate_model(options: EvaluateOptions, progress=None) -> EvaluateResult:
     else:
         threshold, source = scorer.default_threshold, scorer.threshold_source
 
-    scores, types = _presentations(test_crops, scorer.spoof_scores([c.path for c in test_crops], progress), options.unit)
+    scores, types = _presentations(test_crops, scorer.spoof_scores([c.path for c in test_crops], progress),
+                                   options.unit)
     try:
         metrics = pad_metrics(scores, types, threshold)
     except ValueError as error:
         raise UsageError(f"DATA {options.data}: {error}") from None
-    result = EvaluateResult(options.backend, options.model, options.data, options.unit, source, metrics, dev_eer,
+    result = EvaluateResult(options.stage, options.model, options.data, options.unit, source, metrics, dev_eer,
                             list(map(float, scores)), list(types), options.plot)
     if options.plot is not None:
         from .plot import write_det_plot
 
-        write_det_plot(options.plot, scores, types, metrics, f"{options.model.name} ({options.backend}), {options.unit}s")
+        write_det_plot(options.plot, scores, types, metrics, f"{options.model.name} ({options.stage}), {options.unit}s")
     return result
+
+
+def make_scorer(stage: str, model: Path, board_target: BoardTarget | None = None, custom_objects: Path | None = None,
+                output_layer: str | None = None) -> Scorer:
+    """The scorer of `model` at `stage`; `board_target` is where the board stage runs; `custom_objects` and
+    `output_layer` load and cut a Keras .h5 as `edgepad convert` does (keras stage only)."""
+    model = Path(model)
+    if not model.exists():
+        raise InputFileError(f"MODEL {model}: no such file or folder")
+    if stage != "keras" and (custom_objects is not None or output_layer is not None):
+        raise UsageError("--custom-objects and --output-layer are for the keras stage (a .h5); a convert output "
+                         "folder is already cut")
+    if stage == "board":
+        return BoardScorer(model, board_target)
+    if stage == "keras":
+        return KerasScorer(model, custom_objects, output_layer)
+    return SCORERS[stage](model)
 
 
 def _eer(scores, types, dev_data) -> tuple[float, float]:
@@ -103,7 +128,7 @@ def _presentations(crops: list[Crop], scores: np.ndarray, unit: str) -> tuple[np
         return np.asarray(scores, np.float64), [c.attack_type for c in crops]
     by_video: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     types: dict[tuple[str, str, str], str] = {}
-    for crop, score in zip(crops, scores):
+    for crop, score in zip(crops, scores, strict=True):
         key = (crop.label, crop.subject, crop.video)
         by_video[key].append(float(score))
         types[key] = crop.attack_type

@@ -7,65 +7,17 @@ marker exists; the marker is written last, so an interrupted video is redone and
 from __future__ import annotations
 
 import csv
-import json
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgepad.errors import InputFileError, UsageError
 
-from .faces import ALIGNED_SIZE, DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS
+from .extract_records import DONE_MARKER, ExtractOptions, VideoSummary, read_marker
 from .siw import SiwVideo, find_videos
 
-DONE_MARKER = ".done.json"
-ORIGINALS = "original"  # OUT/original/<split>/...: raw crops with --keep-original, outside the training tree
 SUMMARY_CSV = "summary.csv"
-
-
-@dataclass
-class ExtractOptions:
-    root: Path
-    out: Path
-    workers: int = 1
-    start: int = 0
-    end: int | None = None
-    keep_original: bool = False
-    margin: float = 0.25  # of the box's longer side, on every side: MTCNN needs some context around the face
-    min_face_size: int = DEFAULT_MIN_FACE_SIZE
-    confidence: float = DEFAULT_THRESHOLDS[2]  # the final (ONet) face score a face needs
-    borrow_boxes: bool = True  # a frame without a usable box takes the last good one; MTCNN still has to find the face
-    size: int = ALIGNED_SIZE
-
-
-@dataclass
-class VideoSummary:
-    split: str
-    label: str
-    subject: str
-    video: str
-    attack_type: str
-    frames: int = 0
-    boxes: int = 0  # frames with a usable box in the .face file
-    faces_aligned: int = 0
-    frames_lost: int = 0
-    no_face: int = 0  # a box, but MTCNN found no face in the crop
-    no_box: int = 0  # no usable box at all (not even a borrowed one)
-    borrowed_boxes: int = 0
-    bad_lines: int = 0
-    zero_boxes: int = 0
-    frames_without_line: int = 0
-    extra_lines: int = 0
-    m_mov: int = 0
-    unreadable: int = 0
-    missing_face_file: int = 0
-
-    DEFECTS = ("bad_lines", "zero_boxes", "frames_without_line", "extra_lines", "m_mov", "unreadable", "missing_face_file")
-
-    @classmethod
-    def columns(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 @dataclass
@@ -122,18 +74,18 @@ def extract_dataset(options: ExtractOptions, progress=None) -> ExtractResult:
     skipped = len(selected) - len(todo)
     started = time.perf_counter()
     frames = 0
-    done = 0
     if progress:
         progress(skipped, len(selected), None)
-    for summary in _run(todo, options):
+    for done, summary in enumerate(_run(todo, options), start=1):
         frames += summary.frames
-        done += 1
         if progress:
-            progress(skipped + done, len(selected), f"{summary.split}/{summary.label}/{summary.subject}/{summary.video}")
+            progress(skipped + done, len(selected),
+                     f"{summary.split}/{summary.label}/{summary.subject}/{summary.video}")
     seconds = time.perf_counter() - started
-    summaries = [s for s in (_read_marker(options.out / v.key / DONE_MARKER) for v in videos) if s is not None]
+    summaries = [s for s in (read_marker(options.out / v.key / DONE_MARKER) for v in videos) if s is not None]
     write_summary_csv(options.out / SUMMARY_CSV, summaries)
-    return ExtractResult(options.out, summaries, len(todo), skipped, seconds, frames, _disk_bytes(options.out), warnings)
+    return ExtractResult(options.out, summaries, len(todo), skipped, seconds, frames, _disk_bytes(options.out),
+                         warnings)
 
 
 def _check_options(options: ExtractOptions) -> None:
@@ -194,28 +146,6 @@ def write_summary_csv(path: Path, summaries: list[VideoSummary]) -> None:
         for summary in sorted(summaries, key=lambda s: (s.split, s.label, s.subject, s.video)):
             writer.writerow(asdict(summary))
     os.replace(partial, path)
-
-
-def write_marker(video_dir: Path, summary: VideoSummary) -> None:
-    partial = video_dir / f"{DONE_MARKER}.partial"
-    partial.write_text(json.dumps(asdict(summary)) + "\n")
-    os.replace(partial, video_dir / DONE_MARKER)
-
-
-def _read_marker(path: Path) -> VideoSummary | None:
-    if not path.is_file():
-        return None
-    try:
-        return VideoSummary(**json.loads(path.read_text()))
-    except (ValueError, TypeError):
-        return None  # a marker from another edgepad version: the video counts as not done
-
-
-def clear_partial(out: Path, video: SiwVideo) -> None:
-    """Remove what an interrupted run left of a video (no done marker), crops and raw crops alike."""
-    for folder in (out / video.key, out / ORIGINALS / video.key):
-        if folder.exists():
-            shutil.rmtree(folder)
 
 
 def _disk_bytes(folder: Path) -> int:

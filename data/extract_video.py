@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .extract import ORIGINALS, ExtractOptions, VideoSummary, clear_partial, write_marker
+from .extract_records import ORIGINALS, ExtractOptions, VideoSummary, clear_partial, write_marker
 from .faces import DEFAULT_THRESHOLDS, DetectorSettings, align_face, largest_face, make_detector
 from .siw import SiwVideo, read_face_file
 

@@ -55,7 +55,8 @@ def make_detector(settings: DetectorSettings, models_root: str | None = None, th
 
     root = models_root or prepare_detector_models()
     nets = [load_model(os.path.join(root, net), "onnxruntime", threads=threads) for net in ("pnet", "rnet", "onet")]
-    runtime_settings = RuntimeSettings(min_face_size=float(settings.min_face_size), thresholds=tuple(settings.thresholds))
+    runtime_settings = RuntimeSettings(min_face_size=float(settings.min_face_size),
+                                       thresholds=tuple(settings.thresholds))
     return RuntimeDetector(MtcnnDetector(*nets, settings=runtime_settings))
 
 

@@ -68,7 +68,8 @@ def find_videos(root: str | os.PathLike) -> list[SiwVideo]:
         raise InputFileError(f"{root}: no such folder; give the SiW root holding Train/ and/or Test/")
     splits = [s for s in SPLITS if (root / s).is_dir()]
     if not splits:
-        raise InputFileError(f"{root}: no Train/ or Test/ folder; give the SiW root (ROOT/Train|Test/live|spoof/<subject>/*.mov)")
+        raise InputFileError(f"{root}: no Train/ or Test/ folder; give the SiW root "
+                             "(ROOT/Train|Test/live|spoof/<subject>/*.mov)")
     videos: list[SiwVideo] = []
     for split in splits:
         for label in LABELS:

@@ -134,7 +134,7 @@ def recompute_batchnorm_statistics(model, dataset, keras, max_batches: int = BAT
                 layer.momentum = (count - 1) / count  # running average of the batch statistics seen so far
             model(images, training=True)
     finally:
-        for layer, momentum in zip(layers, momenta):
+        for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
     return count
 
@@ -157,13 +157,15 @@ def _split(options: TrainOptions) -> tuple[list[Crop], list[Crop], list[str]]:
     crops = list_crops(resolve_split(options.data, "Train"))
     labels = {c.label for c in crops}
     if labels != {"live", "spoof"}:
-        raise InputFileError(f"DATA {options.data}: has only {', '.join(labels)} crops; training needs live/ and spoof/")
+        raise InputFileError(f"DATA {options.data}: has only {', '.join(labels)} crops; "
+                             "training needs live/ and spoof/")
     if options.val_data is not None:
         return crops, list_crops(resolve_split(options.val_data, "Test"), "--val-data"), []
     subjects = sorted({c.subject for c in crops})
     held = max(1, round(len(subjects) * options.val_fraction)) if options.val_fraction > 0 else 0
     if held >= len(subjects):
-        return crops, [], [f"only {len(subjects)} subject(s): no validation split; checkpoints follow the training loss"]
+        return crops, [], [f"only {len(subjects)} subject(s): no validation split; "
+                           "checkpoints follow the training loss"]
     held_out = set(random.Random(options.seed).sample(subjects, held))
     return [c for c in crops if c.subject not in held_out], [c for c in crops if c.subject in held_out], []
 

@@ -1,12 +1,15 @@
 """`edgepad bench`: the runtime's `--bench` on the board and the same on the host, side by side, plus a PNG.
 
-Both sides run the same runtime/ and models (the board's current release; the host runs --bundle, or a copy of
-that release fetched from the board) on the same image.
+The board runs its current release; the host runs its OWN installed runtime (edgepad.runtime) on the same
+models and image. The board is not trusted: from it the host takes model files only (models/...), each path
+checked (plain relative, inside the release once resolved on the board, inside the host's temporary folder) and
+each sha256 checked against --bundle's manifest when given, else the board's own. Nothing fetched is executed.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import posixpath
 import secrets
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from edgepad.errors import DeployError, InputFileError
 
+from . import manifest as manifest_io
 from .health import runtime_command
 from .manifest import MANIFEST_NAME
 from .pipeline import BoardOptions, open_board
@@ -22,6 +26,8 @@ from .remote import Board
 from .ssh import HostSpec
 
 BENCH_TIMEOUT_S = 1800
+MODELS_PREFIX = "models/"
+MANIFEST_MAX_BYTES = 16 << 20
 
 
 def bench(spec: HostSpec, options: BoardOptions, image: Path, repeats: int, bundle: Path | None = None,
@@ -33,10 +39,13 @@ def bench(spec: HostSpec, options: BoardOptions, image: Path, repeats: int, bund
         current = board.op("scan")["current"]
         if not current:
             raise DeployError(f"{board.name}: nothing deployed under {board.root}; run `edgepad deploy` first")
+        expected = expected_models(Path(bundle)) if bundle else None
+        local_models = fetch_models(board, current, Path(scratch) / "release", expected)
         board_figures = _bench_on_board(board, current, image, repeats, backend)
-        local_bundle = Path(bundle) if bundle else fetch_release(board, current, Path(scratch) / "release")
-        host_backend = None if backend == "ksnn" else backend  # the NPU exists only on the board
-        host_figures = bench_on_host(local_bundle, image, repeats, host_backend)
+        # The NPU exists only on the board: the host runs the CPU backend (by default the runtime would pick the
+        # NPU's emulator for models with NPU files)
+        host_backend = "onnxruntime" if backend in (None, "ksnn") else backend
+        host_figures = bench_on_host(local_models, image, repeats, host_backend)
     return {"host": board.name, "release": current, "image": str(image), "repeats": repeats,
             "board": board_figures, "local": host_figures}
 
@@ -55,22 +64,89 @@ def _bench_on_board(board: Board, release: str, image: Path, repeats: int, backe
 
 
 def bench_on_host(bundle: Path, image: Path, repeats: int, backend: str | None) -> dict:
-    argv = [sys.executable, str(bundle / "runtime" / "vim3_infer.py"), "--bundle", str(bundle), "--image", str(image),
+    """This host's installed runtime (never a runtime/ folder of the bundle) on the bundle's models."""
+    argv = [sys.executable, "-m", "edgepad.runtime.vim3_infer", "--bundle", str(bundle), "--image", str(image),
             "--bench", str(repeats), "--json"] + (["--backend", backend] if backend else [])
-    ran = subprocess.run(argv, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+    # cwd is sys.path[0] under -m: the models folder, which holds no Python package of ours
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S, cwd=bundle)
     return _figures(ran.returncode, ran.stdout, ran.stderr, "this host")
 
 
-def fetch_release(board: Board, release: str, destination: Path) -> Path:
-    """A local copy of the board's release (the files its manifest lists), for the host side of the bench."""
+def expected_models(bundle: Path) -> dict[str, tuple[str, int]]:
+    manifest = manifest_io.load(bundle)
+    return {f.path: (f.sha256, f.size) for f in manifest.files if f.path.startswith(MODELS_PREFIX)}
+
+
+def fetch_models(board: Board, release: str, destination: Path,
+                 expected: dict[str, tuple[str, int]] | None = None) -> Path:
+    """The model files of the board's release, checked, into destination/models/. `expected` ({path: (sha256,
+    size)}, from the host's bundle) wins over the board's manifest, which is only trusted for what it lists."""
     sftp = board.connection.sftp
+    where = f"{board.name}: release {release}"
+    release_dir = sftp.normalize(board.release_path(release))
+    source = "--bundle" if expected is not None else "board's"
+    if expected is None:
+        expected = _board_manifest_models(board, release, where)
+    if not expected:
+        raise DeployError(f"{where}: its manifest lists no models/ files; deploy a bundle again")
+    for path in expected:  # every path checked before anything is fetched
+        try:
+            manifest_io.check_relative_path(path, where)
+        except InputFileError:
+            raise DeployError(f"{where}: manifest path {path!r} is not a plain relative path; refusing to fetch it "
+                              "(the release was altered: deploy a bundle again)") from None
     destination.mkdir(parents=True)
-    sftp.get(board.release_path(release, MANIFEST_NAME), str(destination / MANIFEST_NAME))
-    for entry in json.loads((destination / MANIFEST_NAME).read_text())["files"]:
-        target = destination / entry["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sftp.get(board.release_path(release, *posixpath.normpath(entry["path"]).split("/")), str(target))
+    root = destination.resolve()
+    for path, (digest, size) in sorted(expected.items()):
+        remote = board.release_path(release, *path.split("/"))
+        target = (destination / path).resolve()
+        if not target.is_relative_to(root):
+            raise DeployError(f"{where}: {path} would be written outside {root}; refusing it")
+        try:
+            resolved = sftp.normalize(remote)  # realpath on the board: a link out of the release is refused
+            if not resolved.startswith(release_dir + "/"):
+                raise DeployError(f"{where}: {path} resolves to {resolved}, outside the release; refusing to fetch it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            got, length = _download(sftp, remote, target, size)
+        except FileNotFoundError:
+            raise DeployError(f"{where}: {path} is missing on the board; deploy the bundle again") from None
+        if length != size or got != digest:
+            raise DeployError(f"{where}: {path} on the board differs from the {source} manifest (sha256 "
+                              f"{got[:12]}…, {length} bytes instead of {size}); deploy the bundle again")
     return destination
+
+
+def _board_manifest_models(board: Board, release: str, where: str) -> dict[str, tuple[str, int]]:
+    sftp = board.connection.sftp
+    remote = board.release_path(release, MANIFEST_NAME)
+    if sftp.stat(remote).st_size > MANIFEST_MAX_BYTES:
+        raise DeployError(f"{where}: its {MANIFEST_NAME} is larger than {MANIFEST_MAX_BYTES >> 20} MB; refusing it")
+    buffer = io.BytesIO()
+    sftp.getfo(remote, buffer)
+    try:
+        entries = json.loads(buffer.getvalue())["files"]
+        models = {}
+        for entry in entries:
+            path = str(entry["path"])
+            if path.startswith(MODELS_PREFIX) or path.startswith("/") or ".." in path.split("/"):
+                models[path] = (str(entry["sha256"]), int(entry["size"]))  # bad paths are refused, not skipped
+        return models
+    except (ValueError, KeyError, TypeError):
+        raise DeployError(f"{where}: its {MANIFEST_NAME} is not an edgepad manifest; deploy a bundle again") from None
+
+
+def _download(sftp, remote: str, target: Path, size: int) -> tuple[str, int]:
+    """Stream one file, hashing it, stopping past `size` bytes (a board cannot fill the host's disk)."""
+    digest, length = hashlib.sha256(), 0
+    with sftp.open(remote, "rb") as source, open(target, "xb") as out:
+        source.prefetch(size)
+        while chunk := source.read(1 << 20):
+            length += len(chunk)
+            if length > size:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), length
 
 
 def _figures(code: int, stdout: str, stderr: str, where: str) -> dict:

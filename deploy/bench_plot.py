@@ -44,7 +44,8 @@ def plot_bench(rows: list[dict], title: str, fps: dict[str, float | None], path:
                 cv2.line(image, (xm, y_of(p50)), (xm, y_of(p95)), (40, 40, 40), 1)
                 cv2.line(image, (xm - 4, y_of(p95)), (xm + 4, y_of(p95)), (40, 40, 40), 1)
         (tw, _), _ = cv2.getTextSize(row["stage"], FONT, 0.5, 1)
-        cv2.putText(image, row["stage"], (center - tw // 2, HEIGHT - MARGIN_BOTTOM + 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, row["stage"], (center - tw // 2, HEIGHT - MARGIN_BOTTOM + 22), FONT, 0.5, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     cv2.line(image, (MARGIN_LEFT, y_of(0)), (WIDTH - MARGIN_RIGHT, y_of(0)), (0, 0, 0), 1)
     cv2.putText(image, title, (MARGIN_LEFT, 30), FONT, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     for j, side in enumerate(("board", "host")):

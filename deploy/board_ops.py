@@ -5,28 +5,71 @@ text, so a file called `$(touch pwned)` is just a file name. Python 3.8+, standa
 
 Board layout: ROOT/releases/<id>/ (complete, verified releases), ROOT/releases/.partial-<id>/ (an upload in
 progress or cut), ROOT/releases/.failed-<id>/ (failed its health check), ROOT/current -> releases/<id>.
+The names below are the only definition of that layout: the host modules import them from here.
+
+Everything a deploy makes durable is fsync'ed before the rename or symlink swap that publishes it: a board that
+loses power right after a deploy has either the old `current` or the new one, never empty files.
 """
+import errno
+import glob
 import hashlib
 import json
 import os
 import platform
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 
 RELEASES = "releases"
 CURRENT = "current"
 PARTIAL = ".partial-"
 FAILED = ".failed-"
+LOCK_NAME = ".deploy.lock"
+CURRENT_TEMPORARY = ".current-"
+STDERR_TAIL = 4000
+# where Mesa's Teflon delegate is installed (Debian's mesa-teflon-delegate, a Mesa build, Armbian); the runtime's
+# tflite backend searches the same folders
+TEFLON_LIBRARIES = ("/usr/lib/*-linux-gnu/libteflon.so", "/usr/lib/libteflon.so", "/usr/local/lib/libteflon.so",
+                    "/usr/local/lib/*-linux-gnu/libteflon.so", "/usr/lib/teflon/libteflon.so")
 
 
 def inside(root, *parts):
-    """ROOT/parts..., refusing anything that would resolve outside ROOT."""
-    path = os.path.join(root, *parts)
+    """ROOT/parts..., refusing empty, `.` and `..` components, absolute parts, and anything that resolves
+    (symlinks included, the last component too) outside ROOT."""
+    components = []
+    for part in parts:
+        pieces = part.split("/")
+        if part.startswith("/") or any(piece in ("", ".", "..") or "\0" in piece for piece in pieces):
+            raise ValueError("refusing path component %r under the remote dir" % part)
+        components.extend(pieces)
+    path = os.path.join(root, *components)
     real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.dirname(path))
+    real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root + os.sep):
         raise ValueError("refusing path outside the remote dir: %r" % path)
     return path
+
+
+def fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder):
+    """Every file, then every folder bottom-up, down to the disk."""
+    for directory, _dirs, names in os.walk(folder, topdown=False):
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                fsync_path(path)
+        fsync_path(directory)
 
 
 def sha256(path):
@@ -62,8 +105,8 @@ def op_scan(req):
     deploy resumes from them instead of sending them again."""
     root = req["root"]
     releases_dir = os.path.join(root, RELEASES)
-    result = {"exists": os.path.isdir(root), "current": current_release(root), "releases": [], "partial": [], "failed": [],
-              "resumable": []}
+    result = {"exists": os.path.isdir(root), "current": current_release(root), "releases": [], "partial": [],
+              "failed": [], "resumable": []}
     if not os.path.isdir(releases_dir):
         return result
     for name in sorted(os.listdir(releases_dir)):
@@ -80,9 +123,19 @@ def op_scan(req):
                     files = {e["path"]: e["sha256"] for e in json.load(f)["files"]}
                 files["manifest.json"] = sha256(manifest)
             except (OSError, ValueError, KeyError, TypeError):
-                pass  # an unreadable manifest: nothing in that release is reused
+                files = {}  # an unreadable manifest: nothing in that release is reused
+            # the manifest says what was there; only files still there as regular files can be reused
+            files = {path: digest for path, digest in files.items() if is_regular(releases_dir, name, path)}
             result["releases"].append({"id": name, "files": files})
     return result
+
+
+def is_regular(releases_dir, release, path):
+    try:
+        full = inside(releases_dir, release, path)
+    except ValueError:
+        return False
+    return os.path.isfile(full) and not os.path.islink(full)
 
 
 def op_prepare(req):
@@ -93,12 +146,15 @@ def op_prepare(req):
     os.makedirs(staging, exist_ok=True)
     for folder in req["dirs"]:
         os.makedirs(inside(root, RELEASES, req["staging"], folder), exist_ok=True)
-    linked, copied = 0, 0
+    linked, copied, missing = 0, 0, []
     for source_release, source_path, target_path in req["reuse"]:
         source = inside(root, RELEASES, source_release, source_path)
         target = inside(root, RELEASES, req["staging"], target_path)
         if os.path.lexists(target):
             os.unlink(target)
+        if not os.path.isfile(source) or os.path.islink(source):
+            missing.append(target_path)  # gone since the scan: the sha256 check finds it and it is sent
+            continue
         try:
             os.link(source, target)
             linked += 1
@@ -107,7 +163,7 @@ def op_prepare(req):
             copied += 1
     # cut uploads and failed releases go now: what was worth keeping is linked into the new release
     removed = op_prune({"root": root, "keep": 1, "only_leftovers": True, "protect": [req["staging"]]})["removed"]
-    return {"linked": linked, "copied": copied, "removed": removed}
+    return {"linked": linked, "copied": copied, "missing": missing, "removed": removed}
 
 
 def op_hash(req):
@@ -124,9 +180,12 @@ def op_hash(req):
 
 
 def op_finalize(req):
-    """The verified staging folder becomes releases/<id> (one rename)."""
+    """The verified staging folder, flushed to disk, becomes releases/<id> (one rename, flushed too)."""
     root = req["root"]
-    os.rename(inside(root, RELEASES, req["staging"]), inside(root, RELEASES, req["release"]))
+    staging = inside(root, RELEASES, req["staging"])
+    fsync_tree(staging)
+    os.rename(staging, inside(root, RELEASES, req["release"]))
+    fsync_path(inside(root, RELEASES))
     return {"release": req["release"]}
 
 
@@ -137,11 +196,13 @@ def op_switch(req):
     if not os.path.isdir(inside(root, RELEASES, release)) or release.startswith("."):
         raise ValueError("no complete release %r under %s" % (release, root))
     previous = current_release(root)
-    temporary = inside(root, ".current-%d" % os.getpid())
+    temporary = inside(root, CURRENT_TEMPORARY + str(os.getpid()))
     if os.path.lexists(temporary):
         os.unlink(temporary)
+    fsync_path(inside(root, RELEASES))
     os.symlink(os.path.join(RELEASES, release), temporary)
-    os.replace(temporary, inside(root, CURRENT))
+    os.replace(temporary, os.path.join(root, CURRENT))
+    fsync_path(root)
     return {"previous": previous, "current": release}
 
 
@@ -151,18 +212,12 @@ def op_publish(req):
     return op_switch(req)
 
 
-def op_unset_current(req):
-    """After a failed first deploy: no release is better than a bad one."""
-    link = inside(req["root"], CURRENT)
-    if os.path.islink(link):
-        os.unlink(link)
-    return {"current": None}
-
-
 def op_mark_failed(req):
     root = req["root"]
     source = inside(root, RELEASES, req["release"])
     target = inside(root, RELEASES, FAILED + req["release"])
+    if current_release(root) == req["release"]:
+        raise ValueError("release %r is current; switch away from it first" % req["release"])
     if os.path.lexists(target):
         shutil.rmtree(target)
     os.rename(source, target)
@@ -189,7 +244,7 @@ def op_prune(req):
         leftover = name.startswith(PARTIAL) or name.startswith(FAILED)
         stale = leftover or (not req.get("only_leftovers") and not name.startswith(".") and name not in keep_names)
         if stale and name not in keep_names:
-            path = inside(root, RELEASES, name)
+            path = os.path.join(releases_dir, name)  # a name from listdir: never outside, even as a symlink
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
@@ -204,6 +259,38 @@ def op_remove(req):
     if os.path.lexists(path):
         os.unlink(path)
     return {}
+
+
+def op_space(req):
+    """Free bytes for this user on the filesystem of the remote root (or of its nearest existing parent)."""
+    folder = req["root"]
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    stat = os.statvfs(folder)
+    return {"free": stat.f_bavail * stat.f_frsize, "total": stat.f_blocks * stat.f_frsize}
+
+
+def op_run(req):
+    """Run argv with a deadline; on expiry kill its whole process group (a hung NPU load must not live on).
+    Returns the exit code (None after a timeout), the tail of stderr, and the size of `expect` (None: missing)."""
+    expect = inside(req["root"], req["expect"]) if req.get("expect") else None
+    if expect and os.path.lexists(expect):
+        os.unlink(expect)
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(req["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+        try:
+            code = process.wait(timeout=float(req["seconds"]))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            code = None
+        stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - STDERR_TAIL))
+        tail = stderr.read().decode("utf-8", "replace")
+    size = None
+    if expect and os.path.isfile(expect) and not os.path.islink(expect):
+        size = os.path.getsize(expect)
+    return {"exit_code": code, "stderr": tail, "out_size": size}
 
 
 def op_facts(req):
@@ -224,7 +311,10 @@ def op_facts(req):
                 break
         except OSError:
             pass
-    for module in ("ksnn", "onnxruntime", "cv2"):
+    # The mainline path: Mesa's Teflon TFLite delegate over the etnaviv kernel driver (Linux 6.7+)
+    facts["etnaviv"] = os.path.isdir("/sys/module/etnaviv")
+    facts["teflon"] = next((found for pattern in TEFLON_LIBRARIES for found in sorted(glob.glob(pattern))), None)
+    for module in ("ksnn", "onnxruntime", "cv2", "tflite_runtime", "ai_edge_litert"):
         try:
             __import__(module)
             facts["backends"].append(module)
@@ -233,29 +323,93 @@ def op_facts(req):
     return facts
 
 
-OPERATIONS = {
-    "scan": op_scan, "prepare": op_prepare, "hash": op_hash, "finalize": op_finalize, "switch": op_switch, "publish": op_publish,
-    "unset_current": op_unset_current, "mark_failed": op_mark_failed, "prune": op_prune, "remove": op_remove,
-    "facts": op_facts,
-}
+
+
+def read_holder(path):
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def hold_deploy_lock(req):
-    """Hold ROOT/.deploy.lock (flock) until the deploy closes this command's stdin, or its connection drops:
-    the lock can never outlive the deploy that took it."""
+    """Hold ROOT/.deploy.lock (flock) until the deploy closes this command's stdin, or its connection drops.
+
+    The file names the holder (the host's pid, host name, command and start time, and this process's pid) so
+    that a deploy that finds it taken can say by whom, and `--break-lock` can end a holder whose client is gone
+    but whose connection sshd has not noticed yet (ClientAliveInterval)."""
     import fcntl
 
     root = req["root"]
     os.makedirs(root, exist_ok=True)
-    fd = os.open(inside(root, ".deploy.lock"), os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return {"ok": False, "error": "busy"}
+    path = inside(root, LOCK_NAME)
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return {"ok": False, "error": "busy", "holder": read_holder(path)}
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the file was replaced by --break-lock between our open and our flock: take the new one
+    holder = dict(req.get("holder") or {}, board_pid=os.getpid(), board_host=socket.gethostname(),
+                  since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(holder).encode())
+    os.fsync(fd)
     sys.stdout.write(json.dumps({"ok": True, "result": {"locked": True}}) + "\n")
     sys.stdout.flush()
     sys.stdin.read()
     return None
+
+
+def op_break_lock(req):
+    """Free ROOT/.deploy.lock whoever holds it: end the board-side holder process (when it is one) and replace
+    the file, so the next deploy takes a fresh lock at once. Returns who held it."""
+    import fcntl
+
+    path = inside(req["root"], LOCK_NAME)
+    if not os.path.exists(path):
+        return {"held": False, "holder": {}}
+    holder = read_holder(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = False
+    except OSError:
+        held = True
+    finally:
+        os.close(fd)
+    pid = holder.get("board_pid")
+    if held and isinstance(pid, int) and is_lock_holder(pid):
+        os.kill(pid, signal.SIGTERM)
+    os.unlink(path)
+    return {"held": held, "holder": holder}
+
+
+def is_lock_holder(pid):
+    """A pid from the lock file is only signalled when it is really this script holding the lock."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    argv = [a for a in argv if a]
+    return bool(argv) and argv[-1] == b"lock" and b"hold_deploy_lock" in b" ".join(argv)
+
+
+OPERATIONS = {
+    "scan": op_scan, "prepare": op_prepare, "hash": op_hash, "finalize": op_finalize, "switch": op_switch,
+    "publish": op_publish, "mark_failed": op_mark_failed, "prune": op_prune, "remove": op_remove,
+    "space": op_space, "run": op_run, "facts": op_facts, "break_lock": op_break_lock,
+}
 
 
 def main():
@@ -268,7 +422,8 @@ def main():
         else:
             result = {"ok": True, "result": OPERATIONS[sys.argv[1]](request)}
     except (OSError, ValueError, KeyError) as error:
-        result = {"ok": False, "error": "%s: %s" % (type(error).__name__, error)}
+        result = {"ok": False, "error": "%s: %s" % (type(error).__name__, error),
+                  "errno": errno.errorcode.get(getattr(error, "errno", None) or 0)}
     sys.stdout.write(json.dumps(result))
 
 

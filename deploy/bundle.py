@@ -1,7 +1,8 @@
 """`edgepad bundle`: everything the board needs in one folder, with a manifest that proves it.
 
 BUNDLE/manifest.json, BUNDLE/runtime/ (the installed edgepad.runtime package), BUNDLE/models/<model>/ (edgepad
-convert output folders: classifier, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see reference.py).
+convert output folders: classifier, embedding, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see
+reference.py).
 """
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from edgepad import __version__
-from edgepad.errors import InputFileError
+from edgepad.errors import InputFileError, UsageError
 from edgepad.progress import Steps
 from edgepad.staging import staged_output_dir
 
 from . import manifest as manifest_io
-from .reference import host_outputs, reference_inputs
+from .reference import TFLITE_REFERENCE, host_outputs, host_tflite_outputs, reference_inputs
 
 DETECTOR_NETS = ("pnet", "rnet", "onet")
 SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
@@ -30,10 +31,11 @@ SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 @dataclass
 class BundleOptions:
     out: Path
-    classifier: Path
+    classifier: Path | None  # the live/spoof classifier (None: a bundle with only an embedding model)
     detector: Path | None = None  # a folder holding pnet/, rnet/, onet/ (edgepad convert outputs)
     sample_images: Path | None = None  # real images added to the classifier's reference inputs
     force: bool = False
+    embedding: Path | None = None  # a face recognition (embedding) model's convert output: models/embedding/
 
 
 @dataclass
@@ -46,7 +48,13 @@ class BundleResult:
 def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleResult:
     """The Python API behind `edgepad bundle`. Writes options.out completely or not at all."""
     steps = steps or Steps(quiet=True)
-    model_dirs = {"classifier": _convert_output(options.classifier, "--classifier")}
+    model_dirs = {}
+    if options.classifier is not None:
+        model_dirs["classifier"] = _convert_output(options.classifier, "--classifier")
+    if options.embedding is not None:
+        model_dirs["embedding"] = _convert_output(options.embedding, "--embedding")
+    if not model_dirs:
+        raise UsageError("give --classifier (a live/spoof classifier) and/or --embedding (a face recognition model)")
     if options.detector is not None:
         for net in DETECTOR_NETS:
             model_dirs[net] = _convert_output(Path(options.detector) / net, "--detector")
@@ -57,15 +65,20 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
             _copy_tree(runtime_source_dir(), work / "runtime")
             for name, folder in model_dirs.items():
                 _copy_tree(folder, work / "models" / name)
-        inputs, outputs = {}, {}
+        inputs, outputs, tflite_outputs = {}, {}, {}
         for name, card in cards.items():
             with steps.step(f"Computing reference outputs of {name} with onnxruntime"):
                 samples = options.sample_images if name == "classifier" else None
                 inputs[name] = reference_inputs(card, samples, str(model_dirs[name]))
                 outputs.update(host_outputs(work / "models" / name, card, inputs[name], name))
+            if "tflite" in card.get("targets", {}):
+                with steps.step(f"Computing reference outputs of {name} with the TFLite interpreter"):
+                    tflite_outputs.update(host_tflite_outputs(work / "models" / name, card, inputs[name], name))
         (work / "reference").mkdir()
         np.savez(work / "reference" / "inputs.npz", **inputs)
         np.savez(work / "reference" / "outputs.npz", **outputs)
+        if tflite_outputs:
+            np.savez(work / "reference" / TFLITE_REFERENCE, **tflite_outputs)
         with steps.step("Writing manifest.json"):
             manifest = manifest_io.seal(work, host_versions(), cards)
     return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()})

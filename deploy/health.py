@@ -3,27 +3,36 @@
 The reference is the host's onnxruntime outputs in the LOCAL bundle (reference/outputs.npz), not the board's copy.
 Float backends (onnxruntime, OpenCV) must match within FLOAT32_ATOL; the NPU's quantized models pass the gates
 they were converted with (the card's `targets.vim3.gates`: min_cosine, and min_agreement of the live/spoof or top-1
-decisions; defaults QUANTIZED_MIN_COSINE and QUANTIZED_MIN_AGREEMENT).
+decisions; defaults QUANTIZED_MIN_COSINE and DEFAULT_MIN_AGREEMENT). It runs on releases/<id> before `current`
+moves; every way the runtime can fail (a mismatch, a crash, a hang past the timeout, no output, an output that is
+not an npz) is a failed HealthResult.
 """
 from __future__ import annotations
 
 import io
+import pickle
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgepad.convert.parity import (FLOAT32_ATOL, QUANTIZED_MIN_AGREEMENT, QUANTIZED_MIN_COSINE, compare_outputs,
-                                    decision_agreement)
+from edgepad.convert.heldout import DEFAULT_MIN_AGREEMENT, decision_agreement
+from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 
 from . import manifest as manifest_io
-from .reference import per_input
+from .reference import TFLITE_REFERENCE, per_input
 from .remote import Board
 
-HEALTH_TIMEOUT_S = 600
-QUANTIZED_BACKENDS = {"ksnn", "npu", "vim3"}
+HEALTH_TIMEOUT_S = 300  # a first NPU load on a VIM3 (the driver builds its caches) takes minutes
+HEALTH_OUTPUT_MAX_BYTES = 256 << 20  # far above real outputs; a runaway runtime's file is not read into memory
+NPU_RUNTIME_BACKENDS = {"ksnn", "npu", "vim3"}  # runtime backends that run the quantized NPU model
+# runtime backend -> the card's target it runs quantized (a model without that target runs on the CPU backend)
+QUANTIZED_TARGET_OF = {**{backend: "vim3" for backend in NPU_RUNTIME_BACKENDS}, "tflite": "tflite"}
+UNREADABLE_OUTPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError, EOFError,
+                            zipfile.BadZipFile, pickle.UnpicklingError)
 
 
 @dataclass
@@ -41,7 +50,7 @@ class HealthResult:
 
 def tolerance_for(backend: str) -> tuple[float | None, float | None]:
     """(atol, min_cosine) by precision: quantized NPU models keep direction, float ones keep values."""
-    if backend in QUANTIZED_BACKENDS:
+    if backend in QUANTIZED_TARGET_OF:
         return None, QUANTIZED_MIN_COSINE
     return FLOAT32_ATOL, None
 
@@ -51,31 +60,56 @@ def runtime_command(board: Board, release: str, *args: str) -> list[str]:
             "--bundle", board.release_path(release), *args]
 
 
-def health_check(board: Board, release: str, bundle_dir: Path, backend: str | None = None) -> HealthResult:
-    """Run `vim3_infer.py --parity` in the release on the board and compare with the bundle's host outputs."""
+def health_check(board: Board, release: str, bundle_dir: Path, backend: str | None = None,
+                 timeout: float = HEALTH_TIMEOUT_S) -> HealthResult:
+    """Run `vim3_infer.py --parity` in releases/<release> on the board (killed after `timeout` s) and compare
+    its outputs with the bundle's host outputs. Connection errors propagate; any other failure is a result."""
     start = time.perf_counter()
     out_name = f".health-{release}.npz"
     argv = runtime_command(board, release, "--parity", board.release_path(release, "reference", "inputs.npz"),
                            "--out", board.path(out_name))
     if backend:
         argv += ["--backend", backend]
-    ran = board.connection.run(argv, timeout=HEALTH_TIMEOUT_S)
-    said = re.search(r"\(backend (\w+)\)", ran.stderr.decode(errors="replace"))  # the runtime names its choice
+    ran = board.op("run", argv=argv, seconds=timeout, expect=out_name, timeout=timeout + 60)
+    said = re.search(r"\(backend (\w+)\)", ran["stderr"])  # the runtime names its choice
     used_backend = backend or (said.group(1) if said else "auto")
-    if ran.exit_code != 0:
-        lines = ran.stderr.decode(errors="replace").strip().splitlines()
-        return HealthResult(False, used_backend, error=f"the runtime exited with {ran.exit_code}: "
-                            f"{lines[-1] if lines else 'no message'}", seconds=time.perf_counter() - start)
-    buffer = io.BytesIO()
-    board.connection.sftp.getfo(board.path(out_name), buffer)
-    board.op("remove", path=out_name)
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as data:
-        board_outputs = {k: data[k] for k in data.files}
-    with np.load(Path(bundle_dir) / "reference" / "outputs.npz", allow_pickle=False) as data:
-        host_outputs = {k: data[k] for k in data.files}
-    cards = manifest_io.load(bundle_dir).models
-    result = compare(host_outputs, board_outputs, used_backend, cards)
+
+    def failed(error: str) -> HealthResult:
+        return HealthResult(False, used_backend, error=error, seconds=time.perf_counter() - start)
+
+    lines = ran["stderr"].strip().splitlines()
+    last = lines[-1] if lines else None
+    try:
+        if ran["exit_code"] is None:
+            said_last = f" (its last message: {last})" if last else " (it printed nothing)"
+            return failed(f"the runtime did not finish within {timeout:g} s (--health-timeout) and was stopped"
+                          + said_last)
+        if ran["exit_code"] != 0:
+            return failed(f"the runtime exited with {ran['exit_code']}: {last or 'no message'}")
+        if ran["out_size"] is None:
+            return failed(f"the runtime exited 0 but wrote no {out_name}")
+        if ran["out_size"] > HEALTH_OUTPUT_MAX_BYTES:
+            return failed(f"the runtime wrote {ran['out_size'] / 1e6:.0f} MB to {out_name}, not its outputs")
+        buffer = io.BytesIO()
+        board.connection.sftp.getfo(board.path(out_name), buffer)
+    finally:
+        board.op("remove", path=out_name)
+    try:
+        buffer.seek(0)
+        with np.load(buffer, allow_pickle=False) as data:
+            board_outputs = {k: data[k] for k in data.files}
+        with np.load(Path(bundle_dir) / "reference" / "outputs.npz", allow_pickle=False) as data:
+            host_outputs = {k: data[k] for k in data.files}
+        tflite_reference = Path(bundle_dir) / "reference" / TFLITE_REFERENCE
+        if used_backend == "tflite" and tflite_reference.is_file():
+            # models with a tflite target are judged against the host's TFLite interpreter, the others (run on the
+            # CPU backend) against onnxruntime
+            with np.load(tflite_reference, allow_pickle=False) as data:
+                host_outputs.update({k: data[k] for k in data.files})
+        cards = manifest_io.load(bundle_dir).models
+        result = compare(host_outputs, board_outputs, used_backend, cards)
+    except UNREADABLE_OUTPUT_ERRORS as error:
+        return failed(f"the runtime's {out_name} is not an npz of its outputs ({type(error).__name__}: {error})")
     result.seconds = time.perf_counter() - start
     return result
 
@@ -91,15 +125,16 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
     errors = []
     models = sorted({key.split("/", 1)[0] for key in host_outputs})
     for model in models:
-        card = (cards or {}).get(model, {})
-        has_npu_binary = cards is None or "vim3" in card.get("targets", {})
-        atol, min_cosine = tolerance_for(used_backend if has_npu_binary else "onnxruntime")
+        quantized_target = QUANTIZED_TARGET_OF.get(used_backend)
+        runs_quantized = quantized_target and (cards is None or quantized_target in cards.get(model, {}).get(
+            "targets", {}))
+        atol, min_cosine = tolerance_for(used_backend if runs_quantized else "onnxruntime")
         # a quantized model is held to the gates it was converted with (its card's), decisions included
-        gates = card.get("targets", {}).get("vim3", {}).get("gates") or {}
-        quantized = min_cosine is not None
-        if quantized and gates.get("min_cosine") is not None:
+        card = (cards or {}).get(model, {})
+        gates = card.get("targets", {}).get(quantized_target or "", {}).get("gates") or {}
+        if runs_quantized and gates.get("min_cosine") is not None:
             min_cosine = float(gates["min_cosine"])
-        min_agreement = float(gates.get("min_agreement") or QUANTIZED_MIN_AGREEMENT) if quantized else None
+        min_agreement = float(gates.get("min_agreement") or DEFAULT_MIN_AGREEMENT) if runs_quantized else None
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]
         if missing:
@@ -117,18 +152,22 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
             errors.append(f"{model}: the board's outputs have other shapes than the host's")
             rows += [{"model": model, "output": n, "passed": False, "error": "shape"} for n in names]
             continue
-        parity = compare_outputs(reference, candidate, reference_name="host onnxruntime",
+        on_tflite = runs_quantized and used_backend == "tflite"
+        reference_name = "host TFLite interpreter" if on_tflite else "host onnxruntime"
+        parity = compare_outputs(reference, candidate, reference_name=reference_name,
                                  candidate_name=f"board {used_backend}", atol=atol, min_cosine=min_cosine)
         for index, output in enumerate(parity.to_json()["outputs"]):
             row = {"model": model, "output": output["name"], "max_abs": output["max_abs"],
                    "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
                    "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]}
-            if quantized and index == 0 and card:
-                agreement, flipped = decision_agreement(reference[output["name"]], candidate[output["name"]], card)
-                if agreement is not None:
-                    row.update({"decision_agreement": agreement, "min_agreement": min_agreement,
-                                "flipped_inputs": flipped})
-                    row["passed"] = row["passed"] and agreement >= min_agreement
+            if runs_quantized and index == 0 and card:
+                name = output["name"]
+                kept = decision_agreement(np.stack(reference[name]), np.stack(candidate[name]), card,
+                                          [str(i) for i in range(len(reference[name]))])
+                if kept.share is not None:
+                    row.update({"decision_agreement": kept.share, "min_agreement": min_agreement,
+                                "flipped_inputs": [int(i) for i in kept.flipped]})
+                    row["passed"] = row["passed"] and kept.share >= min_agreement
             rows.append(row)
     passed = bool(rows) and all(r["passed"] for r in rows) and not errors
     return HealthResult(passed, used_backend, rows, error="; ".join(errors) or None)

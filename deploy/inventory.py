@@ -14,7 +14,8 @@ from edgepad.errors import InputFileError, UsageError
 
 from .ssh import HostSpec
 
-_HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ip6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\s\[\]@]+))(?::(?P<port>\d+))?$")
+_HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ip6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\s\[\]@]+))"
+                   r"(?::(?P<port>\d+))?$")
 _ANSIBLE_KEYS = {
     "host": ("ansible_host", "ansible_ssh_host"),
     "port": ("ansible_port", "ansible_ssh_port"),
@@ -44,7 +45,8 @@ def read_inventory(path: Path, user: str, port: int) -> list[HostSpec]:
         hosts = [parse_host(line.split("#")[0], user, port, f"--inventory {path}:{n}")
                  for n, line in enumerate(lines, 1) if line.split("#")[0].strip()]
     if not hosts:
-        raise InputFileError(f"--inventory {path}: no hosts in it; write one host per line, or an Ansible INI inventory")
+        raise InputFileError(f"--inventory {path}: no hosts in it; write one host per line, "
+                             "or an Ansible INI inventory")
     return unique(hosts)
 
 
@@ -76,21 +78,39 @@ def _ansible_ini(lines: list[str], path: Path, user: str, port: int) -> list[Hos
             section = name
             continue
         group, _, kind = section.partition(":")
+        where = f"--inventory {path}:{n}"
+        if kind not in ("", "vars", "children"):
+            raise InputFileError(f"{where}: section [{section}] is not [group], [group:vars] or [group:children]")
         if kind == "vars":
-            key, _, value = line.partition("=")
+            key, equals, value = line.partition("=")
+            if not equals or not key.strip():
+                raise InputFileError(f"{where}: {line!r} in [{section}] is not key=value")
             group_vars.setdefault(group, {})[key.strip()] = value.strip()
         elif kind == "children":
             children.setdefault(group, []).append(line.split()[0])
         else:
-            tokens = shlex.split(line, comments=True)
+            try:
+                tokens = shlex.split(line, comments=True)
+            except ValueError as error:
+                raise InputFileError(f"{where}: cannot read {line!r} ({error}: close the quote)") from None
+            if not tokens:
+                continue
             if re.search(r"\[[^\]]*:[^\]]*\]", tokens[0]):
-                raise InputFileError(f"--inventory {path}:{n}: host ranges like {tokens[0]} are not supported; list the hosts")
+                raise InputFileError(f"--inventory {path}:{n}: host ranges like {tokens[0]} are not supported; "
+                                     "list the hosts")
             variables = dict(t.split("=", 1) for t in tokens[1:] if "=" in t)
             group_hosts.setdefault(group, []).append((tokens[0], variables, n))
 
-    def groups_of(group: str) -> list[str]:
+    def groups_of(group: str, chain: tuple[str, ...] = ()) -> list[str]:
+        if group in chain:
+            cycle = " -> ".join(chain[chain.index(group):] + (group,))
+            raise InputFileError(f"--inventory {path}: the :children sections form a cycle ({cycle}); "
+                                 "a group cannot contain itself")
         parents = [p for p, kids in children.items() if group in kids]
-        return [group] + [g for p in parents for g in groups_of(p)]
+        return [group] + [g for p in parents for g in groups_of(p, chain + (group,))]
+
+    for group in children:
+        groups_of(group)  # a cycle is an error even when no host sits below it
 
     hosts = []
     for group, entries in group_hosts.items():

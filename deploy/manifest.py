@@ -44,19 +44,29 @@ class Manifest:
 
 def check_relative_path(path: str, where: str) -> str:
     """A manifest path must stay inside the bundle (and so inside the release on the board)."""
-    normal = posixpath.normpath(path)
-    if (not path or path.startswith("/") or normal != path or normal == "." or normal.startswith("../")
+    normal = posixpath.normpath(path) if path else ""
+    if (not path or path.startswith("/") or normal != path or any(c in ("", ".", "..") for c in path.split("/"))
             or "\\" in path or "\0" in path or "\n" in path):
         raise InputFileError(f"{where}: file path {path!r} leaves the bundle or is not a plain relative path; "
                              "rebuild the bundle with `edgepad bundle`")
     return path
 
 
+def refuse_symlink(path: Path) -> None:
+    """A bundle holds regular files only: a link would carry whatever it points to (a key, /etc/shadow)."""
+    if path.is_symlink():
+        raise InputFileError(f"{path}: a symbolic link (to {os.readlink(path)}) in the bundle; bundles hold regular "
+                             "files only: replace it with a copy of the file, or remove it")
+
+
 def seal(bundle_dir: str | os.PathLike, versions: dict, models: dict) -> Manifest:
     """Hash every file under bundle_dir (except the manifest itself) and write manifest.json."""
     root = Path(bundle_dir)
     files = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(root.rglob("*")):
+        refuse_symlink(path)  # rglob lists links without following them; is_file() would follow
+        if not path.is_file():
+            continue
         relative = path.relative_to(root).as_posix()
         if relative == MANIFEST_NAME:
             continue
@@ -70,13 +80,15 @@ def seal(bundle_dir: str | os.PathLike, versions: dict, models: dict) -> Manifes
 def load(bundle_dir: str | os.PathLike) -> Manifest:
     path = Path(bundle_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise InputFileError(f"{bundle_dir}: no {MANIFEST_NAME}; build the bundle with `edgepad bundle -o {bundle_dir} ...`")
+        raise InputFileError(f"{bundle_dir}: no {MANIFEST_NAME}; build the bundle with "
+                             f"`edgepad bundle -o {bundle_dir} ...`")
     try:
         data = json.loads(path.read_text())
         files = [ManifestFile(check_relative_path(f["path"], str(path)), str(f["sha256"]), int(f["size"]))
                  for f in data["files"]]
     except (ValueError, KeyError, TypeError) as error:
-        raise InputFileError(f"{path}: not an edgepad manifest ({error}); rebuild the bundle with `edgepad bundle`") from None
+        raise InputFileError(f"{path}: not an edgepad manifest ({error}); "
+                             "rebuild the bundle with `edgepad bundle`") from None
     return Manifest(files, data.get("versions", {}), data.get("models", {}))
 
 
@@ -85,8 +97,11 @@ def verify_local(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
     root = Path(bundle_dir)
     for entry in manifest.files:
         path = root / entry.path
+        for parent in [*reversed(Path(entry.path).parents), Path(entry.path)][1:]:
+            refuse_symlink(root / parent)
         if not path.is_file():
-            raise InputFileError(f"{path}: listed in {MANIFEST_NAME} but missing; rebuild the bundle with `edgepad bundle`")
+            raise InputFileError(f"{path}: listed in {MANIFEST_NAME} but missing; "
+                                 "rebuild the bundle with `edgepad bundle`")
         if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             raise InputFileError(f"{path}: changed since the bundle was built (sha256 differs from {MANIFEST_NAME}); "
                                  "rebuild the bundle with `edgepad bundle`")

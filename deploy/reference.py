@@ -2,6 +2,8 @@
 
 `reference/inputs.npz`: key `<model>` -> float32 (N, ...) normalised inputs in the layout of the model's `onnx`
 target. `reference/outputs.npz`: key `<model>/<output>` -> the host's outputs, one row per input (N, ...).
+`reference/outputs.tflite.npz`: the same for the models with a `tflite` target, from the host's TFLite interpreter
+(what the board's tflite backend must reproduce).
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.errors import InputFileError
+
+TFLITE_REFERENCE = "outputs.tflite.npz"
 
 
 def reference_inputs(card: dict, sample_images: Path | None, where: str) -> np.ndarray:
@@ -29,6 +33,16 @@ def host_outputs(model_dir: Path, card: dict, inputs: np.ndarray, model_name: st
     target = onnx_target(card, str(model_dir))
     outputs = run_onnx(str(model_dir / target["file"]), [inputs[i:i + 1] for i in range(len(inputs))])
     return {f"{model_name}/{name}": np.concatenate(values) for name, values in outputs.items()}
+
+
+def host_tflite_outputs(model_dir: Path, card: dict, inputs: np.ndarray, model_name: str) -> dict[str, np.ndarray]:
+    """The runtime's tflite backend on the host (TFLite's reference kernels, no delegate), on the same inputs."""
+    from edgepad.runtime.backends.tflite_backend import TfliteModel
+
+    nhwc = inputs if onnx_target(card, str(model_dir)).get("layout", "nhwc") == "nhwc" else inputs.transpose(0, 2, 3, 1)
+    model = TfliteModel(str(model_dir), card, delegate=None, warn=lambda _message: None)
+    rows = [model.run(nhwc[i:i + 1]) for i in range(len(nhwc))]
+    return {f"{model_name}/{name}": np.concatenate([row[name] for row in rows]) for name in rows[0]}
 
 
 def onnx_target(card: dict, where: str) -> dict:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from edgepad.errors import DeployError
 
+from .board_ops import PARTIAL
 from .manifest import MANIFEST_NAME, Manifest, ManifestFile, sha256_file
-from .remote import Board
+from .remote import Board, disk_full_message
 
-PARTIAL_PREFIX = ".partial-"
+SPACE_MARGIN_BYTES = 1 << 20  # folders, the lock and the health output need a little room too
 
 
 class DeployObserver:
@@ -46,7 +47,7 @@ class ReleasePlan:
 
     @property
     def staging(self) -> str:
-        return PARTIAL_PREFIX + self.release
+        return PARTIAL + self.release
 
     @property
     def bytes_to_send(self) -> int:
@@ -91,16 +92,25 @@ def plan_release(bundle_dir: Path, manifest: Manifest, scan: dict) -> ReleasePla
             reuse.append((source_release, source_path, entry.path))
         else:
             send.append(entry)
-    taken = {r["id"] for r in scan["releases"]} | {n[len(PARTIAL_PREFIX):] for n in scan["partial"]}
+    taken = {r["id"] for r in scan["releases"]} | {n[len(PARTIAL):] for n in scan["partial"]}
     return ReleasePlan(new_release_id(bundle_dir, taken), scan["current"], send, reuse, files,
                        stale=scan["partial"] + scan["failed"])
 
 
 def upload_release(board: Board, bundle_dir: Path, plan: ReleasePlan, observer: DeployObserver) -> None:
-    """Create the staging folder, link reused files, send the rest (temporary name, then rename)."""
+    """Create the staging folder, link reused files, send the rest (temporary name, then rename).
+
+    A reused file that vanished since the scan is left to verify_and_repair, which sends it."""
     dirs = sorted({posixpath.dirname(f.path) for f in plan.files} - {""})
     board.op("prepare", staging=plan.staging, dirs=dirs, reuse=[list(r) for r in plan.reuse])
+    check_space(board, plan.bytes_to_send)  # after prepare, which removed the leftovers of earlier failures
     send_files(board, bundle_dir, plan.staging, plan.send, observer)
+
+
+def check_space(board: Board, needed: int) -> None:
+    space = board.op("space")
+    if space["free"] < needed + SPACE_MARGIN_BYTES:
+        raise DeployError(disk_full_message(board.name, board.root, space["free"], needed + SPACE_MARGIN_BYTES))
 
 
 def send_files(board: Board, bundle_dir: Path, release_dir: str, files: list[ManifestFile],
@@ -116,8 +126,16 @@ def send_files(board: Board, bundle_dir: Path, release_dir: str, files: list[Man
             observer.bytes_sent(board.name, entry.path, transferred - sent[0])
             sent[0] = transferred
 
-        with open(Path(bundle_dir) / entry.path, "rb") as local:
-            sftp.putfo(local, temporary, file_size=entry.size, callback=progress, confirm=True)
+        try:
+            with open(Path(bundle_dir) / entry.path, "rb") as local:
+                sftp.putfo(local, temporary, file_size=entry.size, callback=progress, confirm=True)
+        except OSError as error:
+            # SFTP v3 reports a full disk as a bare "Failure": ask the board how much room is left (unless the
+            # link itself timed out: then asking would only wait again)
+            link_alive = board.connection.transport.is_active() and not isinstance(error, TimeoutError)
+            if link_alive and board.op("space")["free"] < entry.size + SPACE_MARGIN_BYTES:
+                raise DeployError(f"{disk_full_message(board.name, board.root)} (while sending {entry.path})") from None
+            raise
         sftp.posix_rename(temporary, final)
         observer.file_sent(board.name, entry.path)
     observer.upload_end(board.name)

@@ -5,8 +5,12 @@ paths and file names travel to board_ops.py as JSON on stdin.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import os
 import posixpath
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,10 +18,17 @@ import paramiko
 
 from edgepad.errors import DeployError, UsageError
 
+from .board_ops import LOCK_NAME, RELEASES
 from .ssh import BoardConnection
 
 BOARD_OPS_SOURCE = (Path(__file__).with_name("board_ops.py")).read_text()
 BOARD_OP_TIMEOUT_S = 300
+
+
+def disk_full_message(name: str, root: str, free: int | None = None, needed: int | None = None) -> str:
+    figures = f" ({free / 1e6:.1f} MB free, {needed / 1e6:.1f} MB needed)" if free is not None and needed else ""
+    return (f"{name}: the board's disk is full under {root}{figures}; free space there (old releases: "
+            "`edgepad deploy --keep 1` next time) or choose another --remote-dir")
 
 
 def resolve_remote_dir(connection: BoardConnection, remote_dir: str) -> str:
@@ -43,10 +54,10 @@ class Board:
     def name(self) -> str:
         return str(self.connection.spec)
 
-    def op(self, operation: str, **request) -> dict:
+    def op(self, operation: str, timeout: float = BOARD_OP_TIMEOUT_S, **request) -> dict:
         request["root"] = self.root
         result = self.connection.run([self.python, "-c", BOARD_OPS_SOURCE, operation],
-                                     stdin=json.dumps(request).encode() + b"\n", timeout=BOARD_OP_TIMEOUT_S)
+                                     stdin=json.dumps(request).encode() + b"\n", timeout=timeout)
         try:
             answer = json.loads(result.stdout.decode() or "null")
         except ValueError:
@@ -57,6 +68,8 @@ class Board:
                               f"(exit {result.exit_code}: {stderr[-1] if stderr else 'no output'}); "
                               "pass --remote-python with a Python 3.8+ that exists on the board")
         if not answer.get("ok"):
+            if answer.get("errno") == "ENOSPC":
+                raise DeployError(disk_full_message(self.name, self.root) + f" (board-side '{operation}')")
             raise DeployError(f"{self.name}: board-side '{operation}' failed under {self.root}: {answer.get('error')}")
         return answer["result"]
 
@@ -64,14 +77,22 @@ class Board:
         return posixpath.join(self.root, *parts)
 
     def release_path(self, release: str, *parts: str) -> str:
-        return posixpath.join(self.root, "releases", release, *parts)
+        return posixpath.join(self.root, RELEASES, release, *parts)
+
+    def break_lock(self) -> str | None:
+        """Free a deploy lock left by a client that is gone; returns who held it (None: nobody did)."""
+        answer = self.op("break_lock")
+        return describe_holder(answer["holder"]) if answer["held"] else None
 
     @contextmanager
-    def deploy_lock(self):
-        """One deploy at a time per remote dir. The lock lives in a board-side process tied to this connection,
-        so a deploy that dies or loses its connection never leaves a stale lock behind."""
+    def deploy_lock(self, command: str = "deploy"):
+        """One deploy or rollback at a time per remote dir. The lock lives in a board-side process tied to this
+        connection: a client that exits or whose connection closes frees it. A client cut off without a word
+        (the network dropped) holds it until sshd notices (ClientAliveInterval on the board) or `--break-lock`."""
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": f"edgepad {command}",
+                  "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
         channel = self.connection.start([self.python, "-c", BOARD_OPS_SOURCE, "lock"],
-                                        stdin=json.dumps({"root": self.root}).encode() + b"\n",
+                                        stdin=json.dumps({"root": self.root, "holder": holder}).encode() + b"\n",
                                         timeout=BOARD_OP_TIMEOUT_S)
         try:
             line = channel.makefile("rb").readline()
@@ -83,11 +104,17 @@ class Board:
                 raise DeployError(f"{self.name}: `{self.python}` could not take the deploy lock under {self.root}; "
                                   "pass --remote-python with a Python 3.8+ that exists on the board")
             if not answer.get("ok"):
-                raise DeployError(f"{self.name}: another deploy to {self.root} is running (its lock "
-                                  f"{self.root}/.deploy.lock is held); wait for it to finish")
+                raise DeployError(f"{self.name}: another deploy or rollback holds {self.root}/{LOCK_NAME} "
+                                  f"({describe_holder(answer.get('holder') or {})}); wait for it to finish, or pass "
+                                  "--break-lock if that client is gone")
             yield
         finally:
-            try:
-                channel.close()
-            except (OSError, EOFError, paramiko.SSHException):
-                pass  # the connection is gone, and the board-side lock holder with it
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()  # may fail when the connection is gone, and the board-side lock holder with it
+
+
+def describe_holder(holder: dict) -> str:
+    if not holder:
+        return "holder unknown: an older edgepad"
+    return (f"{holder.get('command', 'edgepad')} pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+            f"since {holder.get('started', '?')}, board-side pid {holder.get('board_pid', '?')}")

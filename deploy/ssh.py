@@ -21,6 +21,8 @@ from edgepad.errors import DeployError, HostKeyError
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 15
 COMMAND_TIMEOUT_S = 600
+SFTP_TIMEOUT_S = 60  # one SFTP request without an answer for this long: the link is dead
+REMOTE_SHELL = "/bin/sh"
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,18 @@ class BoardConnection:
     def sftp(self):
         if self._sftp is None:
             self._sftp = self.client.open_sftp()
+            self._sftp.get_channel().settimeout(SFTP_TIMEOUT_S)  # a half-dead link raises instead of hanging
         return self._sftp
 
     def start(self, argv: list[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT_S):
-        """Start argv (quoted) and leave its channel open: for a board-side process that lives as long as we do."""
+        """Start argv (quoted) and leave its channel open: for a board-side process that lives as long as we do.
+
+        sshd hands the command line to the user's login shell; it must read POSIX single quotes (sh, bash, dash,
+        busybox ash, zsh), and the command itself then runs under /bin/sh whatever that login shell is."""
         channel = self.transport.open_session()
         channel.settimeout(timeout)
-        channel.exec_command(shlex.join(str(a) for a in argv))
+        command = "exec " + shlex.join(str(a) for a in argv)
+        channel.exec_command(shlex.join([REMOTE_SHELL, "-c", command]))
         if stdin:
             channel.sendall(stdin)
         return channel
@@ -100,9 +107,8 @@ class BoardConnection:
                 out += channel.recv(1 << 16)
             elif channel.recv_stderr_ready():
                 err += channel.recv_stderr(1 << 16)
-            elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                break
-            elif channel.closed and channel.eof_received:
+            elif ((channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready())
+                  or (channel.closed and channel.eof_received)):
                 break
             else:
                 if time.monotonic() > deadline:

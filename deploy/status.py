@@ -30,6 +30,7 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
             "board": {
                 "python": facts["python"], "machine": facts["machine"], "cpu_serial_prefix": serial[:4] or None,
                 "is_vim3": serial.lower().startswith(VIM3_SERIAL_PREFIX), "npu_driver": facts["npu_driver"],
+                "teflon": facts.get("teflon"), "etnaviv": facts.get("etnaviv", False),
             },
         }
         if not scan["current"]:

@@ -10,18 +10,9 @@ import traceback
 import click
 
 from edgepad import __version__
+from edgepad.commands import bench, bundle, convert, data, deploy, models, run, toolkit
+from edgepad.commands.options import verbose_option
 from edgepad.errors import EdgepadError
-
-
-def _set_verbose(ctx: click.Context, _param, value: bool) -> None:
-    if value:
-        ctx.meta["edgepad.verbose"] = True
-
-
-verbose_option = click.option(
-    "--verbose", "-v", is_flag=True, expose_value=False, is_eager=True, callback=_set_verbose,
-    help="Show full tracebacks and tool logs on failure.",
-)
 
 
 class EdgepadGroup(click.Group):
@@ -37,7 +28,8 @@ class EdgepadGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as error:  # a bug of ours: still one line, the traceback on request
-            self._fail(ctx, f"internal error: {type(error).__name__}: {error} (run again with --verbose for the traceback)", 70)
+            self._fail(ctx, f"internal error: {type(error).__name__}: {error} (run again with --verbose for the "
+                       "traceback)", 70)
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:
@@ -61,21 +53,14 @@ def cli() -> None:
     """
 
 
-def _register_commands() -> None:
-    from edgepad.commands import convert
-
-    cli.add_command(convert.convert)
-    for name in ("toolkit", "run", "bundle", "deploy", "data", "models"):
-        try:
-            module = __import__(f"edgepad.commands.{name}", fromlist=["register"])
-        except ModuleNotFoundError as error:
-            if error.name == f"edgepad.commands.{name}":
-                continue  # that command has not landed yet
-            raise
-        module.register(cli)
-
-
-_register_commands()
+# Every command, in the order of the workflow (`edgepad --help` lists them alphabetically).
+COMMANDS = (
+    convert.convert, toolkit.toolkit, models.models, run.run, bundle.bundle,
+    deploy.deploy, deploy.status, deploy.rollback, bench.bench,
+    data.extract, data.train, data.evaluate,
+)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

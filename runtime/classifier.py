@@ -15,6 +15,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+
+def live_probability(scores: np.ndarray, head: Optional[str], live_index: int) -> np.ndarray:
+    """P(live) per row of a classifier's output, as the card's head says: "softmax" (probabilities),
+    "sigmoid" (one unit: the probability of the second label), "logits" (raw scores; one unit: a sigmoid's
+    input). Cards without a head (older converts) keep the guess from the values."""
+    scores = np.asarray(scores, np.float64)
+    if head in ("sigmoid", "logits") and scores.shape[-1] == 1:
+        second = scores[:, 0] if head == "sigmoid" else sigmoid(scores[:, 0])
+        return second if live_index == 1 else 1.0 - second
+    if head == "logits":
+        return softmax(scores)[:, live_index]
+    if head == "softmax":
+        return scores[:, live_index]
+    return as_probabilities(scores)[:, live_index]
+
+
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """A softmax head's output as it is; logits (negative values, or rows not summing to 1) through softmax."""
     scores = np.asarray(scores, np.float64)
@@ -37,6 +56,10 @@ class LiveClassifier:
             raise BackendError(f"{model.model_dir}: the model card says task '{card.get('task')}', not a "
                                "classifier; give a live/spoof classifier's convert output")
         self.live_index = int(card.get("live_index", 0))
+        self.head = card.get("head")
+        if self.head not in (None, "softmax", "sigmoid", "logits"):
+            raise BackendError(f"{model.model_dir}: the model card's head '{self.head}' is not softmax, sigmoid or "
+                               "logits; convert the model again with this edgepad")
         self.threshold = float(threshold if threshold is not None else card.get("threshold", 0.5))
         self.height, self.width = model.input_hw
         self.preprocess = card.get("preprocess", {})
@@ -51,7 +74,7 @@ class LiveClassifier:
             return np.zeros(0)
         batch = np.stack([normalize(face, self.preprocess, self.height, self.width) for face in faces_bgr])
         scores = self.model.run(batch)[self.output_name].reshape(len(faces_bgr), -1)
-        return as_probabilities(scores)[:, self.live_index]
+        return live_probability(scores, self.head, self.live_index)
 
     def is_live(self, live_probability: float) -> bool:
         return (1.0 - float(live_probability)) < self.threshold

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -34,6 +34,17 @@ class DetectorSettings:
     nms_onet: float = 0.7  # intersection over the smaller box: drops a box inside another
 
 
+def parse_thresholds(text: str) -> Tuple[float, float, float]:
+    """'0.6,0.7,0.7' (PNet, RNet, ONet) as DetectorSettings.thresholds; ValueError naming the option and the fix."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
+    return values
+
+
 @dataclass
 class Face:
     box: np.ndarray  # x1, y1, x2, y2 in image pixels
@@ -42,9 +53,13 @@ class Face:
     live: Optional[float] = None  # live probability from the classifier, when there is one
     is_live: Optional[bool] = None
     track: Optional[int] = None
+    embedding: Optional[np.ndarray] = None  # L2-normalised, from an embedding model (then there is no live score)
+    nearest: Optional[str] = None  # with a gallery: the nearest enrolled person,
+    distance: Optional[float] = None  # the distance to them,
+    identity: Optional[str] = None  # and that person when the distance is below the match threshold, else None
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "box": [round(float(v), 1) for v in self.box],
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
             "score": round(float(self.score), 4),
@@ -52,6 +67,13 @@ class Face:
             "is_live": self.is_live,
             "track": self.track,
         }
+        if self.embedding is not None:
+            if self.live is None:
+                del data["live"], data["is_live"]  # a recognition model gives no live score
+            data["embedding"] = [round(float(v), 6) for v in self.embedding]
+            if self.nearest is not None:
+                data.update(identity=self.identity, nearest=self.nearest, distance=round(float(self.distance), 6))
+        return data
 
 
 @dataclass
@@ -76,18 +98,21 @@ class MtcnnDetector:
         self.last_stages = DetectionStages()
 
     # -- public --------------------------------------------------------------------------------------------------
-    def detect(self, image_bgr: np.ndarray, clip: bool = True) -> List[Face]:
-        """Faces in a uint8 BGR image, best first; boxes clipped to the image unless clip=False (tracking)."""
+    def detect(self, image_bgr: np.ndarray, clip: bool = True,
+               thresholds: Optional[Sequence[float]] = None) -> List[Face]:
+        """Faces in a uint8 BGR image, best first; boxes clipped to the image unless clip=False (tracking);
+        `thresholds` (PNet, RNet, ONet) instead of the settings' for this call."""
         image = self._model_order(to_bgr(image_bgr))
+        thresholds = tuple(thresholds or self.settings.thresholds)
         self.last_stages = DetectionStages()
-        boxes = self._pnet_stage(image)
+        boxes = self._pnet_stage(image, thresholds[0])
         self.last_stages.pnet = len(boxes)
         if len(boxes):
-            boxes = self._rnet_stage(image, boxes)
+            boxes = self._rnet_stage(image, boxes, thresholds[1])
         self.last_stages.rnet = len(boxes)
         if not len(boxes):
             return []
-        boxes, landmarks = self._onet_stage(image, boxes)
+        boxes, landmarks = self._onet_stage(image, boxes, thresholds[2])
         self.last_stages.onet = len(boxes)
         height, width = image.shape[:2]
         final = clip_boxes(boxes[:, :4], width, height) if clip else boxes[:, :4]
@@ -113,7 +138,7 @@ class MtcnnDetector:
     def _normalise(self, pixels: np.ndarray) -> np.ndarray:
         return (pixels.astype(np.float32) - self.mean) / self.std
 
-    def _pnet_stage(self, image: np.ndarray) -> np.ndarray:
+    def _pnet_stage(self, image: np.ndarray, threshold: float) -> np.ndarray:
         height, width = image.shape[:2]
         settings = self.settings
         candidates = []
@@ -124,7 +149,7 @@ class MtcnnDetector:
             # each level from the one before: area averaging over a 0.709 step costs a fraction of the full image
             scaled = cv2.resize(scaled, (w, h), interpolation=cv2.INTER_AREA)
             out = self.pnet.run(self._normalise(scaled)[None])
-            boxes = _pnet_boxes(out["bbox_reg"][0], out["face_prob"][0], scale, settings.thresholds[0])
+            boxes = _pnet_boxes(out["bbox_reg"][0], out["face_prob"][0], scale, threshold)
             if len(boxes):
                 candidates.append(boxes[nms(boxes, settings.nms_pnet_scale)])
         if not candidates:
@@ -133,19 +158,19 @@ class MtcnnDetector:
         boxes = boxes[nms(boxes, settings.nms_pnet)]
         return np.hstack([square(boxes[:, :4]), boxes[:, 4:5]])
 
-    def _rnet_stage(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _rnet_stage(self, image: np.ndarray, boxes: np.ndarray, threshold: float) -> np.ndarray:
         out = _run_batched(self.rnet, self._crops(image, boxes, 24))
         scores = out["face_prob"][:, 1]
-        keep = scores > self.settings.thresholds[1]
+        keep = scores > threshold
         boxes = _regress(boxes[keep, :4], out["bbox_reg"][keep])
         boxes = np.hstack([boxes, scores[keep, None]])
         boxes = boxes[nms(boxes, self.settings.nms_rnet)]
         return np.hstack([square(boxes[:, :4]), boxes[:, 4:5]])
 
-    def _onet_stage(self, image: np.ndarray, boxes: np.ndarray):
+    def _onet_stage(self, image: np.ndarray, boxes: np.ndarray, threshold: float):
         out = _run_batched(self.onet, self._crops(image, boxes, 48))
         refined, landmarks = self._apply_onet(boxes[:, :4], out)
-        keep = refined[:, 4] > self.settings.thresholds[2]
+        keep = refined[:, 4] > threshold
         refined, landmarks = refined[keep], landmarks[keep]
         order = nms(refined, self.settings.nms_onet, method="min")
         return refined[order], landmarks[order]

@@ -9,6 +9,14 @@ import numpy as np
 
 from .preprocess import to_bgr
 
+# The image files edgepad reads (OpenCV decodes them all): `edgepad run`, calibration and sample images, crops.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+
+
+def is_image_file(path) -> bool:
+    """Whether `path` (str or Path) names an image by its suffix, whatever its case."""
+    return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
+
 
 class InputError(Exception):
     """An image, video or camera that cannot be read: the message names it and what to do."""

@@ -1,4 +1,5 @@
-"""One frame through the runtime: detect faces, align each to the ArcFace template, score it live or spoof."""
+"""One frame through the runtime: detect faces, align each to the ArcFace template, score it live or spoof and/or
+embed it (a recognition model), matched against a gallery of enrolled people when there is one."""
 from __future__ import annotations
 
 import time
@@ -10,6 +11,7 @@ import numpy as np
 from .align import align_face
 from .classifier import LiveClassifier
 from .detector import Face, MtcnnDetector
+from .embedder import FaceEmbedder, Gallery
 
 DEFAULT_ALIGN_SIZE = 112
 
@@ -29,13 +31,28 @@ class FrameResult:
 
 
 class FacePipeline:
-    def __init__(self, detector: MtcnnDetector, classifier: Optional[LiveClassifier] = None):
+    def __init__(self, detector: MtcnnDetector, classifier: Optional[LiveClassifier] = None,
+                 embedder: Optional[FaceEmbedder] = None, gallery: Optional[Gallery] = None):
         self.detector = detector
         self.classifier = classifier
+        self.embedder = embedder
+        self.gallery = gallery
+
+    def backend_names(self) -> Dict[str, str]:
+        """Which backend runs each model: {"pnet": ..., "rnet": ..., "onet": ..., "classifier": ...}."""
+        names = {"pnet": self.detector.pnet.name, "rnet": self.detector.rnet.name, "onet": self.detector.onet.name}
+        if self.classifier is not None:
+            names["classifier"] = self.classifier.model.name
+        if self.embedder is not None:
+            names["embedding"] = self.embedder.model.name
+        return names
 
     @property
     def align_size(self) -> int:
         return self.classifier.align_size if self.classifier else DEFAULT_ALIGN_SIZE
+
+    def aligned(self, image_bgr: np.ndarray, faces: List[Face], size: int) -> List[np.ndarray]:
+        return [align_face(image_bgr, face.landmarks, size) for face in faces]
 
     def process(self, image_bgr: np.ndarray) -> FrameResult:
         start = time.perf_counter()
@@ -46,12 +63,28 @@ class FacePipeline:
         return FrameResult(faces, timings)
 
     def score(self, image_bgr: np.ndarray, faces: List[Face]) -> Dict[str, float]:
-        """Fill face.live and face.is_live (when there is a classifier); returns align and classify times (ms)."""
+        """Fill face.live and face.is_live (when there is a classifier) and face.embedding (when there is an
+        embedding model; with a gallery also nearest, distance, identity); returns the stages' times (ms)."""
         start = time.perf_counter()
-        crops = [align_face(image_bgr, face.landmarks, self.align_size) for face in faces] if self.classifier else []
+        sizes = {m.align_size for m in (self.classifier, self.embedder) if m is not None} if faces else set()
+        crops = {size: self.aligned(image_bgr, faces, size) for size in sizes}  # once per size both models share
         aligned = time.perf_counter()
-        if self.classifier is not None and crops:
-            for face, live in zip(faces, self.classifier.live_probabilities(crops)):
+        if self.classifier is not None and faces:
+            for face, live in zip(faces, self.classifier.live_probabilities(crops[self.classifier.align_size])):
                 face.live = float(live)
                 face.is_live = self.classifier.is_live(live)
-        return {"align": (aligned - start) * 1e3, "classify": (time.perf_counter() - aligned) * 1e3}
+        timings = {"align": (aligned - start) * 1e3}
+        if self.classifier is not None or self.embedder is None:
+            timings["classify"] = (time.perf_counter() - aligned) * 1e3
+        if self.embedder is not None:
+            embed_start = time.perf_counter()
+            if faces:
+                embeddings = self.embedder.embed(crops[self.embedder.align_size])
+                matches = self.gallery.nearest(embeddings) if self.gallery is not None else [(None, None)] * len(faces)
+                for face, embedding, (name, distance) in zip(faces, embeddings, matches):
+                    face.embedding = embedding
+                    if name is not None:
+                        face.nearest, face.distance = name, distance
+                        face.identity = name if distance < self.gallery.threshold else None
+            timings["embed"] = (time.perf_counter() - embed_start) * 1e3
+        return timings

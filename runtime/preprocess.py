@@ -30,14 +30,42 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
+# Channel orders a model card may give, and the channels each means. A camera frame (BGR, or gray, or BGRA) is
+# converted to it; a 4-channel model gets an opaque alpha channel (255) unless the image has its own.
+CHANNEL_ORDERS = {"rgb": 3, "bgr": 3, "gray": 1, "rgba": 4, "bgra": 4}
+
+
+def default_channel_order(channels: int) -> str:
+    """What a model with `channels` input channels most likely takes: RGB (Keras' default), gray, RGBA."""
+    return {1: "gray", 3: "rgb", 4: "rgba"}.get(channels, "rgb")
+
+
+def to_order(image: np.ndarray, order: str) -> np.ndarray:
+    """Any decoded image as 8-bit in `order`: (H, W, 3) for rgb/bgr, (H, W, 1) for gray, (H, W, 4) for rgba/bgra."""
+    if order in ("rgba", "bgra"):
+        if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+            bgra = image
+        else:
+            bgra = cv2.cvtColor(to_bgr(image), cv2.COLOR_BGR2BGRA)
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA) if order == "rgba" else bgra
+    bgr = to_bgr(image)
+    if order == "gray":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[..., None]
+    if order == "rgb":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if order == "bgr":
+        return bgr
+    raise ValueError(f"channel order '{order}': choose one of {', '.join(CHANNEL_ORDERS)}")
+
+
 def pixels(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
-    """uint8 BGR image -> the pixel values (0..255) the model sees before normalisation, float32 (H, W, C):
-    resized and in the card's channel order. What an NPU graph with the normalisation inside it takes."""
-    image = to_bgr(image_bgr)
+    """A decoded image -> the pixel values (0..255) the model sees before normalisation, float32 (H, W, C): in the
+    card's channel order and resized. What an NPU graph with the normalisation inside it takes."""
+    image = to_order(image_bgr, preprocess.get("channel_order", "rgb"))
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if preprocess.get("channel_order", "rgb") == "rgb":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if image.ndim == 2:  # OpenCV drops a single channel axis
+            image = image[..., None]
     return image.astype(np.float32)
 
 
@@ -50,16 +78,9 @@ def normalize_pixels(image: np.ndarray, preprocess: dict) -> np.ndarray:
 
 
 def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
-    """uint8 BGR image -> float32 (H, W, C) the model takes: resize, channel order, (x - mean) / std."""
-    image = to_bgr(image_bgr)
-    if image.shape[:2] != (height, width):
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    if preprocess.get("channel_order", "rgb") == "rgb":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    channels = image.shape[2]
-    mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
-    std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")
-    return ((image.astype(np.float32) - mean) / std).astype(np.float32)
+    """A decoded image (uint8 BGR, gray or BGRA) -> float32 (H, W, C) the model takes: resize, channel order
+    (rgb, bgr, gray, rgba, bgra), (x - mean) / std."""
+    return normalize_pixels(pixels(image_bgr, preprocess, height, width), preprocess)
 
 
 def batch(hwc: np.ndarray, layout: str) -> np.ndarray:

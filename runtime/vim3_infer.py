@@ -3,6 +3,8 @@
     python3 vim3_infer.py --bundle DIR --image IMG | --video FILE | --camera N  [--backend ksnn|onnxruntime|opencv]
     python3 vim3_infer.py --bundle DIR --image IMG --bench 50 [--json]        per-stage p50/p95 ms and fps
     python3 vim3_infer.py --bundle DIR --parity INPUTS.npz --out OUTPUTS.npz  each model on given inputs
+    python3 vim3_infer.py --bundle DIR --image IMG --gallery PEOPLE [--match-threshold T]   with models/embedding/:
+        each face's L2-normalised "embedding" and its nearest enrolled person (PEOPLE/<name>/*.jpg)
 
 Runs as a plain script on Python 3.8+ with numpy, OpenCV and onnxruntime or KSNN. Exit status: 0 done,
 1 an input or model that cannot be used (one line on stderr), 2 bad options.
@@ -25,9 +27,10 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
-from .backends import BACKENDS, BackendError, default_backend
+from .backends import BACKENDS, NPU_BACKEND, BackendError, cpu_backend
+from .backends.tflite_backend import DELEGATE_ENV
 from .bundle import load_any, load_pipeline, models_root
-from .detector import DetectorSettings
+from .detector import DetectorSettings, parse_thresholds
 from .frames import InputError, camera_frames, read_image, video_frames
 from .tracking import FaceTracker, TrackerSettings
 
@@ -42,16 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera", type=int, help="a camera index (/dev/videoN)")
     source.add_argument("--parity", metavar="INPUTS.npz", help="run each model named in INPUTS.npz (see --out)")
     parser.add_argument("--out", metavar="OUTPUTS.npz", help="with --parity: where to write <model>/<output> arrays")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), help="inference backend (default: onnxruntime where installed)")
-    parser.add_argument("--min-face-size", type=float, default=40.0, help="smallest face to find, in pixels (default 40)")
-    parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7", help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS),
+                        help="inference backend (default: ksnn for models with NPU files, else onnxruntime or opencv)")
+    parser.add_argument("--min-face-size", type=float, default=40.0,
+                        help="smallest face to find, in pixels (default 40)")
+    parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7",
+                        help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
     parser.add_argument("--threshold", type=float, help="spoof decision threshold (default: the classifier's card)")
-    parser.add_argument("--bench", type=int, metavar="N", help="with --image: run N times, print per-stage p50/p95 and fps")
+    parser.add_argument("--gallery", metavar="DIR", help="enrolled people, one sub-folder of photos each: adds each "
+                        "face's nearest person and distance (needs an embedding model in the bundle)")
+    parser.add_argument("--match-threshold", type=float, help="with --gallery: a face is the nearest person when "
+                        "closer than this (default: the embedding model's card)")
+    parser.add_argument("--bench", type=int, metavar="N",
+                        help="with --image: run N times, print per-stage p50/p95 and fps")
     parser.add_argument("--json", action="store_true", help="with --bench: print the figures as one JSON object")
-    parser.add_argument("--no-track", action="store_true", help="video/camera: detect on every frame instead of tracking")
-    parser.add_argument("--redetect-every", type=int, default=10, help="video/camera: frames between full detections (default 10)")
+    parser.add_argument("--no-track", action="store_true",
+                        help="video/camera: detect on every frame instead of tracking")
+    parser.add_argument("--redetect-every", type=int, default=15,
+                        help="video/camera: frames between full detections (default 15)")
     parser.add_argument("--max-frames", type=int, help="video/camera: stop after this many frames")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per model (default: one per core)")
+    parser.add_argument("--delegate", help="with --backend tflite: Mesa's Teflon delegate (default: libteflon.so "
+                        "in the usual library folders)")
     return parser
 
 
@@ -70,6 +85,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args, parser: argparse.ArgumentParser) -> int:
     if args.threads:
         os.environ["EDGEPAD_THREADS"] = str(args.threads)
+    if args.delegate:
+        os.environ[DELEGATE_ENV] = args.delegate
     if args.parity:
         if not args.out:
             parser.error("--parity needs --out OUTPUTS.npz")
@@ -78,34 +95,61 @@ def run(args, parser: argparse.ArgumentParser) -> int:
         parser.error("give one of --image, --video, --camera or --parity")
     if args.bench is not None and (args.image is None or args.bench < 1):
         parser.error("--bench N needs --image and N >= 1")
-    settings = DetectorSettings(min_face_size=args.min_face_size, thresholds=_thresholds(args.detect_thresholds, parser))
-    pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold)
+    settings = DetectorSettings(min_face_size=args.min_face_size,
+                                thresholds=_thresholds(args.detect_thresholds, parser))
+    notes = Notes()
+    pipeline = load_pipeline(args.bundle, args.backend, settings, args.threshold, warn=notes,
+                             gallery_dir=args.gallery, match_threshold=args.match_threshold)
     if args.image is not None:
         image = read_image(args.image)
         if args.bench:
-            print_bench(bench(pipeline, image, args.bench), args.json)
+            figures = bench(pipeline, image, args.bench)
+            notes.flush()
+            print_bench(figures, args.json)
             return 0
-        _emit(dict(source=args.image, **pipeline.process(image).to_json()))
+        result = pipeline.process(image)
+        notes.flush()
+        _emit(dict(source=args.image, **result.to_json(), backends=pipeline.backend_names()))
         return 0
     frames = video_frames(args.video) if args.video is not None else camera_frames(args.camera)
-    process = pipeline.process if args.no_track else FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
+    if args.no_track:
+        process = pipeline.process
+    else:
+        process = FaceTracker(pipeline, TrackerSettings(redetect_every=args.redetect_every)).process
     for index, frame in enumerate(frames):
         if args.max_frames is not None and index >= args.max_frames:
             break
         result = process(frame)
         result.frame = index
-        _emit(result.to_json())
+        notes.flush()
+        _emit(dict(result.to_json(), backends=pipeline.backend_names()) if index == 0 else result.to_json())
     return 0
 
 
 def _thresholds(text: str, parser) -> tuple:
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        parser.error(f"--detect-thresholds {text}: give three probabilities, e.g. 0.6,0.7,0.7")
-    return values
+        return parse_thresholds(text)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+class Notes:
+    """Notes (which backend runs what) held back until the first result, so a bad input stays one error line."""
+
+    def __init__(self):
+        self.pending: List[str] = []
+        self.shown = False
+
+    def __call__(self, message: str) -> None:
+        self.pending.append(message)
+        if self.shown:
+            self.flush()
+
+    def flush(self) -> None:
+        self.shown = True
+        for message in self.pending:
+            print(f"note: {message}", file=sys.stderr)
+        self.pending = []
 
 
 def _emit(data: dict) -> None:
@@ -127,22 +171,15 @@ def bench(pipeline, image: np.ndarray, repeats: int) -> dict:
     stages = {stage: {"p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3)}
               for stage, v in samples.items()}
     mean_total = float(np.mean(samples["total"]))
-    return {"repeats": repeats, "faces": faces, "backend": _backend_names(pipeline), "stages_ms": stages,
+    return {"repeats": repeats, "faces": faces, "backends": pipeline.backend_names(), "stages_ms": stages,
             "fps": round(1000.0 / mean_total, 2) if mean_total > 0 else None}
-
-
-def _backend_names(pipeline) -> Dict[str, str]:
-    names = {"pnet": pipeline.detector.pnet.name, "rnet": pipeline.detector.rnet.name, "onet": pipeline.detector.onet.name}
-    if pipeline.classifier is not None:
-        names["classifier"] = pipeline.classifier.model.name
-    return names
 
 
 def print_bench(figures: dict, as_json: bool) -> None:
     if as_json:
         _emit(figures)
         return
-    print(f"{figures['repeats']} runs, {figures['faces']} faces, backends {figures['backend']}")
+    print(f"{figures['repeats']} runs, {figures['faces']} faces, backends {figures['backends']}")
     print(f"{'stage':<10} {'p50 ms':>9} {'p95 ms':>9}")
     for stage, values in figures["stages_ms"].items():
         print(f"{stage:<10} {values['p50']:>9.2f} {values['p95']:>9.2f}")
@@ -160,11 +197,13 @@ def run_parity(bundle_dir: str, inputs_path: str, out_path: str, backend: Option
     except (OSError, ValueError) as error:
         raise InputError(f"--parity {inputs_path}: not a readable .npz ({error})") from None
     outputs: Dict[str, np.ndarray] = {}
+    backends: Dict[str, str] = {}
     for model_name in inputs.files:
         folder = os.path.join(root, model_name)
         if not os.path.isdir(folder):
             raise InputError(f"--parity {inputs_path}: model '{model_name}' is not in {root}")
         model = load_any(folder, backend)
+        backends[model_name] = model.name
         batch = np.asarray(inputs[model_name], np.float32)
         layout = model.card.get("targets", {}).get("onnx", {}).get("layout", "nhwc")
         rows = _rows_nhwc(batch, layout)
@@ -176,8 +215,10 @@ def run_parity(bundle_dir: str, inputs_path: str, out_path: str, backend: Option
     partial = out_path + ".partial.npz"
     np.savez(partial, **outputs)
     os.replace(partial, out_path)  # a health check never reads half a file
+    # "(backend X)": the NPU when any model ran there (the health check's tolerance for models with NPU files)
+    used = NPU_BACKEND if NPU_BACKEND in backends.values() else (backend or cpu_backend())
     print(f"wrote {len(outputs)} outputs of {len(inputs.files)} models to {out_path} "
-          f"(backend {backend or default_backend()})", file=sys.stderr)
+          f"(backend {used}); backends {json.dumps(backends, sort_keys=True)}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from support.paths import FACES, FIXTURES, LEGACY_H5  # noqa: F401  (LEGACY_H5 for fixtures below)
 
-pytest_plugins = ["support.deploy_fixtures"]  # loopback sshd, bundles and boards for the deploy tests
+# loopback sshd, bundles and boards for the deploy tests; models, bundles and photos for the runtime tests
+pytest_plugins = ["support.deploy_fixtures", "support.runtime_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,8 @@ def test_runtime_is_a_copy_of_the_installed_package_without_caches(bundle_dir):
     source = Path(edgepad.runtime.__file__).parent
     expected = {p.relative_to(source).as_posix() for p in source.rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
-    copied = {p.relative_to(bundle_dir / "runtime").as_posix() for p in (bundle_dir / "runtime").rglob("*") if p.is_file()}
+    runtime_copy = bundle_dir / "runtime"
+    copied = {p.relative_to(runtime_copy).as_posix() for p in runtime_copy.rglob("*") if p.is_file()}
     assert copied == expected and "vim3_infer.py" in copied
     for relative in expected:
         assert (bundle_dir / "runtime" / relative).read_bytes() == (source / relative).read_bytes()
@@ -67,13 +68,15 @@ def test_bad_classifier_folder_is_one_line_and_writes_nothing(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert ran.returncode != 0
     assert ran.stderr.strip().splitlines() == [
-        f"error: --classifier {tmp_path / 'not_a_model'}: no edgepad.json there; pass an `edgepad convert` output folder"]
+        f"error: --classifier {tmp_path / 'not_a_model'}: no edgepad.json there; "
+        "pass an `edgepad convert` output folder"]
     assert not out.exists() and not list(tmp_path.glob(".bundle*"))
 
 
 def test_deploy_refuses_a_bundle_changed_after_it_was_built(bundle_dir, tmp_path):
     from edgepad.deploy.pipeline import load_bundle
     from edgepad.errors import InputFileError
+
     from support.deploy_fixtures import copy_bundle
 
     changed = copy_bundle(bundle_dir, tmp_path / "changed")

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import keras_models
-from support.paths import FACES, LEGACY_H5
 from edgepad.convert.caffe.opencv_runner import load_caffe_net
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
 from edgepad.convert.pipeline import ConvertOptions, convert_model
 from edgepad.errors import UnsupportedOpError
+
+import keras_models
+from support.paths import FACES, LEGACY_H5
 
 
 def resnet_style(size=64):
@@ -217,13 +218,13 @@ def test_keras2_files_match_tensorflow_2_4_goldens_in_opencv(name, tmp_path):
 
 
 def unsupported_model(path: Path) -> Path:
-    """Two activations Caffe has no layer for (ELU, Softplus) between ordinary layers."""
+    """Two activations Caffe has no layer for (SELU, log-softmax) between ordinary layers."""
     import keras
     from keras import layers
 
     inputs = keras.Input((16, 16, 3))
-    x = layers.Conv2D(4, 3, activation="elu", name="conv_elu")(inputs)
-    x = layers.Conv2D(4, 3, activation="softplus", name="conv_softplus")(x)
+    x = layers.Conv2D(4, 3, activation="selu", name="conv_selu")(inputs)
+    x = layers.Conv2D(4, 3, activation="log_softmax", name="conv_log_softmax")(x)
     x = layers.GlobalAveragePooling2D()(x)
     keras.Model(inputs, layers.Dense(2, activation="softmax")(x)).save(path)
     return path
@@ -235,8 +236,8 @@ def test_unsupported_ops_are_all_named_in_one_error_and_nothing_is_written(tmp_p
     with pytest.raises(UnsupportedOpError) as error:
         convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "caffe")))
     message = str(error.value)
-    assert "Elu node" in message and "conv_elu" in message
-    assert "Softplus node" in message and "conv_softplus" in message
+    assert "Selu node" in message and "conv_selu" in message
+    assert "LogSoftmax node" in message and "conv_log_softmax" in message
     assert "\n" not in message
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["elu.h5"]  # no staging folder left behind
@@ -270,7 +271,7 @@ def test_cli_unsupported_op_is_one_line_and_writes_nothing(tmp_path):
     result = CliRunner().invoke(cli, ["convert", str(h5), "-o", str(tmp_path / "out"), "--to", "onnx,caffe"])
     assert result.exit_code != 0
     lines = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "conv_elu" in lines[0] and "conv_softplus" in lines[0]
+    assert len(lines) == 1 and "conv_selu" in lines[0] and "conv_log_softmax" in lines[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -307,8 +308,8 @@ def test_caffe_target_fails_naming_the_output_beyond_tolerance(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgepad.convert.onnx.onnx_runner import run_onnx
     from edgepad.convert.caffe.onnx_to_caffe import caffe_target
+    from edgepad.convert.onnx.onnx_runner import run_onnx
     from edgepad.convert.pipeline import ConvertContext
     from edgepad.errors import ParityError
     from edgepad.progress import Steps

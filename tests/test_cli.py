@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from support.paths import LEGACY_H5
 
@@ -12,16 +11,26 @@ EDGEPAD = [sys.executable, "-m", "edgepad"]
 
 
 def test_help_is_instant_and_does_not_import_tensorflow():
-    code = "import sys; from edgepad.cli import cli; cli(['--help'], standalone_mode=False); print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'onnxruntime', 'paramiko')))"
+    code = ("import sys; from edgepad.cli import cli; cli(['--help'], standalone_mode=False); "
+            "print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'onnxruntime', 'paramiko')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "convert" in result.stdout
 
 
+def test_every_command_is_registered():
+    """A static list: no command disappears because one of its imports fails (`edgepad bench` once did)."""
+    from edgepad.cli import cli
+
+    assert sorted(cli.commands) == ["bench", "bundle", "convert", "deploy", "evaluate", "extract", "models",
+                                    "rollback", "run", "status", "toolkit", "train"]
+
+
 def test_convert_in_a_fresh_process_writes_report_and_card(tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run([*EDGEPAD, "convert", str(LEGACY_H5 / "pad_mobilenet.h5"), "-o", str(out), "--to", "onnx", "--json"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*EDGEPAD, "convert", str(LEGACY_H5 / "pad_mobilenet.h5"), "-o", str(out), "--to", "onnx",
+                             "--json"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["onnx"]["passed"]

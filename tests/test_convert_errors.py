@@ -1,16 +1,14 @@
 """Bad input to `edgepad convert`: one clear line naming the thing and the fix, non-zero exit, no OUT left behind."""
 from __future__ import annotations
 
-import shutil
-
 import h5py
 import numpy as np
-import pytest
 from click.testing import CliRunner
+
+from edgepad.cli import cli
 
 import keras_models
 from support.paths import LEGACY_H5
-from edgepad.cli import cli
 
 
 def run_convert(*args):
@@ -129,8 +127,8 @@ def test_verbose_shows_the_traceback(tmp_path):
 
 
 def test_unknown_target_is_a_usage_error(tmp_path):
-    code, output = run_convert(LEGACY_H5 / "sequential_small.h5", "-o", tmp_path / "out", "--to", "onnx,tflite")
-    assert_one_clear_line(code, output, "--to", "tflite")
+    code, output = run_convert(LEGACY_H5 / "sequential_small.h5", "-o", tmp_path / "out", "--to", "onnx,coreml")
+    assert_one_clear_line(code, output, "--to", "coreml")
 
 
 def test_json_report_on_stdout(tmp_path):

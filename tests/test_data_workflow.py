@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgepad.cli import cli
+
 from support.siw_dataset import build_siw_dataset
 
 FRAMES = 10
@@ -239,10 +240,10 @@ def test_evaluate_errors_are_one_line(trained, converted, extraction, tmp_path):
     (onnx_only / "edgepad.json").write_text(json.dumps(card))
     shutil.copytree(extraction["out"] / "Train" / "live", tmp_path / "only_live" / "live")
     for args, expected in [
-        ((converted[0], extraction["out"], "--backend", "keras"), "give the .h5 file"),
-        ((model_path, extraction["out"], "--backend", "onnx"), "not an `edgepad convert` output folder"),
+        ((converted[0], extraction["out"], "--stage", "keras"), "give the .h5 file"),
+        ((model_path, extraction["out"], "--stage", "onnx"), "not an `edgepad convert` output folder"),
         ((model_path, extraction["out"], "--threshold", 0.5, "--dev", extraction["out"]), "give one"),
-        ((onnx_only, extraction["out"], "--backend", "caffe"), "--to caffe"),
+        ((onnx_only, extraction["out"], "--stage", "caffe"), "--to caffe"),
         ((model_path, tmp_path / "only_live", "--threshold", 0.5), "only bona fide"),
     ]:
         result = run("evaluate", *args)
@@ -250,27 +251,27 @@ def test_evaluate_errors_are_one_line(trained, converted, extraction, tmp_path):
         assert expected in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
-def test_evaluate_backends_give_the_same_scores(trained, converted, extraction):
+def test_evaluate_stages_give_the_same_scores(trained, converted, extraction):
     from edgepad.convert.parity import FLOAT32_ATOL
     from edgepad.data.evaluate import EvaluateOptions, evaluate_model
 
     h5, out = trained[0], converted[0]
-    results = {backend: evaluate_model(EvaluateOptions(h5 if backend == "keras" else out, extraction["out"], backend,
-                                                       dev_data=extraction["out"] / "Train"))
-               for backend in ("keras", "onnx", "caffe")}
+    results = {stage: evaluate_model(EvaluateOptions(h5 if stage == "keras" else out, extraction["out"], stage,
+                                                     dev_data=extraction["out"] / "Train"))
+               for stage in ("keras", "onnx", "caffe")}
     keras_scores = np.array(results["keras"].scores)
     # the comparison means something: with its batch-norm statistics recomputed, even a two-epoch model
     # scores faces differently (with Keras' running averages it scored every face the same)
     assert keras_scores.std() > 1e-3
-    for backend in ("onnx", "caffe"):
-        np.testing.assert_allclose(results[backend].scores, keras_scores, atol=FLOAT32_ATOL, err_msg=backend)
-        assert results[backend].metrics.threshold == pytest.approx(results["keras"].metrics.threshold, abs=FLOAT32_ATOL)
-        assert results[backend].metrics.acer == results["keras"].metrics.acer
+    for stage in ("onnx", "caffe"):
+        np.testing.assert_allclose(results[stage].scores, keras_scores, atol=FLOAT32_ATOL, err_msg=stage)
+        assert results[stage].metrics.threshold == pytest.approx(results["keras"].metrics.threshold, abs=FLOAT32_ATOL)
+        assert results[stage].metrics.acer == results["keras"].metrics.acer
 
 
 def test_evaluate_vim3_emulated_is_clear_when_missing(converted, extraction):
     out = converted[0]
-    result = run("evaluate", out, extraction["out"], "--backend", "vim3-emulated")
+    result = run("evaluate", out, extraction["out"], "--stage", "vim3-emulated")
     assert result.exit_code != 0
     assert "vim3" in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
@@ -297,17 +298,17 @@ def test_evaluate_on_the_board_matches_the_host(converted, extraction, board, tm
     assert on_board.metrics == on_host.metrics
     assert not list(board.remote_dir.glob(".evaluate-*")), "scratch files left on the board"
 
-    report = run_json("evaluate", model_dir, out, "--backend", "board", *board.cli_args(), "--threshold", 0.5)
-    assert report["acer"] == on_host.metrics.acer and report["backend"] == "board"
+    report = run_json("evaluate", model_dir, out, "--stage", "board", *board.cli_args(), "--threshold", 0.5)
+    assert report["acer"] == on_host.metrics.acer and report["stage"] == "board"
 
     other = tmp_path / "other_model"
     shutil.copytree(model_dir, other)
     card = json.loads((other / "edgepad.json").read_text())
     card["sha256"]["model.onnx"] = "0" * 64
     (other / "edgepad.json").write_text(json.dumps(card))
-    result = run("evaluate", other, out, "--backend", "board", *board.cli_args(), "--threshold", 0.5)
+    result = run("evaluate", other, out, "--stage", "board", *board.cli_args(), "--threshold", 0.5)
     assert result.exit_code != 0 and "runs another classifier" in result.output
-    result = run("evaluate", model_dir, out, "--backend", "board", "--threshold", 0.5)
+    result = run("evaluate", model_dir, out, "--stage", "board", "--threshold", 0.5)
     assert result.exit_code != 0 and "--host" in result.output
 
 

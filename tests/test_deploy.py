@@ -40,7 +40,8 @@ def test_deploy_passes_health_check_on_the_board(board, bundle_dir):
     assert board.current() == result.release
     assert_release_matches_manifest(board.remote_dir / "current", bundle_dir)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    assert result.bytes_uploaded == sum(f["size"] for f in manifest["files"]) + (bundle_dir / "manifest.json").stat().st_size
+    manifest_size = (bundle_dir / "manifest.json").stat().st_size
+    assert result.bytes_uploaded == sum(f["size"] for f in manifest["files"]) + manifest_size
 
 
 def test_health_check_with_the_opencv_backend_on_the_board(board, bundle_dir):
@@ -63,7 +64,8 @@ def test_second_deploy_of_the_same_bundle_uploads_almost_nothing(board, bundle_d
 
 
 def test_cli_deploy_json_and_status(board, bundle_dir):
-    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--json", *board.cli_args()], capture_output=True, text=True)
+    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--json", *board.cli_args()],
+                         capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout)
     assert {"host", "release", "bytes_uploaded", "files_reused", "health", "seconds"} <= set(result)
@@ -84,7 +86,8 @@ def test_cli_deploy_json_and_status(board, bundle_dir):
 
 
 def test_dry_run_says_what_would_be_sent_and_writes_nothing(board, bundle_dir):
-    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--dry-run", *board.cli_args()], capture_output=True, text=True)
+    ran = subprocess.run(EDGEPAD + ["deploy", str(bundle_dir), "--dry-run", *board.cli_args()],
+                         capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert "models/classifier/model.onnx" in ran.stdout and "send" in ran.stdout
     assert not board.remote_dir.exists()
@@ -114,7 +117,8 @@ def test_model_failing_parity_on_the_board_is_rolled_back(board, bundle_dir, tmp
     onnx.save(model, str(model_path))
     reseal(bad_bundle)
 
-    ran = subprocess.run(EDGEPAD + ["deploy", str(bad_bundle), "--json", *board.cli_args()], capture_output=True, text=True)
+    ran = subprocess.run(EDGEPAD + ["deploy", str(bad_bundle), "--json", *board.cli_args()],
+                         capture_output=True, text=True)
 
     assert ran.returncode != 0
     result = json.loads(ran.stdout)

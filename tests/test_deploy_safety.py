@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_deploy import assert_release_matches_manifest
 
 from support import loopback_sshd
 from support.deploy_fixtures import copy_bundle, reseal
-from test_deploy import assert_release_matches_manifest
 
 pytestmark = pytest.mark.board
 EDGEPAD = [sys.executable, "-m", "edgepad"]
@@ -108,7 +108,7 @@ class CutConnection:
     ({"after_files": 1}, "upload"),  # between two files
     ({"at_bytes": 1_500_000}, "upload"),  # deep into the transfer
     ({"at_phase": "verify"}, "verify"),  # everything sent, nothing checked
-    ({"at_phase": "switch"}, "switch"),  # checked, not yet published
+    ({"at_phase": "publish"}, "publish"),  # checked, not yet published
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) if isinstance(c, dict) else None)
 def test_connection_cut_keeps_the_previous_release_and_the_next_deploy_completes(board, bundle_dir, small_bundle_dir,
                                                                                  cut, phase):
@@ -129,7 +129,7 @@ def test_connection_cut_keeps_the_previous_release_and_the_next_deploy_completes
     again = board.deploy(bundle_dir)
     assert again.health.passed
     # it resumes: files the cut upload had finished are linked on the board, not sent again
-    if phase in ("verify", "switch"):
+    if phase in ("verify", "publish"):
         assert again.bytes_uploaded == 0
     elif "after_files" in cut or cut.get("at_bytes", 0) > 1_000_000:
         assert 0 < again.bytes_uploaded < observer.total_bytes
@@ -221,9 +221,9 @@ def test_one_deploy_at_a_time_and_the_lock_dies_with_its_connection(board, small
 
     first = board.deploy(small_bundle_dir, health_check=False)
     with open_board(board.spec, board.board_options()) as other:
-        with other.deploy_lock():
-            with pytest.raises(DeployError, match="another deploy .* is running"):
-                board.deploy(small_bundle_dir, health_check=False)
+        busy = "another deploy or rollback holds .*edgepad deploy pid"
+        with other.deploy_lock(), pytest.raises(DeployError, match=busy):
+            board.deploy(small_bundle_dir, health_check=False)
         assert board.complete_releases() == [first.release]
         other.deploy_lock().__enter__()  # taken, never released by us: only the connection cut frees it
         loopback_sshd.cut_connections(board.sshd)

@@ -51,7 +51,8 @@ ansible_user=pi
 ansible_port=22
 """)
     assert read_inventory(path, "khadas", 22) == [
-        HostSpec("10.0.0.5", 22, "pi"), HostSpec("10.0.0.6", 2222, "root", "/opt/edgepad"), HostSpec("vim3-c", 22, "pi"),
+        HostSpec("10.0.0.5", 22, "pi"), HostSpec("10.0.0.6", 2222, "root", "/opt/edgepad"),
+        HostSpec("vim3-c", 22, "pi"),
     ]
 
 
@@ -64,3 +65,24 @@ def test_empty_or_ranged_inventories_are_refused(tmp_path):
     ranged.write_text("[lab]\nvim3-[01:10]\n")
     with pytest.raises(InputFileError, match="ranges"):
         read_inventory(ranged, "khadas", 22)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[lab]\nvim3-a ansible_user="khadas\n', r"hosts\.ini:2: cannot read .*No closing quotation"),
+    ("[fleet:children]\nlab\n[lab:children]\nfleet\n[lab]\nvim3-a\n",
+     r"cycle \((fleet -> lab -> fleet|lab -> fleet -> lab)\)"),
+    ("[lab:vars]\nansible_user\n[lab]\nvim3-a\n", r"hosts\.ini:2: 'ansible_user' in \[lab:vars\] is not key=value"),
+    ("[lab:hosts]\nvim3-a\n", r"section \[lab:hosts\] is not"),
+])
+def test_malformed_ansible_inventory_is_one_line(tmp_path, text, expected):
+    import subprocess
+    import sys
+
+    path = tmp_path / "hosts.ini"
+    path.write_text(text)
+    with pytest.raises(InputFileError, match=expected):
+        read_inventory(path, "khadas", 22)
+    ran = subprocess.run([sys.executable, "-m", "edgepad", "deploy", str(tmp_path / "bundle"),
+                          "--inventory", str(path)], capture_output=True, text=True)
+    assert ran.returncode != 0 and "Traceback" not in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1 and ran.stderr.startswith("error: --inventory ")

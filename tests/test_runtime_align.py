@@ -6,7 +6,6 @@ import pytest
 from skimage.transform import SimilarityTransform
 
 from edgepad.runtime.align import ARCFACE_112, align_face, arcface_template, umeyama_similarity
-from support.runtime_fixtures import detector_models, t1_image  # noqa: F401
 
 
 def skimage_matrix(src, dst):
@@ -45,7 +44,8 @@ def test_umeyama_matches_skimage_on_hard_point_sets():
     mirrored = ARCFACE_112 * [-1, 1] + [200, 0]  # the best fit would be a reflection: both must refuse it
     sets = [mirrored, ARCFACE_112 * 0.01 + 5] + [rng.uniform(0, 500, (5, 2)) for _ in range(20)]
     for points in sets:
-        np.testing.assert_allclose(umeyama_similarity(points, ARCFACE_112), skimage_matrix(points, ARCFACE_112), atol=1e-8)
+        np.testing.assert_allclose(umeyama_similarity(points, ARCFACE_112), skimage_matrix(points, ARCFACE_112),
+                                   atol=1e-8)
 
 
 def test_aligned_face_puts_the_landmarks_on_the_template(t1_image, t1_landmarks):

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
-from support.runtime_fixtures import classifier_model, detector_models, pipeline, runtime_bundle  # noqa: F401
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,7 +25,10 @@ def test_board_python_has_only_the_board_packages(board_python):
 
 
 def test_runtime_suite_passes_on_board_python(board_python, runtime_bundle):
-    env = dict(os.environ, EDGEPAD_BOARD_BUNDLE=str(runtime_bundle))
+    from support.embedding_faces import converted_embedding_dir
+
+    env = dict(os.environ, EDGEPAD_BOARD_BUNDLE=str(runtime_bundle),
+               EDGEPAD_BOARD_EMBEDDING=str(converted_embedding_dir() / "emb_out"))
     completed = board_run(board_python, "-m", "pytest", "tests/runtime_board", "-q", "-p", "no:cacheprovider", env=env)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     assert "passed" in completed.stdout and "skipped" not in completed.stdout and "failed" not in completed.stdout
@@ -42,7 +44,7 @@ def test_vim3_infer_script_finds_the_same_faces_as_the_host(board_python, runtim
     board_faces = json.loads(line)["faces"]
     host_faces = pipeline.process(cv2.imread(str(faces_dir / "t1.jpg"))).faces
     assert len(board_faces) == len(host_faces) == 6
-    for board_face, host_face in zip(board_faces, host_faces):
+    for board_face, host_face in zip(board_faces, host_faces, strict=True):
         np.testing.assert_allclose(board_face["box"], host_face.box, atol=0.11)  # JSON rounds to 0.1 px
         np.testing.assert_allclose(board_face["live"], host_face.live, atol=1e-3)
 

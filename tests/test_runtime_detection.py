@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from support.runtime_fixtures import astronaut_image, detector_models, iou, t1_image  # noqa: F401
+from support.runtime_fixtures import iou
 
 PACKAGE_THRESHOLDS = (0.6, 0.7, 0.8)  # the package's defaults, so both run the same decision rule
 # The package rounds its landmarks to whole pixels and crops with tf.image.crop_and_resize (edgepad: cv2), so
@@ -52,7 +52,7 @@ def test_keras_nets_reproduce_the_package_nets():
         x = rng.uniform(-1, 1, shape).astype(np.float32)
         expected = [np.asarray(t) for t in reference(x)]
         actual = [np.asarray(t) for t in build_net(name)(x)]
-        for e, a in zip(expected, actual):
+        for e, a in zip(expected, actual, strict=True):
             np.testing.assert_allclose(a, e, atol=1e-6, err_msg=name)
 
 
@@ -109,7 +109,7 @@ def test_opencv_backend_finds_the_same_faces_as_onnxruntime(detector_models, t1_
     with_ort = edgepad_detector(detector_models, 40, "onnxruntime").detect(t1_image)
     with_opencv = edgepad_detector(detector_models, 40, "opencv").detect(t1_image)
     assert len(with_ort) == len(with_opencv) == 6
-    for a, b in zip(with_ort, with_opencv):
+    for a, b in zip(with_ort, with_opencv, strict=True):
         np.testing.assert_allclose(a.box, b.box, atol=0.5)
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.5)
 

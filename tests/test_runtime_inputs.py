@@ -9,9 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgepad.runtime import vim3_infer
+
 from support.face_video import write_video
-from support.runtime_fixtures import (astronaut_image, classifier_model, detector_models, runtime_bundle,  # noqa: F401
-                                      t1_image)
 
 
 def board(capsys, *args):
@@ -116,7 +115,10 @@ def test_edgepad_run_json_shape(runtime_bundle, faces_dir, tmp_path):
                      "--draw", tmp_path / "faces.png")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"faces", "timings_ms"} and len(data["faces"]) == 6
+    assert set(data) == {"faces", "timings_ms", "backends"} and len(data["faces"]) == 6
+    assert data["backends"] == {"pnet": "onnxruntime", "rnet": "onnxruntime", "onet": "onnxruntime",
+                                "classifier": "onnxruntime"}  # the bundle has no NPU files
+    assert result.stderr.count("no NPU files") == 1
     assert set(data["timings_ms"]) == {"detect", "align", "classify", "total"}
     for face in data["faces"]:
         assert len(face["box"]) == 4 and np.shape(face["landmarks"]) == (5, 2)
@@ -142,7 +144,8 @@ def test_edgepad_run_unreadable_image_is_one_line(tmp_path, runtime_bundle):
     bad.write_text("no image here")
     result = edgepad("run", bad, "--bundle", runtime_bundle)
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [f"error: {bad}: not a readable image (OpenCV cannot decode it); give a JPEG or PNG image"]
+    assert result.stderr.strip().splitlines() == [f"error: {bad}: not a readable image (OpenCV cannot decode it); give "
+                               "a JPEG or PNG image"]
 
 
 def test_edgepad_run_on_a_video_tracks_faces(runtime_bundle, astronaut_image, tmp_path):

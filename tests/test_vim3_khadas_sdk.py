@@ -1,4 +1,4 @@
-"""`--npu-backend khadas-sdk`: the docker and pegasus command lines edgepad drives, and the in-container script.
+"""`--npu-toolkit khadas-sdk`: the docker and pegasus command lines edgepad drives, and the in-container script.
 
 There is no Docker engine and no Khadas SDK here, so `docker` and `pegasus` are stand-ins (tests/standins/) that
 check each call against the tools' documented command lines and record it. What these tests prove: the image is
@@ -43,7 +43,7 @@ def calibration(faces_dir):
 
 def _convert(tmp_path, sdk, calibration, **options):
     return convert_model(ConvertOptions(model=LEGACY_H5 / "sequential_small.h5", out=tmp_path / "out",
-                                        targets=("onnx", "vim3"), npu_backend="khadas-sdk", sdk=sdk,
+                                        targets=("onnx", "vim3"), npu_toolkit="khadas-sdk", sdk=sdk,
                                         calibration=calibration, calibration_count=5, **options))
 
 

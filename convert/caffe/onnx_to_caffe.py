@@ -5,17 +5,18 @@ express is collected first and reported in one UnsupportedOpError, before anythi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgepad.errors import UnsupportedOpError
 
+from ..parity import compare_outputs
 from .graph import OnnxGraph
 from .handlers import HANDLERS, Conversion, NotExpressible
 from .net_builder import NetBuilder
-from ..parity import compare_outputs
+from .readers import reader_warnings
 
 PROTOTXT = "model.prototxt"
 CAFFEMODEL = "model.caffemodel"
@@ -27,6 +28,7 @@ class CaffeNet:
     input_blob: str
     input_shape: list[int]
     outputs: dict[str, str]  # ONNX output name -> Caffe blob (OpenCV: net.forward(blob))
+    warnings: list[str] = field(default_factory=list)  # layers some Caffe readers do not take as written
 
     @property
     def layer_types(self) -> dict[str, int]:
@@ -61,7 +63,9 @@ def onnx_to_caffe(model, name: str = "edgepad") -> CaffeNet:
     if problems:
         raise UnsupportedOpError(_unsupported_message(problems))
     outputs = cx.net.finalize_outputs()
-    return CaffeNet(cx.net.net, input_blob, graph.shape(input_tensor), outputs)
+    caffe = CaffeNet(cx.net.net, input_blob, graph.shape(input_tensor), outputs)
+    caffe.warnings = reader_warnings(caffe.layer_types)
+    return caffe
 
 
 def unsupported_nodes(graph: OnnxGraph) -> list[tuple[object, str]]:
@@ -90,6 +94,7 @@ def caffe_target(ctx) -> dict:
     with ctx.steps.step("Converting ONNX (NCHW) to Caffe"):
         caffe = onnx_to_caffe(ctx.onnx_nchw_path, name=ctx.card.get("name") or "edgepad")
         prototxt, caffemodel = write_caffe_files(caffe, ctx.work_dir)
+        ctx.warnings.extend(caffe.warnings)
     with ctx.steps.step("Checking the Caffe model with OpenCV's Caffe importer against onnxruntime"):
         inputs = ctx.inputs_as("nchw")
         reference = ctx.onnx_nchw_outputs(inputs)

@@ -23,7 +23,7 @@ def check_target(target: str, options, home=None) -> None:
         version = (env.installed() or {}).get("versions", {}).get("acuitylite")
         board = options.board
         raise ExportError(f"--board {board}: acuitylite {version} cannot compile for {target} (its SDK does not know "
-                          f"that NPU and would silently write a binary for another one); use --npu-backend khadas-sdk "
+                          f"that NPU and would silently write a binary for another one); use --npu-toolkit khadas-sdk "
                           f"--sdk PATH with Khadas' SDK for {board}, or --board vim3")
 
 

@@ -33,13 +33,13 @@ def check_target(target: str, options) -> None:
 
 def _require_docker() -> None:
     if shutil.which("docker") is None:
-        raise ToolkitError("--npu-backend khadas-sdk runs Khadas' SDK in Docker, and no `docker` is on PATH: "
-                           "install Docker, or use --npu-backend acuitylite")
+        raise ToolkitError("--npu-toolkit khadas-sdk runs Khadas' SDK in Docker, and no `docker` is on PATH: "
+                           "install Docker, or use --npu-toolkit acuitylite")
 
 
 def sdk_root(sdk: Path | None) -> Path:
     if sdk is None:
-        raise UsageError("--npu-backend khadas-sdk needs --sdk PATH: the folder of Khadas' aml_npu_sdk download")
+        raise UsageError("--npu-toolkit khadas-sdk needs --sdk PATH: the folder of Khadas' aml_npu_sdk download")
     sdk = Path(sdk).expanduser().resolve()
     bin_dir = sdk / "acuity-toolkit" / "bin"
     if not any((bin_dir / name).is_file() for name in ("pegasus", "pegasus.py")):

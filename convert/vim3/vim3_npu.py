@@ -16,7 +16,8 @@ import numpy as np
 
 from edgepad.errors import ExportError, InputFileError, ParityError, UsageError
 
-from ..parity import FLOAT32_ATOL, compare_outputs, decision_agreement
+from ..heldout import HELD_OUT_EVERY, decision_agreement
+from ..parity import FLOAT32_ATOL, compare_outputs
 from ..parity_inputs import normalized_pixels, read_pixels
 
 QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
@@ -91,7 +92,7 @@ def _vim3_target_once(ctx) -> dict:
         raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)} or auto")
     target = BOARD_TARGETS[options.board]
     onnx_entry = _nchw_entry(ctx)
-    backend = _backend(options.npu_backend)
+    backend = _backend(options.npu_toolkit)
     backend.check_target(target, options)  # fail before any work if the backend cannot compile for the board
 
     images = select_images(options.calibration, getattr(options, "eval_images", None), options.calibration_count,
@@ -123,7 +124,7 @@ def _vim3_target_once(ctx) -> dict:
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
     header = check_nbg_header(nbg, target_pid(target), target)
 
-    section = {"target": target, "board": options.board, "backend": options.npu_backend,
+    section = {"target": target, "board": options.board, "backend": options.npu_toolkit,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
                "quantize": options.quantize, "quantizer": compilation.quantizer, "nbg": header.to_json(),
                "calibration_sources": list(images.calibration), "eval_sources": evaluation_sources,
@@ -135,7 +136,7 @@ def _vim3_target_once(ctx) -> dict:
     ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header, folded)
     # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/);
     # the emulator comes with acuitylite, so the Khadas SDK backend leaves the library to the board build
-    if options.npu_backend == "acuitylite":
+    if options.npu_toolkit == "acuitylite":
         from .npu_lib import build_npu_library
 
         ctx.report_sections["vim3_emulated"] = build_npu_library(ctx, compilation, evaluation, evaluation_sources,
@@ -178,12 +179,10 @@ class ImageSelection:
     how: str
 
 
-HELD_OUT_EVERY = 5  # without --eval-images, every 5th calibration image is held out to judge the model on
-
-
 def select_images(calibration_dir, eval_dir, count: int, required: bool) -> ImageSelection:
     """Calibration files and disjoint evaluation files: --eval-images DIR, or every HELD_OUT_EVERY-th image of the
     calibration folder, which then never calibrates."""
+    from ..heldout import split_held_out
     from ..parity_inputs import image_files
 
     if calibration_dir is None:
@@ -201,10 +200,9 @@ def select_images(calibration_dir, eval_dir, count: int, required: bool) -> Imag
         _require_disjoint(calibration, evaluation)
         return ImageSelection([str(p) for p in calibration], [str(p) for p in evaluation], "--eval-images",
                               f"--eval-images {eval_dir}")
-    held = [p for i, p in enumerate(files) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1] if len(files) > 1 else []
-    rest = [p for p in files if p not in held]
+    rest, held = split_held_out(files)
     return ImageSelection([str(p) for p in spread_over_folders(rest, count)], [str(p) for p in held], "--calibration",
-                          f"every {HELD_OUT_EVERY}th image of --calibration, never used to calibrate")
+                          f"every {HELD_OUT_EVERY}th image (or sub-folder) of --calibration, never used to calibrate")
 
 
 def _require_disjoint(calibration: list[Path], evaluation: list[Path]) -> None:
@@ -254,7 +252,7 @@ def _backend(name: str):
     elif name == "khadas-sdk":
         from . import khadas_sdk as backend
     else:
-        raise UsageError(f"--npu-backend {name}: choose acuitylite or khadas-sdk")
+        raise UsageError(f"--npu-toolkit {name}: choose acuitylite or khadas-sdk")
     return backend
 
 
@@ -287,12 +285,13 @@ def _parity_section(ctx, compilation: NpuCompilation, evaluation, sources, onnx_
     parity = quantized.to_json()
     parity["cosine_min"] = min((o["cosine_min"] for o in parity["outputs"]), default=1.0)
     first = next(iter(reference))
-    agreement, flipped = decision_agreement(reference[first], quantized_outputs[first], ctx.card)
+    kept = decision_agreement(np.stack(reference[first]), np.stack(quantized_outputs[first]), ctx.card, sources)
+    agreement = kept.share
     min_agreement = getattr(options, "min_agreement", None)
     parity["decision_agreement"] = agreement
     parity["decision"] = _decision_rule(ctx.card, agreement)
     parity["min_agreement"] = min_agreement
-    parity["flipped"] = [sources[i] for i in flipped]
+    parity["flipped"] = kept.flipped
     agreement_ok = agreement is None or min_agreement is None or agreement >= min_agreement
     parity["passed"] = quantized.passed and agreement_ok
     section.update(parity)
@@ -395,7 +394,7 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
     case_files = [f for f in files if f not in ("network_binary.nb", "nbg_meta.json")]
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - paths in the card are relative to the card
     return {
-        "backend": ctx.options.npu_backend,
+        "backend": ctx.options.npu_toolkit,
         "toolkit": compilation.toolkit,
         "toolkit_version": compilation.toolkit_version,
         "board": ctx.options.board,
@@ -432,7 +431,7 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
 def _npu_input(card: dict, meta_input: dict, shape) -> dict:
     spec = _tensor_spec(meta_input) if meta_input else {}
     entry = {"values": "pixels", "range": [0, 255], "layout": "nchw", "shape": list(shape),
-             "channel_order": card["preprocess"]["channel_order"] if card["input"]["channels"] == 3 else "gray",
+             "channel_order": card["preprocess"]["channel_order"],
              "dtype": spec.get("dtype", "float32")}
     for key in ("scale", "zero_point", "fl"):
         if key in spec:

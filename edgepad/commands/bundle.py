@@ -6,18 +6,24 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 
 
 @click.command()
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write (completely or not at all).")
-@click.option("--classifier", required=True, type=click.Path(path_type=Path), help="The classifier's `edgepad convert` output folder.")
-@click.option("--detector", type=click.Path(path_type=Path), help="Folder with pnet/, rnet/, onet/ (MTCNN, each an `edgepad convert` output), e.g. from `edgepad models detector -o DIR`.")
-@click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real face crops added to the classifier's reference inputs.")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Bundle folder to write (completely or not at all).")
+@click.option("--classifier", type=click.Path(path_type=Path),
+              help="The classifier's `edgepad convert` output folder.")
+@click.option("--embedding", type=click.Path(path_type=Path),
+              help="A face recognition model's `edgepad convert` output folder (models/embedding/ on the board).")
+@click.option("--detector", type=click.Path(path_type=Path), help="Folder with pnet/, rnet/, onet/ (MTCNN, each an "
+              "`edgepad convert` output), e.g. from `edgepad models detector -o DIR`.")
+@click.option("--sample-images", type=click.Path(path_type=Path),
+              help="Folder of real face crops added to the classifier's reference inputs.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON on stdout.")
 @verbose_option
-def bundle(out, classifier, detector, sample_images, force, as_json):
+def bundle(out, classifier, embedding, detector, sample_images, force, as_json):
     """Build a deployable bundle: models/, runtime/, reference inputs with the host's outputs, manifest.json.
 
     The manifest lists every file with its sha256 and size; `edgepad deploy` checks them on both ends.
@@ -29,7 +35,8 @@ def bundle(out, classifier, detector, sample_images, force, as_json):
     from edgepad.deploy.bundle import BundleOptions, build_bundle
     from edgepad.progress import Steps
 
-    result = build_bundle(BundleOptions(out, classifier, detector, sample_images, force), Steps(quiet=as_json))
+    options = BundleOptions(out, classifier, detector, sample_images, force, embedding)
+    result = build_bundle(options, Steps(quiet=as_json))
     summary = {
         "bundle": str(result.out),
         "files": len(result.manifest.files),
@@ -43,6 +50,3 @@ def bundle(out, classifier, detector, sample_images, force, as_json):
         click.echo(f"{result.out}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB, "
                    f"models {', '.join(summary['models'])}")
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(bundle)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
 
 
@@ -14,40 +14,68 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"{option} '{text}': expected a number or comma-separated numbers, e.g. 127.5 or 123.7,116.3,103.5") from None
+        raise UsageError(f"{option} '{text}': expected a number or comma-separated numbers, e.g. 127.5 or "
+                         "123.7,116.3,103.5") from None
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder (written completely or not at all).")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
+              help="Output folder (written completely or not at all).")
 @click.option("--to", "targets", help="Comma list of targets: onnx, caffe, vim3 (the VIM3 NPU binary; needs "
-              "`edgepad toolkit install`). Default: onnx,caffe.")
-@click.option("--custom-objects", type=click.Path(path_type=Path), help="Python file defining the model's custom layers, losses and functions.")
-@click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to drop a training head).")
+              "`edgepad toolkit install`), tflite (an integer TFLite model for Mesa's Teflon NPU delegate). "
+              "Default: onnx,caffe.")
+@click.option("--custom-objects", type=click.Path(path_type=Path),
+              help="Python file defining the model's custom layers, losses and functions.")
+@click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to "
+              "drop a training head).")
 @click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1).")
-@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True, help="Input layout of model.onnx.")
-@click.option("--mean", default="127.5", show_default=True, help="Subtracted from each pixel: one value or one per channel.")
-@click.option("--std", default="127.5", show_default=True, help="Divides each pixel after the mean: one value or one per channel.")
-@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default="rgb", show_default=True, help="Channel order the model was trained on.")
-@click.option("--labels", help="Comma list of class names (default for two classes: live,spoof).")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Spoof decision threshold recorded in the model card.")
-@click.option("--sample-images", type=click.Path(path_type=Path), help="Folder of real images added to the parity inputs.")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs difference allowed for float32 steps.")
-@click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True, help="vim3 target: the board to compile for.")
-@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16", "auto"]), default="uint8", show_default=True, help="vim3 target: quantization scheme (auto: uint8, else int16, by --min-cosine and --min-agreement).")
-@click.option("--calibration", type=click.Path(path_type=Path), help="vim3 target: folder of calibration images (jpg/png).")
-@click.option("--calibration-count", type=int, default=32, show_default=True, help="vim3 target: use at most this many calibration images.")
-@click.option("--min-cosine", type=float, default=0.98, show_default=True, help="vim3 target: least mean cosine of quantized against float.")
-@click.option("--eval-images", type=click.Path(path_type=Path), help="vim3 target: folder of held-out images to judge the quantized model on (default: a share of --calibration never used to calibrate).")
-@click.option("--min-agreement", type=float, default=0.99, show_default=True, help="vim3 target: least share of held-out inputs whose decision (live/spoof, or top-1) equals float's.")
-@click.option("--npu-backend", type=click.Choice(["acuitylite", "khadas-sdk"]), default="acuitylite", show_default=True, help="vim3 target: which toolkit compiles.")
-@click.option("--sdk", type=click.Path(path_type=Path), help="vim3 target with --npu-backend khadas-sdk: path to Khadas' aml_npu_sdk.")
+@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
+              help="Input layout of model.onnx.")
+@click.option("--mean", default="127.5", show_default=True,
+              help="Subtracted from each pixel: one value or one per channel.")
+@click.option("--std", default="127.5", show_default=True,
+              help="Divides each pixel after the mean: one value or one per channel.")
+@click.option("--channel-order", type=click.Choice(["rgb", "bgr", "gray", "rgba", "bgra"]),
+              help="Channel order the model was trained on. Default: rgb for 3 channels, gray for 1, rgba for 4.")
+@click.option("--labels", help="Comma list of class names, one of them 'live' (default for two classes and for a "
+              "one-unit sigmoid, which gives the second label's probability: live,spoof).")
+@click.option("--task", type=click.Choice(["classify", "embed"]), help="What the model's output is; default: "
+              "guessed: one output that is a probability distribution, has one or two units, or one unit per "
+              "--labels name is a classifier, anything else an embedding.")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Spoof decision threshold recorded in the model card.")
+@click.option("--match-threshold", type=float, help="Embedding models: the distance (Euclidean between L2-normalised "
+              "embeddings) below which two faces are one person, recorded in the card for `edgepad run --gallery`.")
+@click.option("--sample-images", type=click.Path(path_type=Path),
+              help="Folder of real images added to the parity inputs.")
+@click.option("--atol", type=float, default=1e-4, show_default=True,
+              help="Max abs difference allowed for float32 steps.")
+@click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True,
+              help="vim3 target: the board to compile for.")
+@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16", "auto"]), default="uint8",
+              show_default=True, help="vim3 target: quantization scheme.")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="vim3/tflite targets: folder of calibration images (jpg/png).")
+@click.option("--calibration-count", type=int, default=32, show_default=True,
+              help="vim3/tflite targets: use at most this many calibration images.")
+@click.option("--eval-images", type=click.Path(path_type=Path),
+              help="vim3/tflite targets: folder of images to judge the quantized model on (default: every 5th "
+                   "calibration image or sub-folder, held out from calibration).")
+@click.option("--min-cosine", type=float, default=0.98, show_default=True,
+              help="vim3/tflite targets: least mean cosine of quantized against float.")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="tflite target: least share of held-out images whose decision (live/spoof, or top-1) is float's.")
+@click.option("--npu-toolkit", type=click.Choice(["acuitylite", "khadas-sdk"]), default="acuitylite", show_default=True,
+              help="vim3 target: which toolkit compiles.")
+@click.option("--sdk", type=click.Path(path_type=Path),
+              help="vim3 target with --npu-toolkit khadas-sdk: path to Khadas' aml_npu_sdk.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
-            labels, threshold, sample_images, atol, board, quantize, calibration, calibration_count, min_cosine,
-            eval_images, min_agreement, npu_backend, sdk, force, as_json):
+            labels, task, threshold, match_threshold, sample_images, atol, board, quantize, calibration,
+            calibration_count, eval_images, min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
     """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
@@ -63,13 +91,16 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
     from edgepad.progress import Steps
 
     options = ConvertOptions(
-        model=model, out=out, targets=parse_targets(targets) if targets else DEFAULT_TARGETS, custom_objects=custom_objects,
+        model=model, out=out, targets=parse_targets(targets) if targets else DEFAULT_TARGETS,
+        custom_objects=custom_objects,
         output_layer=output_layer, input_shape=parse_input_shape(input_shape), layout=layout,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), channel_order=channel_order,
-        labels=tuple(labels.split(",")) if labels else None, threshold=threshold, sample_images=sample_images,
+        labels=tuple(labels.split(",")) if labels else None, task=task, threshold=threshold,
+        match_threshold=match_threshold,
+        sample_images=sample_images,
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
-        calibration_count=calibration_count, min_cosine=min_cosine, npu_backend=npu_backend, sdk=sdk,
-        eval_images=eval_images, min_agreement=min_agreement,
+        calibration_count=calibration_count, eval_images=eval_images, min_cosine=min_cosine,
+        min_agreement=min_agreement, npu_toolkit=npu_toolkit, sdk=sdk,
     )
     result = convert_model(options, Steps())
     if as_json:

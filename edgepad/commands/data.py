@@ -6,14 +6,8 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 from edgepad.errors import UsageError
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(extract)
-    cli.add_command(train)
-    cli.add_command(evaluate)
 
 
 @click.command()
@@ -47,47 +41,22 @@ def extract(root, out, workers, start, end, keep_original, margin, min_face_size
       edgepad extract /data/SiW -o crops --workers 2
     """
     from edgepad.data.extract import ExtractOptions, extract_dataset
+    from edgepad.progress import Bars
 
     options = ExtractOptions(root=root, out=out, workers=workers, start=start, end=end, keep_original=keep_original,
                              margin=margin, min_face_size=min_face_size, confidence=confidence,
                              borrow_boxes=not no_borrow_boxes)
-    with _VideoProgress(quiet=as_json) as progress:
-        result = extract_dataset(options, progress=progress.update)
+    with Bars(quiet=as_json) as bars:
+        def progress(done: int, total: int, video: str | None) -> None:
+            if video is None:  # the first call, before any video
+                bars.start("videos", "Extracting", total)
+            bars.update("videos", completed=done, note=video or "")
+
+        result = extract_dataset(options, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
         _print_extract_overview(result)
-
-
-class _VideoProgress:
-    """A rich progress bar over videos, on stderr."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.quiet:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("Extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("[dim]{task.description}"), console=Console(stderr=True))
-            self.bar.__enter__()
-        return self
-
-    def update(self, done: int, total: int, video: str | None) -> None:
-        if self.bar is None:
-            return
-        if self.task is None:
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=video or "")
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def _print_extract_overview(result) -> None:
@@ -97,7 +66,8 @@ def _print_extract_overview(result) -> None:
     console = Console()
     totals = result.totals()
     console.print(f"[bold]{result.out}[/bold]: {len(result.videos)} videos ({result.processed} extracted now, "
-                  f"{result.skipped} already done), {totals['frames']} frames, {totals['faces_aligned']} faces aligned, "
+                  f"{result.skipped} already done), {totals['frames']} frames, "
+                  f"{totals['faces_aligned']} faces aligned, "
                   f"{totals['frames_lost']} frames lost ({_percent(totals['frames_lost'], totals['frames'])}), "
                   f"{result.disk_bytes / 1e6:.1f} MB on disk")
     if result.processed:
@@ -112,7 +82,8 @@ def _print_extract_overview(result) -> None:
         for column in ("video", "split", "frames", "lost", "no box", "no face"):
             table.add_column(column)
         for v in worst:
-            table.add_row(v.video, f"{v.split}/{v.label}", str(v.frames), str(v.frames_lost), str(v.no_box), str(v.no_face))
+            table.add_row(v.video, f"{v.split}/{v.label}", str(v.frames), str(v.frames_lost), str(v.no_box),
+                          str(v.no_face))
         console.print(table)
     console.print(f"per-video figures: {result.out / 'summary.csv'}")
     for warning in result.warnings:
@@ -128,9 +99,12 @@ def _percent(part: int, whole: int) -> str:
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="The trained model, a .h5 file.")
 @click.option("--val-data", type=click.Path(path_type=Path),
               help="Validation crops (default: hold out --val-fraction of DATA's subjects).")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of subjects held out for validation.")
-@click.option("--epochs", type=int, default=50, show_default=True, help="At most this many epochs (early stopping may end sooner).")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step (per GPU with several GPUs).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of subjects held out for validation.")
+@click.option("--epochs", type=int, default=50, show_default=True,
+              help="At most this many epochs (early stopping may end sooner).")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Images per step (per GPU with several GPUs).")
 @click.option("--alpha", type=float, default=0.25, show_default=True, help="MobileNet width multiplier.")
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam's initial learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for shuffling, augmentation and the split.")
@@ -173,57 +147,131 @@ def train(data, out, val_data, val_fraction, epochs, batch_size, alpha, learning
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "board"]), default="keras",
-              show_default=True, help="keras: MODEL is the .h5; otherwise MODEL is an `edgepad convert` output folder "
-              "(board: the one deployed on --host).")
+@click.option("--stage", type=click.Choice(["keras", "onnx", "caffe", "vim3-emulated", "tflite", "board"]),
+              default="keras",
+              show_default=True, help="Where the crops are scored. keras: MODEL is the .h5; otherwise MODEL is an "
+              "`edgepad convert` output folder (board: the one deployed on --host).")
 @click.option("--threshold", type=float, help="Spoof-probability threshold (default: the model card's, else 0.5).")
 @click.option("--dev", "dev_data", type=click.Path(path_type=Path),
               help="Development crops: the threshold is fixed at their equal error rate.")
 @click.option("--unit", type=click.Choice(["frame", "video"]), default="frame", show_default=True,
               help="A presentation is one crop, or one video (its crops' mean score).")
-@click.option("--plot", type=click.Path(path_type=Path), help="Write a DET plot (APCER vs BPCER) as PNG.")
-@click.option("--host", help="--backend board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
-@click.option("--identity", type=click.Path(path_type=Path), help="--backend board: SSH private key file.")
-@click.option("--known-hosts", type=click.Path(path_type=Path), help="--backend board: known_hosts file [default: ~/.ssh/known_hosts].")
-@click.option("--trust-new-host", is_flag=True, help="--backend board: accept a host key seen for the first time.")
-@click.option("--remote-dir", default="~/edgepad", show_default=True, help="--backend board: the deploy folder on the board.")
-@click.option("--remote-python", default="python3", show_default=True, help="--backend board: the board's Python.")
+@click.option("--pairs", type=click.Path(path_type=Path), help="Face verification of an embedding model: LFW's "
+              "pairs.txt for DATA in LFW's layout (<name>/<name>_<NNNN>.jpg). An insightface .bin as DATA needs none.")
+@click.option("--aligned", is_flag=True, help="--pairs: the images are aligned face crops already (no MTCNN).")
+@click.option("--folds", type=int, default=10, show_default=True,
+              help="--pairs: k-fold accuracy, each fold judged at the threshold chosen on the others.")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
+              help="--pairs: distance between the L2-normalised embeddings.")
+@click.option("--custom-objects", type=click.Path(path_type=Path),
+              help="--stage keras: Python file with the model's custom layers (as for `edgepad convert`).")
+@click.option("--output-layer", help="--stage keras: cut the .h5 at this layer (as for `edgepad convert`).")
+@click.option("--plot", type=click.Path(path_type=Path),
+              help="Write a DET plot (APCER vs BPCER) as PNG; with --pairs an ROC plot (TAR vs FAR).")
+@click.option("--host", help="--stage board: the board, as [user@]host[:port] (user khadas, port 22 by default).")
+@click.option("--identity", type=click.Path(path_type=Path), help="--stage board: SSH private key file.")
+@click.option("--known-hosts", type=click.Path(path_type=Path),
+              help="--stage board: known_hosts file [default: ~/.ssh/known_hosts].")
+@click.option("--trust-new-host", is_flag=True, help="--stage board: accept a host key seen for the first time.")
+@click.option("--remote-dir", default="~/edgepad", show_default=True,
+              help="--stage board: the deploy folder on the board.")
+@click.option("--remote-python", default="python3", show_default=True, help="--stage board: the board's Python.")
 @click.option("--board-backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]),
-              help="--backend board: the runtime backend on the board [default: the runtime's choice].")
+              help="--stage board: the runtime backend on the board [default: the runtime's choice].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @verbose_option
-def evaluate(model, data, backend, threshold, dev_data, unit, plot, host, identity, known_hosts, trust_new_host,
-             remote_dir, remote_python, board_backend, as_json):
-    """PAD metrics (ISO/IEC 30107-3) of a model on aligned crops.
+def evaluate(model, data, stage, threshold, dev_data, unit, pairs, aligned, folds, metric, custom_objects, output_layer,
+             plot, host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend, as_json):
+    """PAD metrics (ISO/IEC 30107-3) of a classifier on aligned crops, or face verification figures of an
+    embedding model on pairs (--pairs, or an insightface .bin as DATA).
 
-    DATA is an `edgepad extract` output (its Test/ split is used) or a folder holding live/ and spoof/.
+    PAD: DATA is an `edgepad extract` output (its Test/ split is used) or a folder holding live/ and spoof/.
     The attack type of each spoof comes from its SiW video name (<subject>-<sensor>-<type>-...: 2 print,
     3 replay). Reports APCER per attack type, APCER = the worst type's, BPCER, and
     ACER = (APCER + BPCER) / 2, at the given threshold or the one where --dev's APCER equals its BPCER.
 
+    Verification: faces found by the runtime's MTCNN and aligned to the ArcFace template (unless --aligned),
+    embeddings L2-normalised, distance Euclidean on the unit sphere (or cosine). Reports the best single
+    threshold and its accuracy, k-fold accuracy (threshold chosen on the other folds), TAR at FAR 1e-3 and
+    1e-2, AUC, and the distances of same and different pairs; --json adds every pair and its distance in
+    file order (null when a face is not found: counted as an error).
+
     \b
     Example:
       edgepad evaluate pad.h5 crops/Test --dev crops/Train --plot det.png
-      edgepad evaluate pad_out crops/Test --backend onnx --threshold 0.42
-      edgepad evaluate pad_out crops/Test --backend board --host khadas@vim3.local --board-backend ksnn
+      edgepad evaluate pad_out crops/Test --stage onnx --threshold 0.42
+      edgepad evaluate pad_out crops/Test --stage board --host khadas@vim3.local --board-backend ksnn
+      edgepad evaluate emb_out lfw/ --pairs lfw/pairs.txt --stage caffe --json
+      edgepad evaluate emb.h5 lfw.bin --custom-objects layers.py --output-layer embedding --plot roc.png
     """
-    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
-
     board = None
-    if backend == "board":
+    if stage == "board":
         board = _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend)
     elif host:
-        raise UsageError("--host is for --backend board; the other backends run on this machine")
-    options = EvaluateOptions(model=model, data=data, backend=backend, threshold=threshold, dev_data=dev_data,
+        raise UsageError("--host is for --stage board; the other stages run on this machine")
+    if pairs is not None or data.suffix.lower() == ".bin":
+        return _verify(model, data, stage, pairs, aligned, folds, metric, custom_objects, output_layer, plot,
+                       as_json, threshold is not None or dev_data is not None, board)
+    from edgepad.data.evaluate import EvaluateOptions, evaluate_model
+
+    if custom_objects is not None or output_layer is not None:
+        raise UsageError("--custom-objects and --output-layer are for embedding models (--pairs)")
+    options = EvaluateOptions(model=model, data=data, stage=stage, threshold=threshold, dev_data=dev_data,
                               unit=unit, plot=plot, board=board)
     from edgepad.progress import Steps
 
-    with Steps(quiet=as_json).step(f"Scoring crops with {model.name} ({backend})"):
+    with Steps(quiet=as_json).step(f"Scoring crops with {model.name} ({stage})"):
         result = evaluate_model(options)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     _print_metrics(result)
+
+
+def _verify(model, data, stage, pairs, aligned, folds, metric, custom_objects, output_layer, plot, as_json,
+            pad_only, board) -> None:
+    from edgepad.data.verify import VerifyOptions, verify_model
+    from edgepad.progress import Steps
+
+    if pad_only:
+        raise UsageError("--threshold and --dev are PAD options; face verification (--pairs) chooses its "
+                         "threshold on the pairs")
+    options = VerifyOptions(model=model, data=data, pairs=pairs, stage=stage, aligned=aligned, folds=folds,
+                            metric=metric, plot=plot, custom_objects=custom_objects, output_layer=output_layer,
+                            board=board)
+    with Steps(quiet=as_json).step(f"Embedding faces with {model.name} ({stage})"):
+        result = verify_model(options)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_verification(result)
+
+
+def _print_verification(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = result.metrics
+    same = sum(p.same for p in result.pairs)
+    table = Table(title=f"{result.model.name} ({result.stage}) on {result.pairs_source}: {same} same, "
+                        f"{len(result.pairs) - same} different pairs", title_justify="left")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("accuracy (best threshold)", f"{m.accuracy:.2%} at {m.threshold:.4f}")
+    table.add_row(f"accuracy ({len(m.folds)}-fold)", f"{m.kfold_accuracy:.2%} ± {m.kfold_std:.2%}")
+    for point in m.tar_at_far:
+        table.add_row(f"TAR at FAR {point['far_target']:g}", f"{point['tar']:.2%}")
+    table.add_row("AUC", f"{m.auc:.4f}")
+    for name, stats in (("same", m.positive), ("different", m.negative)):
+        value = "-" if stats["mean"] is None else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+        table.add_row(f"distance, {name} pairs", value)
+    table.add_row("pairs without a face (errors)", str(m.failures))
+    console = Console()
+    console.print(table)
+    console.print(f"{result.metric} distance between L2-normalised embeddings ({result.embedding_size} values); "
+                  f"faces: {result.aligned}")
+    if result.plot:
+        console.print(f"ROC plot: {result.plot}")
 
 
 def _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remote_python, board_backend):
@@ -232,7 +280,7 @@ def _board_target(host, identity, known_hosts, trust_new_host, remote_dir, remot
     from edgepad.deploy.ssh import SshOptions
 
     if not host:
-        raise UsageError("--backend board: give the board with --host [user@]host[:port]")
+        raise UsageError("--stage board: give the board with --host [user@]host[:port]")
     ssh = SshOptions(identity, known_hosts, trust_new_host)
     return BoardTarget(host, BoardOptions(ssh, remote_dir, remote_python), board_backend)
 
@@ -242,7 +290,8 @@ def _print_metrics(result) -> None:
     from rich.table import Table
 
     m = result.metrics
-    table = Table(title=f"{result.model.name} ({result.backend}) on {result.data}, per {result.unit}", title_justify="left")
+    table = Table(title=f"{result.model.name} ({result.stage}) on {result.data}, per {result.unit}",
+                  title_justify="left")
     for column in ("", "presentations", "error"):
         table.add_column(column)
     for attack, rate in m.apcer_per_type.items():

@@ -1,74 +1,38 @@
-"""`edgepad deploy`, `rollback`, `status`, `bench`: a bundle onto boards over SSH, and what runs there."""
+"""`edgepad deploy`, `rollback`, `status`: a bundle onto boards over SSH, and what runs there."""
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import board_command, board_options, verbose_option
 from edgepad.errors import EdgepadError, UsageError
-
-
-def board_options(command):
-    """--host/--inventory and the SSH options every board command shares."""
-    options = [
-        click.option("--host", "hosts", multiple=True, help="Board as [user@]host[:port]; repeat for several boards."),
-        click.option("--inventory", type=click.Path(path_type=Path), help="File of boards: one per line, or an Ansible INI inventory."),
-        click.option("--port", type=int, default=22, show_default=True, help="SSH port (unless the host names one)."),
-        click.option("--user", default="khadas", show_default=True, help="SSH user (unless the host names one)."),
-        click.option("--identity", type=click.Path(path_type=Path), help="Private key file (default: the ssh agent and ~/.ssh keys)."),
-        click.option("--known-hosts", type=click.Path(path_type=Path), help="known_hosts file [default: ~/.ssh/known_hosts]."),
-        click.option("--trust-new-host", is_flag=True, help="Accept and record a board's host key seen for the first time. A changed key is always refused."),
-        click.option("--remote-dir", default="~/edgepad", show_default=True, help="Folder on the board holding releases/ and current."),
-        click.option("--remote-python", default="python3", show_default=True, help="Python 3.8+ on the board that runs the runtime."),
-        click.option("--connect-timeout", type=float, default=15, show_default=True, help="Seconds to wait for connect, banner and auth."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _hosts_and_board(kwargs: dict):
-    from edgepad.deploy.inventory import parse_host, read_inventory, unique
-    from edgepad.deploy.pipeline import BoardOptions
-    from edgepad.deploy.ssh import SshOptions
-
-    hosts = [parse_host(h, kwargs["user"], kwargs["port"]) for h in kwargs["hosts"]]
-    if kwargs["inventory"]:
-        hosts += read_inventory(kwargs["inventory"], kwargs["user"], kwargs["port"])
-    if not hosts:
-        raise UsageError("no board given: pass --host HOST (repeatable) or --inventory FILE")
-    if kwargs["keep_arg"] is not None and kwargs["keep_arg"] < 1:
-        raise UsageError(f"--keep {kwargs['keep_arg']}: keep at least 1 release")
-    ssh = SshOptions(kwargs["identity"], kwargs["known_hosts"], kwargs["trust_new_host"], kwargs["connect_timeout"])
-    return unique(hosts), BoardOptions(ssh, kwargs["remote_dir"], kwargs["remote_python"])
-
-
-def _board_command(function):
-    @functools.wraps(function)
-    def wrapper(**kwargs):
-        kwargs.setdefault("keep_arg", None)
-        hosts, board = _hosts_and_board(kwargs)
-        return function(hosts, board, kwargs)
-    return wrapper
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @board_options
-@click.option("--keep", "keep_arg", type=int, default=5, show_default=True, help="Releases kept on the board (the current one always stays).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn"]), help="Runtime backend for the health check [default: the runtime's choice].")
+@click.option("--keep", "keep_arg", type=int, default=5, show_default=True,
+              help="Releases kept on the board (the current one and the one it replaced always stay).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "opencv", "ksnn", "tflite"]),
+              help="Runtime backend for the health check [default: the runtime's choice].")
 @click.option("--dry-run", is_flag=True, help="Connect and say what would be sent and reused; change nothing.")
 @click.option("--no-health-check", is_flag=True, help="Skip the parity check on the board (not recommended).")
+@click.option("--health-timeout", type=float, default=300, show_default=True,
+              help="Seconds the health check may take on the board (a first NPU load takes minutes); past it the "
+                   "runtime is stopped and the release set aside.")
+@click.option("--break-lock", is_flag=True,
+              help="Free the deploy lock of a client that is gone (killed, or cut off before sshd noticed); "
+                   "says who held it.")
 @click.option("--parallel", type=int, default=4, show_default=True, help="Boards deployed at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (one object; {'hosts': [...]} for several boards).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON on stdout (one object; {'hosts': [...]} for several boards).")
 @verbose_option
-@_board_command
+@board_command
 def deploy(hosts, board, kwargs):
-    """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, switch `current` atomically,
-    run the runtime's parity check on the board, and roll back by itself if it fails.
+    """Push BUNDLE to the board(s): upload what is new, verify every sha256 there, run the runtime's parity check
+    on the new release, and only when it passes switch `current` atomically (else `current` never moves).
 
     \b
     Board layout: REMOTE_DIR/releases/<id>/ (copies of the bundle), REMOTE_DIR/current -> releases/<id>.
@@ -76,20 +40,28 @@ def deploy(hosts, board, kwargs):
       edgepad deploy pad_bundle --host khadas@vim3.local --identity ~/.ssh/id_ed25519
     """
     from edgepad.deploy.pipeline import DeployOptions, deploy_many
-    from edgepad.deploy.progress_bars import UploadBars
+    from edgepad.progress import Bars
 
+    if kwargs["health_timeout"] <= 0:
+        raise UsageError(f"--health-timeout {kwargs['health_timeout']:g}: give a number of seconds above 0")
     options = DeployOptions(kwargs["bundle"], board, keep=kwargs["keep_arg"], backend=kwargs["backend"],
-                            dry_run=kwargs["dry_run"], health_check=not kwargs["no_health_check"])
-    with UploadBars(quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
-        outcomes = deploy_many(hosts, options, bars, parallel=kwargs["parallel"])
+                            dry_run=kwargs["dry_run"], health_check=not kwargs["no_health_check"],
+                            health_timeout=kwargs["health_timeout"], break_lock=kwargs["break_lock"])
+    with Bars(unit="bytes", quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
+        outcomes = deploy_many(hosts, options, _upload_observer(bars), parallel=kwargs["parallel"])
     if kwargs["as_json"]:
-        objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False} for o in outcomes]
-        click.echo(json.dumps(objects[0] if len(objects) == 1 else {"hosts": objects, "passed": all(o.passed for o in outcomes)}, indent=2))
+        objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False}
+                   for o in outcomes]
+        several = {"hosts": objects, "passed": all(o.passed for o in outcomes)}
+        click.echo(json.dumps(objects[0] if len(objects) == 1 else several, indent=2))
     else:
         _print_outcomes(outcomes, options.dry_run)
+    for outcome in outcomes:
+        if outcome.result and outcome.result.broke_lock:
+            click.echo(f"{outcome.host}: broke the deploy lock held by {outcome.result.broke_lock}", err=True)
     failed = [o for o in outcomes if not o.passed]
-    if len(outcomes) == 1 and failed and failed[0].error:
-        raise _ErrorLine(failed[0].error)
+    if len(outcomes) == 1 and failed:
+        raise _ErrorLine(failed[0].error or failed[0].result.failure)
     if failed:
         raise _ErrorLine(f"{len(failed)} of {len(outcomes)} board(s) failed: {', '.join(o.host for o in failed)}")
 
@@ -97,14 +69,19 @@ def deploy(hosts, board, kwargs):
 @click.command()
 @board_options
 @click.option("--to", "to_release", help="Release id to switch to [default: the one before current].")
+@click.option("--break-lock", is_flag=True,
+              help="Free the deploy lock of a client that is gone; says who held it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @verbose_option
-@_board_command
+@board_command
 def rollback(hosts, board, kwargs):
     """Point the board's `current` back at the previous release (atomically)."""
     from edgepad.deploy.pipeline import rollback_host
 
-    results = [rollback_host(h, board, kwargs["to_release"]) for h in hosts]
+    results = [rollback_host(h, board, kwargs["to_release"], kwargs["break_lock"]) for h in hosts]
+    for r in results:
+        if r.get("broke_lock"):
+            click.echo(f"{r['host']}: broke the deploy lock held by {r['broke_lock']}", err=True)
     if kwargs["as_json"]:
         click.echo(json.dumps(results[0] if len(results) == 1 else {"hosts": results}, indent=2))
         return
@@ -117,7 +94,7 @@ def rollback(hosts, board, kwargs):
 @click.option("--verify", is_flag=True, help="Also check the sha256 of every file of the current release on the board.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @verbose_option
-@_board_command
+@board_command
 def status(hosts, board, kwargs):
     """Show the board's current release, its models, the runtime backend, and board facts
     (Python version, CPU serial prefix: 290b is a VIM3, NPU driver version)."""
@@ -132,6 +109,26 @@ def status(hosts, board, kwargs):
     if any(s.get("corrupted_files") for s in results):
         raise _ErrorLine("files of the current release differ from its manifest: "
                          + ", ".join(f for s in results for f in s.get("corrupted_files", [])) + "; deploy again")
+
+
+def _upload_observer(bars):
+    """One upload bar per board, fed by the deploy's progress hooks (called from several threads)."""
+    from edgepad.deploy.release import DeployObserver
+
+    class UploadBars(DeployObserver):
+        def phase(self, host: str, name: str) -> None:
+            bars.update(host, description=f"{host} {name}")
+
+        def upload_start(self, host: str, files: int, total_bytes: int) -> None:
+            bars.start(host, f"{host} upload ({files} files)", max(total_bytes, 1))  # again after a sha256 mismatch
+
+        def bytes_sent(self, host: str, path: str, sent: int) -> None:
+            bars.advance(host, sent)
+
+        def upload_end(self, host: str) -> None:
+            bars.finish(host)
+
+    return UploadBars()
 
 
 class _ErrorLine(EdgepadError):
@@ -152,18 +149,19 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
             plan = result.plan
             console.print(f"[cyan]dry run[/cyan] {outcome.host}: would create release {result.release} "
                           f"(current: {result.previous or 'none'}): send {len(plan['send'])} files, "
-                          f"{plan['bytes_to_send'] / 1e6:.2f} MB, reuse {len(plan['reuse'])} on the board", soft_wrap=True)
+                          f"{plan['bytes_to_send'] / 1e6:.2f} MB, reuse {len(plan['reuse'])} on the board",
+                          soft_wrap=True)
             for entry in plan["send"]:
                 console.print(f"  send  {entry['path']} ({entry['size']} bytes)")
             for entry in plan["reuse"]:
                 console.print(f"  reuse {entry['path']} (from {entry['from_release']})")
             continue
-        if result.health is not None:
+        if result.health is not None and result.health.outputs:
             _print_health(console, outcome.host, result.health)
         mark = "[green]✓[/green]" if result.passed else "[red]✗[/red]"
         state = ("health check passed" if result.health and result.health.passed else
                  "no health check" if result.health is None else
-                 f"health check FAILED, rolled back to {result.previous or 'no release'}")
+                 f"health check FAILED, current still {result.previous or 'no release'}")
         repaired = f", {len(result.files_repaired)} re-sent after sha256 mismatch" if result.files_repaired else ""
         console.print(f"{mark} {outcome.host}: release {result.release}, sent {result.files_uploaded} files "
                       f"({result.bytes_uploaded / 1e6:.2f} MB), reused {result.files_reused}{repaired}, {state}, "
@@ -190,23 +188,20 @@ def _print_health(console, host: str, health) -> None:
 
 def _print_status(s: dict) -> None:
     board = s["board"]
-    vim3 = "VIM3 (serial 290b…)" if board["is_vim3"] else f"not a VIM3 (serial prefix {board['cpu_serial_prefix'] or 'none'})"
+    vim3 = ("VIM3 (serial 290b…)" if board["is_vim3"] else
+            f"not a VIM3 (serial prefix {board['cpu_serial_prefix'] or 'none'})")
     click.echo(f"{s['host']}  {s['remote_dir']}")
     click.echo(f"  current release : {s['current'] or 'none'}  ({len(s['releases'])} on the board)")
     for name, model in s["models"].items():
         click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}")
-    click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: {', '.join(s['available_backends']) or '?'})")
+    click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: "
+               f"{', '.join(s['available_backends']) or '?'})")
     click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}, "
                f"NPU driver {board['npu_driver'] or 'not present'}")
+    mainline = (f"Teflon {board['teflon']}" if board.get("teflon") else "no Teflon delegate") + (
+        ", etnaviv loaded" if board.get("etnaviv") else ", no etnaviv driver")
+    click.echo(f"  mainline NPU    : {mainline} (the tflite backend's NPU path)")
     if "corrupted_files" in s:
-        click.echo(f"  integrity       : {'all files match the manifest' if not s['corrupted_files'] else 'CORRUPTED: ' + ', '.join(s['corrupted_files'])}")
-
-
-def register(cli: click.Group) -> None:
-    for command in (deploy, rollback, status):
-        cli.add_command(command)
-    try:
-        from edgepad.commands.bench import bench
-    except ModuleNotFoundError:
-        return
-    cli.add_command(bench)
+        integrity = ("all files match the manifest" if not s["corrupted_files"] else
+                     "CORRUPTED: " + ", ".join(s["corrupted_files"]))
+        click.echo(f"  integrity       : {integrity}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 
 
 @click.group()
@@ -44,6 +44,3 @@ def detector(out, force, as_json):
     else:
         click.echo(str(folder))
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(models)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgepad.cli import verbose_option
+from edgepad.commands.options import verbose_option
 
 _home_option = click.option(
     "--home", type=click.Path(path_type=Path), envvar="EDGEPAD_TOOLKIT_HOME",
@@ -67,9 +67,6 @@ def doctor(home, as_json):
                                                if sdk["ok"] else "MISSING: run `edgepad toolkit install --force`"))
     for board, info in report["boards"].items():
         verdict = "can compile" if info["can_compile"] else \
-            "cannot compile (this toolkit does not know the target; use --npu-backend khadas-sdk)"
+            "cannot compile (this toolkit does not know the target; use --npu-toolkit khadas-sdk)"
         click.echo(f"  --board {board:<6} {info['target']}: {verdict}")
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(toolkit)

@@ -27,7 +27,7 @@ import glob
 import importlib
 import os
 from types import SimpleNamespace
-from typing import Dict
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -78,6 +78,11 @@ class KsnnModel(InferenceModel):
         if not self.output_names:
             self.output_names = [o["name"] for o in self.outputs]
         self._instances: Dict[str, object] = {}
+        # A PNet input size without its NBG: run on this CPU model instead, saying so once per size (see bundle.py)
+        self.size_fallback: Optional[Callable[[], InferenceModel]] = None
+        self.warn: Callable[[str], None] = lambda message: None
+        self._cpu: Optional[InferenceModel] = None
+        self.cpu_sizes: List[str] = []  # sizes that ran on the CPU
         if not self.entry.get("sizes"):
             self._instance(self.entry, "default")  # load now: a wrong file should fail at start, not mid-video
 
@@ -123,6 +128,15 @@ class KsnnModel(InferenceModel):
         std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")
         return np.clip(np.rint(normalised * std + mean), 0, 255).astype(np.float32)
 
+    def _run_on_cpu(self, batch: np.ndarray, key: str) -> Dict[str, np.ndarray]:
+        if self._cpu is None:
+            self._cpu = self.size_fallback()
+        if key not in self.cpu_sizes:
+            self.cpu_sizes.append(key)
+            self.warn(f"{os.path.basename(self.model_dir.rstrip('/'))}: no NPU model for input {key} "
+                      f"({len(self.entry['sizes'])} sizes compiled); that size runs on {self._cpu.name}")
+        return self._cpu.run(batch)
+
     def _entry_for(self, height: int, width: int):
         sizes = self.entry.get("sizes")
         if not sizes:
@@ -136,6 +150,10 @@ class KsnnModel(InferenceModel):
 
     def _run_batch(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         image = batch[0]
+        sizes = self.entry.get("sizes")
+        key = f"{image.shape[0]}x{image.shape[1]}"
+        if sizes and key not in sizes and self.size_fallback is not None:
+            return self._run_on_cpu(batch, key)
         entry, key, outputs = self._entry_for(image.shape[0], image.shape[1])
         ksnn = self._instance(entry, key)
         if self.pixel_input:

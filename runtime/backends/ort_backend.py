@@ -8,7 +8,6 @@ import numpy as np
 
 from .base import BackendError, InferenceModel, nhwc_to
 
-
 THREADS_ENV = "EDGEPAD_THREADS"  # onnxruntime's threads per model when not given (0: one per core)
 
 

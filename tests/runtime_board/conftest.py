@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 BUNDLE = os.environ.get("EDGEPAD_BOARD_BUNDLE")
+EMBEDDING = os.environ.get("EDGEPAD_BOARD_EMBEDDING")  # an embedding model's convert output (host-made)
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ksnn_standin
 if BUNDLE:
@@ -21,7 +22,8 @@ if BUNDLE:
 def pytest_collection_modifyitems(config, items):
     if BUNDLE:
         return
-    skip = pytest.mark.skip(reason="board-side suite: run through tests/test_runtime_board.py (needs EDGEPAD_BOARD_BUNDLE)")
+    skip = pytest.mark.skip(reason="board-side suite: run through tests/test_runtime_board.py (needs "
+                            "EDGEPAD_BOARD_BUNDLE)")
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(str(item.fspath)).resolve().parents:
@@ -36,3 +38,11 @@ def bundle() -> Path:
 @pytest.fixture(scope="session")
 def faces() -> Path:
     return FACES
+
+
+@pytest.fixture(scope="session")
+def embedding_model() -> Path:
+    if not EMBEDDING:
+        pytest.fail("EDGEPAD_BOARD_EMBEDDING is not set: tests/test_runtime_board.py passes an embedding model's "
+                    "convert output")
+    return Path(EMBEDDING)

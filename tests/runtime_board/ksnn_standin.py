@@ -55,7 +55,8 @@ class StandInKSNN:
                      output_format=output_format.OUT_FORMAT_UINT8):
         if self.session is None:
             raise RuntimeError("nn_inference before nn_init")
-        if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], np.ndarray) or inputs[0].ndim != 3:
+        if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0],
+                          np.ndarray) or inputs[0].ndim != 3:
             raise ValueError("nn_inference: inputs must be a list of one (H, W, C) array")
         if platform not in PLATFORMS:
             raise ValueError(f"nn_inference: unknown platform {platform!r}")
@@ -67,8 +68,10 @@ class StandInKSNN:
         if output_format is not globals()["output_format"].OUT_FORMAT_FLOAT32:
             raise ValueError(f"nn_inference: this stand-in checks float32 output only, got {output_format!r}")
         image = inputs[0] if reorder == "0 1 2" else inputs[0][:, :, ::-1]
-        StandInKSNN.calls.append(("nn_inference", platform, reorder, output_tensor, output_format, image.shape, image.dtype))
-        values = self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(image[None], np.float32)})
+        StandInKSNN.calls.append(("nn_inference", platform, reorder, output_tensor, output_format, image.shape,
+                                  image.dtype))
+        values = self.session.run(None,
+                                  {self.session.get_inputs()[0].name: np.ascontiguousarray(image[None], np.float32)})
         return [np.asarray(v, np.float32).ravel() for v in values]
 
 

@@ -70,8 +70,9 @@ def test_opencv_backend_runs_the_caffe_files_with_the_same_numbers(bundle):
 
 def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
     import ksnn_standin
-    from runtime.backends.ksnn_backend import KsnnModel
+
     from runtime.backends import load_model
+    from runtime.backends.ksnn_backend import KsnnModel
 
     folder = npu_copy(bundle / "models" / "onet", tmp_path / "onet")
     ksnn_standin.StandInKSNN.calls.clear()
@@ -81,7 +82,8 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
     calls = ksnn_standin.StandInKSNN.calls
     assert calls[0] == ("KSNN", "VIM3")
-    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"), 0)
+    assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"),
+                 0)
     assert calls[2:] == [("nn_inference", "ONNX", "0 1 2", 3, ksnn_standin.output_format.OUT_FORMAT_FLOAT32,
                           (48, 48, 3), np.dtype("float32"))] * 3
     expected = load_model(bundle / "models" / "onet", "onnxruntime").run(batch)
@@ -93,6 +95,7 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
 def test_ksnn_backend_errors_name_the_fix(bundle, tmp_path):
     import ksnn_standin
+
     from runtime.backends import BackendError
     from runtime.backends.ksnn_backend import KsnnModel
 
@@ -136,6 +139,7 @@ def pnet_output_hw(height, width):
 def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     """PNet compiled once per pyramid size (the NPU's static shapes), RNet and ONet once: the same faces."""
     import ksnn_standin
+
     from runtime.backends import load_model
     from runtime.backends.ksnn_backend import KsnnModel
     from runtime.detector import DetectorSettings, MtcnnDetector, pyramid_sizes
@@ -170,3 +174,51 @@ def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     np.testing.assert_allclose(npu_faces[0].landmarks, cpu_faces[0].landmarks, atol=1e-2)
     inits = [c for c in ksnn_standin.StandInKSNN.calls if c[0] == "nn_init"]
     assert len(inits) == len(sizes) + 2  # one NBG per pyramid size, RNet, ONet
+
+
+def test_embedding_model_and_gallery(bundle, embedding_model, faces, tmp_path):
+    """vim3_infer.py with models/embedding/ and --gallery: an L2-normalised embedding per face, no live score,
+    the nearest enrolled person; the same embedding on onnxruntime and on OpenCV's Caffe, and by hand."""
+    import onnxruntime
+
+    from runtime.align import align_face
+    from runtime.backends import load_model
+    from runtime.detector import MtcnnDetector
+
+    board = tmp_path / "bundle"
+    shutil.copytree(str(bundle / "runtime"), str(board / "runtime"))
+    for name in ("pnet", "rnet", "onet"):
+        shutil.copytree(str(bundle / "models" / name), str(board / "models" / name))
+    shutil.copytree(str(embedding_model), str(board / "models" / "embedding"))
+    gallery = tmp_path / "gallery"
+    (gallery / "eileen").mkdir(parents=True)
+    shutil.copy(str(faces / "astronaut.png"), str(gallery / "eileen"))
+    (gallery / "tom").mkdir()
+    hanks = cv2.copyMakeBorder(cv2.imread(str(faces / "Tom_Hanks_54745.png")), 56, 56, 56, 56, cv2.BORDER_REPLICATE)
+    cv2.imwrite(str(gallery / "tom" / "hanks.png"), hanks)
+
+    def infer(*extra):
+        completed = subprocess.run([sys.executable, str(board / "runtime" / "vim3_infer.py"), "--bundle", str(board),
+                                    "--image", str(faces / "astronaut.png"), "--gallery", str(gallery), *extra],
+                                   capture_output=True, text=True)
+        assert completed.returncode == 0, completed.stderr
+        (face,) = json.loads(completed.stdout)["faces"]
+        return face
+
+    face = infer()
+    assert "live" not in face and "is_live" not in face
+    embedding = np.array(face["embedding"])
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
+    assert face["identity"] == face["nearest"] == "eileen" and face["distance"] < 1e-5
+    on_caffe = infer("--backend", "opencv")  # the detector runs on Caffe too: landmarks move by a few 0.01 px
+    np.testing.assert_allclose(on_caffe["landmarks"], face["landmarks"], atol=0.11)
+    assert on_caffe["identity"] == "eileen" and float(np.dot(on_caffe["embedding"], embedding)) > 0.9999
+    assert infer("--match-threshold", "0")["identity"] is None
+
+    image = cv2.imread(str(faces / "astronaut.png"))
+    detector = MtcnnDetector(*(load_model(bundle / "models" / n, "onnxruntime") for n in ("pnet", "rnet", "onet")))
+    (found,) = detector.detect(image)
+    crop = cv2.cvtColor(align_face(image, found.landmarks, 112), cv2.COLOR_BGR2RGB).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(embedding_model / "model.onnx"))
+    vector = session.run(None, {session.get_inputs()[0].name: ((crop - 127.5) / 127.5)[None]})[0][0]
+    np.testing.assert_allclose(embedding, vector / np.linalg.norm(vector), atol=1e-5)

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 BOARD_PYTHON_VERSION = "3.8"
-BOARD_PACKAGES = ["numpy<2", "opencv-python-headless>=4.8,<5", "onnxruntime", "pytest"]
+# tflite-runtime 2.14 is the last with Python 3.8 wheels (x86_64 and aarch64): the tflite backend's interpreter
+BOARD_PACKAGES = ["numpy<2", "opencv-python-headless>=4.8,<5", "onnxruntime", "tflite-runtime==2.14.0", "pytest"]
 
 
 def test_cache() -> Path:
@@ -40,7 +41,12 @@ def ensure_board_python() -> Path:
     env = test_cache() / f"board-py{BOARD_PYTHON_VERSION}"
     python = env / "bin" / "python"
     marker = env / ".complete"
-    if marker.exists():
+    wanted = "\n".join(BOARD_PACKAGES) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
+        return python
+    if marker.exists():  # the board's package list changed: add what is missing, keep the rest
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *BOARD_PACKAGES], check=True)
+        marker.write_text(wanted)
         return python
     base = find_python(BOARD_PYTHON_VERSION)
     if base is None:
@@ -48,7 +54,7 @@ def ensure_board_python() -> Path:
     shutil.rmtree(env, ignore_errors=True)
     subprocess.run([str(base), "-m", "venv", str(env)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *BOARD_PACKAGES], check=True)
-    marker.write_text("ok\n")
+    marker.write_text(wanted)
     return python
 
 

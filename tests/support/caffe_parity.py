@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe, write_caffe_files
 from edgepad.convert.caffe.opencv_runner import run_caffe
 from edgepad.convert.onnx.onnx_runner import run_onnx
-from edgepad.convert.caffe.onnx_to_caffe import onnx_to_caffe, write_caffe_files
 from edgepad.convert.parity import FLOAT32_ATOL, compare_outputs
 
 

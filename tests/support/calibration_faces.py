@@ -67,3 +67,21 @@ def calibration_faces_dir(faces_dir: Path) -> Path:
             cv2.imwrite(str(folder / f"face{i:02d}_{j}.png"), variant)
     marker.write_text(f"{len(crops)} faces\n")
     return folder
+
+
+def held_out_face_dirs(faces_dir: Path, evaluation_faces: int = 2) -> tuple[Path, Path]:
+    """(calibration, evaluation) folders with different people in each: the last `evaluation_faces` faces (all their
+    variants) judge a quantized model that was calibrated on the others, so it is judged on faces it never saw."""
+    source = calibration_faces_dir(faces_dir)
+    faces = sorted({p.name.split("_")[0] for p in source.glob("face*.png")})
+    held_out = set(faces[-evaluation_faces:])
+    root = test_cache() / f"held_out_faces_{CACHE_VERSION}_{evaluation_faces}"
+    calibration, evaluation = root / "calibration", root / "evaluation"
+    if not (root / ".complete").exists():
+        for folder in (calibration, evaluation):
+            folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(source.glob("face*.png")):
+            target = evaluation if path.name.split("_")[0] in held_out else calibration
+            (target / path.name).write_bytes(path.read_bytes())
+        (root / ".complete").write_text("ok\n")
+    return calibration, evaluation

@@ -76,8 +76,9 @@ def recaptured(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def trained_mobilenet_v2_pad(faces: Path, size: int = 112, alpha: float = 0.35, seed: int = 0) -> Path:
-    """An .h5 of MobileNetV2 + softmax head trained from scratch (about 30-40 s on 2 cores), live faces (class 1) against
-    their recaptured versions (class 0), mirrored too. Cached under the test cache, keyed by this file and the faces."""
+    """An .h5 of MobileNetV2 + softmax head trained from scratch (about 30-40 s on 2 cores), live faces (class 1)
+    against their recaptured versions (class 0), mirrored too. Cached under the test cache, keyed by this file and
+    the faces."""
     digest = hashlib.sha256(Path(__file__).read_bytes() + f"{size} {alpha} {seed}".encode())
     for path in sorted(faces.glob("*.png")):
         digest.update(path.name.encode())
@@ -90,7 +91,8 @@ def trained_mobilenet_v2_pad(faces: Path, size: int = 112, alpha: float = 0.35, 
     rng = np.random.default_rng(seed)
     live = [cv2.resize(cv2.imread(str(p), cv2.IMREAD_COLOR), (size, size)) for p in sorted(faces.glob("*.png"))]
     spoof = [recaptured(image, rng) for image in live]
-    x = np.stack([(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) / 127.5 for image in live + spoof])
+    x = np.stack([(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) / 127.5
+                  for image in live + spoof])
     y = np.array([1] * len(live) + [0] * len(spoof))
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None,
                                           pooling="avg")

@@ -1,4 +1,5 @@
-"""Where the test data lives. Test modules import it from here: `from conftest import` would be ambiguous with tests/runtime_board/conftest.py."""
+"""Where the test data lives. Test modules import it from here: `from conftest import` would be ambiguous with
+tests/runtime_board/conftest.py."""
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

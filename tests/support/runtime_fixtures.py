@@ -1,4 +1,4 @@
-"""Session fixtures of the runtime tests (import them into a test module to use them)."""
+"""Session fixtures of the runtime tests (a pytest plugin: conftest.py registers it), and their helpers."""
 from __future__ import annotations
 
 import cv2
@@ -46,3 +46,26 @@ def iou(a, b) -> float:
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="session")
+def t1_true_faces(t1_image):
+    """The faces of t1.jpg (boxes x1, y1, x2, y2) as the `mtcnn` package finds them, the independent reference
+    for where the faces of a video cut from the photo are (cached: the package needs TensorFlow)."""
+    import json
+
+    from mtcnn import MTCNN
+
+    from edgepad.convert.mtcnn_keras import mtcnn_package_version
+
+    from .board_env import test_cache
+
+    cache = test_cache() / f"t1-faces-mtcnn-{mtcnn_package_version()}.json"
+    if not cache.is_file():
+        rgb = np.ascontiguousarray(t1_image[:, :, ::-1])
+        faces = MTCNN().detect_faces(rgb, box_format="xyxy", min_face_size=20)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps([[float(v) for v in f["box"]] for f in faces]))
+    boxes = [box for box in json.loads(cache.read_text()) if min(box[2] - box[0], box[3] - box[1]) >= 40]
+    assert len(boxes) == 6, boxes  # t1.jpg's six people; the package also reports a 14 px speck
+    return np.array(boxes)

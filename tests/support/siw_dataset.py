@@ -56,7 +56,8 @@ def subject_scene(faces_dir: Path, index: int, frame_size: int = FRAME_SIZE,
     scene = cv2.warpAffine(photo, matrix, (frame_size, frame_size), flags=cv2.INTER_AREA,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
     fw, fh = w * scale, h * scale
-    box = (int(frame_size / 2 - fw / 2), int(frame_size / 2 - fh / 2), int(frame_size / 2 + fw / 2), int(frame_size / 2 + fh / 2))
+    box = (int(frame_size / 2 - fw / 2), int(frame_size / 2 - fh / 2), int(frame_size / 2 + fw / 2),
+           int(frame_size / 2 + fh / 2))
     return scene, box
 
 
@@ -116,7 +117,8 @@ def face_lines(boxes) -> list[str]:
 def build_siw_dataset(root: Path, faces_dir: Path, frames_per_video: int = 10,
                       subjects: int = len(PHOTO_FACES), frame_size: int = FRAME_SIZE,
                       face_width: int = FACE_WIDTH) -> BuiltDataset:
-    """Train holds the first half of the subjects, Test the rest; each subject has a live, a print and a replay video."""
+    """Train holds the first half of the subjects, Test the rest; each subject has a live, a print and a replay
+    video."""
     videos: dict[str, Path] = {}
     for index in range(subjects):
         subject = f"{index + 1:03d}"

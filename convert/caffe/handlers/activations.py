@@ -35,7 +35,8 @@ def clip(node, cx: Conversion):
     elif low == 0.0 and math.isinf(high):
         cx.net.layer("ReLU", [cx.bottom(node.input[0])], [cx.top(node.output[0])])
     else:
-        raise NotExpressible(f"Clip({low:g}, {high:g}); Caffe layers compute Clip(0, 6) (ReLU6) and Clip(0, inf) (ReLU)")
+        raise NotExpressible(f"Clip({low:g}, {high:g}); Caffe layers compute Clip(0, 6) (ReLU6) and Clip(0, inf) "
+                             "(ReLU)")
 
 
 @handles("Neg")
@@ -78,9 +79,16 @@ def prelu(node, cx: Conversion):
 
 @handles("Softmax")
 def softmax(node, cx: Conversion):
-    rank = len(cx.shape(node.input[0]))
+    """Opset 13 normalises one axis, as Caffe does. Opsets 1-12 normalise over all axes from `axis` on, flattened:
+    the same as one axis when the others are all of size 1 (a classifier's [N, C, 1, 1] scores)."""
+    shape = cx.shape(node.input[0])
+    rank = len(shape)
     default = -1 if cx.graph.opset >= 13 else 1
     axis = int(attributes(node).get("axis", default)) % rank
     if cx.graph.opset < 13 and axis != rank - 1:
-        raise NotExpressible(f"opset {cx.graph.opset} Softmax over the flattened axes {axis}.. (not one axis)")
+        longer = [i for i in range(axis, rank) if shape[i] != 1]
+        if len(longer) > 1:
+            raise NotExpressible(f"opset {cx.graph.opset} Softmax over the flattened axes {axis}.. of {shape} "
+                                 "(more than one axis longer than 1; Caffe's Softmax normalises one axis)")
+        axis = longer[0] if longer else axis
     cx.net.layer("Softmax", [cx.bottom(node.input[0])], [cx.top(node.output[0])]).softmax_param.axis = axis

@@ -45,6 +45,8 @@ def arithmetic(node, cx: Conversion):
     x = cx.bottom(b if constant_a is not None else a)
     c = (constant_a if constant_a is not None else constant_b).astype(np.float32)
     op, constant_first = node.op_type, constant_a is not None
+    if op == "Mul" and _fuse_following_add(node, cx, x, c):
+        return
     if op == "Add":
         scale_by_constant(cx, x, None, c, top)
     elif op == "Mul":
@@ -55,6 +57,21 @@ def arithmetic(node, cx: Conversion):
         scale_by_constant(cx, x, (1.0 / c.astype(np.float64)).astype(np.float32), None, top)
     else:
         raise NotExpressible("division by a computed tensor")
+
+
+def _fuse_following_add(node, cx: Conversion, x: str, scale: np.ndarray) -> bool:
+    """Mul by a constant then Add of a constant (BatchNorm written out, as Caffe2's exports do): one Scale layer
+    with bias instead of two."""
+    add = cx.only_consumer(node.output[0])
+    if add is None or add.op_type != "Add" or not add.name:
+        return False
+    other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+    bias = cx.graph.constant(other)
+    if bias is None or cx.shape(add.output[0]) != cx.shape(node.output[0]):
+        return False
+    scale_by_constant(cx, x, scale, bias.astype(np.float32), cx.top(add.output[0]))
+    cx.fused.add(add.name)
+    return True
 
 
 def _binary_tensors(node, cx: Conversion, a: str, b: str, top: str):
@@ -102,3 +119,19 @@ def concat(node, cx: Conversion):
     axis = int(attributes(node)["axis"]) % len(cx.shape(node.output[0]))
     bottoms = [cx.bottom(name) for name in node.input]
     cx.net.layer("Concat", bottoms, [cx.top(node.output[0])]).concat_param.axis = axis
+
+
+@handles("Sum", "Mean")
+def sum_mean(node, cx: Conversion):
+    """n-ary Sum and Mean of same-shape computed tensors: one Eltwise SUM (Mean with coefficients 1/n)."""
+    inputs = [name for name in node.input if name]
+    out = cx.shape(node.output[0])
+    if any(cx.shape(name) != out for name in inputs):
+        raise NotExpressible(f"broadcast {node.op_type} of {[cx.shape(n) for n in inputs]}; Eltwise needs equal shapes")
+    bottoms = [cx.bottom(name) for name in inputs]
+    if len(bottoms) == 1:
+        cx.net.bind(node.output[0], bottoms[0])
+        return
+    layer = cx.net.layer("Eltwise", bottoms, [cx.top(node.output[0])])
+    if node.op_type == "Mean":
+        layer.eltwise_param.coeff.extend([1.0 / len(bottoms)] * len(bottoms))

@@ -1,4 +1,5 @@
-"""Shape and layout ops: Transpose -> Permute, Reshape/Flatten/Squeeze/Unsqueeze -> Reshape, Identity/Dropout removed."""
+"""Shape and layout ops: Transpose -> Permute, Reshape/Flatten/Squeeze/Unsqueeze -> Reshape, Identity/Dropout
+removed, Tile -> Concat, Slice/Split -> Slice."""
 from __future__ import annotations
 
 from ..graph import attributes
@@ -53,3 +54,54 @@ def tile(node, cx: Conversion):
         cx.net.layer("Concat", [blob] * repeats[axis], [top]).concat_param.axis = axis
         blob = top
     cx.net.bind(node.output[0], blob)
+
+
+@handles("Slice")
+def slice_(node, cx: Conversion):
+    """Slice with step 1 along any axes but the batch: Caffe Slice layers (two-way cuts, see NetBuilder.crop)."""
+    in_shape = cx.shape(node.input[0])
+    if cx.graph.opset < 10:
+        attrs = attributes(node)
+        starts = list(attrs["starts"])
+        axes, steps = list(attrs.get("axes", range(len(starts)))), [1] * len(starts)
+    else:
+        starts = cx.constant(node, 1, "starts").tolist()  # the end follows from the inferred output shape
+        given = len(node.input) > 3 and node.input[3]
+        axes = cx.constant(node, 3, "axes").tolist() if given else list(range(len(starts)))
+        given = len(node.input) > 4 and node.input[4]
+        steps = cx.constant(node, 4, "steps").tolist() if given else [1] * len(starts)
+    if any(step != 1 for step in steps):
+        raise NotExpressible(f"steps {steps}: Caffe's Slice cuts contiguous ranges only")
+    blob = cx.bottom(node.input[0])
+    out_shape = cx.shape(node.output[0])
+    changed = []
+    for start, axis in zip(starts, axes, strict=True):
+        axis %= len(in_shape)
+        if out_shape[axis] == in_shape[axis]:
+            continue
+        size = in_shape[axis]
+        begin = min(max(start + size if start < 0 else start, 0), size)
+        changed.append((axis, begin))
+    if any(axis == 0 for axis, _ in changed):
+        raise NotExpressible("a slice of the batch axis")
+    for n, (axis, begin) in enumerate(changed):
+        last = n == len(changed) - 1
+        blob = cx.net.crop(blob, axis, begin, out_shape[axis], top=cx.top(node.output[0]) if last else None)
+    cx.net.bind(node.output[0], blob)
+
+
+@handles("Split")
+def split(node, cx: Conversion):
+    """Split into consecutive parts: each part cut out of the input by its own Slice layers."""
+    rank = len(cx.shape(node.input[0]))
+    axis = int(attributes(node).get("axis", 0)) % rank
+    if axis == 0:
+        raise NotExpressible("a split of the batch axis")
+    blob = cx.bottom(node.input[0])
+    begin = 0
+    for output in node.output:
+        length = cx.shape(output)[axis]
+        if output:
+            part = cx.net.crop(blob, axis, begin, length, top=cx.top(output))
+            cx.net.bind(output, part)
+        begin += length

@@ -92,16 +92,13 @@ def global_pool(node, cx: Conversion):
     layer.pooling_param.global_pooling = True
 
 
-@handles("ReduceMean", "ReduceMax")
-def reduce_spatial(node, cx: Conversion):
+def reduce_spatial(node, cx: Conversion, axes: list[int]):
     """A mean or max over H and W of an NCHW tensor is global pooling (tf2onnx's spelling of Keras' GAP)."""
     attrs = attributes(node)
-    axes = attrs.get("axes")
-    if axes is None and len(node.input) > 1:
-        axes = cx.constant(node, 1, "axes").tolist()
     in_shape = cx.shape(node.input[0])
-    if len(in_shape) != 4 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
-        raise NotExpressible(f"axes {axes}: only a reduction over H and W of an NCHW tensor")
+    if len(in_shape) != 4 or sorted(a % 4 for a in axes) != [2, 3] or node.op_type == "ReduceSum":
+        raise NotExpressible(f"axes {axes} of {in_shape}: a mean or max over H and W, or a sum or mean over "
+                             "the channels")
     out = cx.top(node.output[0])
     pooled = out if attrs.get("keepdims", 1) else cx.net.new_blob(f"{out}_pooled", in_shape[:2] + [1, 1])
     layer = cx.net.layer("Pooling", [cx.bottom(node.input[0])], [pooled])

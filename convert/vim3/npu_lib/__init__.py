@@ -34,11 +34,11 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     entry = ctx.card["targets"]["vim3"]
     rel = lambda name: f"vim3/{name}"  # noqa: E731 - card paths are relative to the card
     case = compilation.case_name
-    if ctx.options.npu_backend != "acuitylite":
+    if ctx.options.npu_toolkit != "acuitylite":
         sources = stage_sources(out_dir, case, target, pid)
         entry["npu_library"] = {"case": case, "target": target, "build_script": rel("build_board.sh"),
                                 "sources": [rel(s) for s in sources], "library": None}
-        return {"passed": True, "skipped": f"the {ctx.options.npu_backend} backend has no local emulator"}
+        return {"passed": True, "skipped": f"the {ctx.options.npu_toolkit} toolkit has no local emulator"}
 
     from ..toolkit_env import require_toolkit
 

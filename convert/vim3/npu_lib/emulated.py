@@ -17,7 +17,8 @@ import numpy as np
 
 from edgepad.errors import ExportError
 
-from ...parity import compare_outputs, decision_agreement
+from ...heldout import decision_agreement
+from ...parity import compare_outputs
 from .perf_estimate import SHOW_PERF_ENV
 
 # The library runs the graph the toolkit simulated, on the NPU's integer arithmetic, on the same input values: the
@@ -67,12 +68,13 @@ def emulated_section(library_outputs: list[np.ndarray], float_reference: dict[st
     vs_float = compare_outputs(float_reference, emulated, reference_name="onnxruntime float (model.nchw.onnx)",
                                candidate_name="NPU library in the emulator", atol=None, min_cosine=min_cosine)
     first = names[0]
-    agreement, flipped = decision_agreement(float_reference[first], emulated[first], card)
+    kept = decision_agreement(np.stack(float_reference[first]), np.stack(emulated[first]), card, list(sources))
+    agreement = kept.share
     cosine_min = min((o.cosine_min for o in vs_float.outputs), default=1.0)
     # top-level figures are against float (what the convert table shows); vs_simulation isolates the library
     section = {"reference": "onnxruntime float", "max_abs": vs_float.max_abs, "cosine": vs_float.cosine,
                "cosine_min": cosine_min, "top1_agreement": _top1(vs_float), "decision_agreement": agreement,
-               "min_agreement": min_agreement, "flipped": [sources[i] for i in flipped],
+               "min_agreement": min_agreement, "flipped": kept.flipped,
                "inputs": len(sources), "eval_sources": sources,
                "vs_float": vs_float.to_json(), "note": "emulation time is not a speed figure and is not reported"}
     float_ok = vs_float.passed and (agreement is None or min_agreement is None or agreement >= min_agreement)
@@ -87,8 +89,8 @@ def emulated_section(library_outputs: list[np.ndarray], float_reference: dict[st
                                         min_cosine=LIBRARY_VS_SIMULATION_MIN_COSINE)
         section["vs_simulation"] = vs_simulation.to_json()
         section["vs_simulation"]["max_abs_steps"] = _in_steps(simulation, emulated, entry.get("outputs", []))
-        sim_agreement, _ = decision_agreement(simulation[first], emulated[first], card)
-        section["vs_simulation"]["decision_agreement"] = sim_agreement
+        section["vs_simulation"]["decision_agreement"] = decision_agreement(
+            np.stack(simulation[first]), np.stack(emulated[first]), card, list(sources)).share
         simulation_vs_float = compare_outputs(float_reference, simulation, reference_name="onnxruntime float",
                                               candidate_name=f"{toolkit} quantized simulation", atol=None,
                                               min_cosine=min_cosine)

@@ -1,0 +1,1 @@
+"""The `tflite` target: a fully integer TFLite model for the mainline kernel's NPU path (Mesa's Teflon delegate)."""

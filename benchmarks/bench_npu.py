@@ -91,7 +91,7 @@ def bench_convert(models: list[str], quantize: str, min_cosine: float = 0.0, min
             vim3 = next(v for k, v in steps.timings.items() if k.startswith("Compiling for"))
             entry = result.card["targets"]["onnx_nchw"]
             calibration_npy = Path(tmp) / "calibration.npy"
-            np.save(calibration_npy, np.load(_last_run_calibration(env)))
+            np.save(calibration_npy, np.load(_last_run_calibration(env, result.report["vim3"]["toolkit_log"])))
             licence = Path(tmp) / "licence.txt"
             licence.write_text("VIPNANOQI_PID0X88")
             graph = result.out / "vim3" / "model.pixels.onnx"  # what the vim3 step compiles (pixels in)
@@ -114,9 +114,10 @@ def bench_convert(models: list[str], quantize: str, min_cosine: float = 0.0, min
         print(f"  baseline bare toolkit import+quantize+NBG: {bare:6.1f} s  ratio vim3 step / bare {vim3 / bare:.2f}x")
 
 
-def _last_run_calibration(env) -> Path:
-    runs = sorted((env.home / "runs").glob("*-vim3-*"), key=lambda p: p.stat().st_mtime)
-    return runs[-1] / "calibration.npy"
+def _last_run_calibration(env, log: str) -> Path:
+    """This conversion's calibration tensors: its run folder is named like its log (other conversions may share
+    the toolkit home and run at the same time)."""
+    return env.home / "runs" / Path(log).stem / "calibration.npy"
 
 
 def main() -> int:

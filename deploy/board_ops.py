@@ -261,6 +261,23 @@ def op_remove(req):
     return {}
 
 
+def galcore_version_from_dmesg():
+    """The galcore (NPU driver) version from the kernel log, e.g. 'Galcore version 6.4.4.3.310723AAA'."""
+    import re
+    import subprocess
+
+    try:
+        log = subprocess.run(["dmesg"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in log.decode("utf-8", "replace").splitlines():
+        if "galcore" in line.lower():
+            found = re.search(r"version\s*[:=]?\s*(\d+(?:\.\d+){2,3}[\w.]*)", line, re.IGNORECASE)
+            if found:
+                return found.group(1)
+    return None
+
+
 def op_space(req):
     """Free bytes for this user on the filesystem of the remote root (or of its nearest existing parent)."""
     folder = req["root"]
@@ -308,9 +325,13 @@ def op_facts(req):
         try:
             with open(path) as f:
                 facts["npu_driver"] = f.read().strip()
+                facts["npu_driver_source"] = path
                 break
         except OSError:
             pass
+    if facts["npu_driver"] is None:
+        facts["npu_driver"] = galcore_version_from_dmesg()
+        facts["npu_driver_source"] = "dmesg" if facts["npu_driver"] else None
     # The mainline path: Mesa's Teflon TFLite delegate over the etnaviv kernel driver (Linux 6.7+)
     facts["etnaviv"] = os.path.isdir("/sys/module/etnaviv")
     facts["teflon"] = next((found for pattern in TEFLON_LIBRARIES for found in sorted(glob.glob(pattern))), None)

@@ -40,7 +40,8 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
         manifest = json.loads(buffer.getvalue())
         status["bundle_versions"] = manifest.get("versions", {})
         status["models"] = {name: {"task": card.get("task"), "input": card.get("input"),
-                                   "targets": sorted(card.get("targets", {}))}
+                                   "targets": sorted(card.get("targets", {})),
+                                   "nbg_format": card.get("targets", {}).get("vim3", {}).get("nbg_format")}
                             for name, card in manifest.get("models", {}).items()}
         probe = board.connection.run([board.python, "-c", RUNTIME_BACKEND_PROBE, board.release_path(scan["current"])])
         if probe.exit_code == 0:

@@ -32,10 +32,10 @@ MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # what the mtcnn package feeds its nets
 
 # What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
 NPU_SOURCES = ["convert/vim3/npu_lib/*", "runtime/npu_loader.py", "convert/vim3/vim3_npu.py",
-               "convert/vim3/acuitylite.py", "convert/vim3/toolkit_worker.py", "convert/vim3/pixel_graph.py",
-               "runtime/preprocess.py",
-               "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/onnx/keras_to_onnx.py",
-               "tests/support/calibration_faces.py"]
+               "convert/vim3/acuitylite.py", "convert/vim3/toolkit_worker.py", "convert/vim3/toolkit_env.py",
+               "convert/vim3/nbg_header.py", "convert/vim3/pixel_graph.py", "runtime/preprocess.py",
+               "runtime/backends/ksnn_backend.py", "convert/mtcnn_keras.py", "convert/pipeline.py",
+               "convert/onnx/keras_to_onnx.py", "tests/support/calibration_faces.py"]
 
 
 @dataclass
@@ -123,7 +123,16 @@ def face_inputs(folder: Path, size: int, mean: float, std: float, count: int = 6
 
 def test_convert_builds_the_library_and_reports_it_in_the_emulator(npu_models):
     for name, result in npu_models.items():
-        entry = result.card["targets"]["vim3"]["npu_library"]
+        vim3 = result.card["targets"]["vim3"]
+        # NBG format 1.x by default, as Khadas' VIM3 NBGs (0x0001000F): `xx 00 01 00` after the magic
+        header = (result.out / vim3["nbg"]).read_bytes()[:12]
+        assert header[:4] == b"VPMN" and header[5:8] == b"\x00\x01\x00", header
+        assert vim3["nbg_format"] == f"0x{int.from_bytes(header[4:8], 'little'):08x}"
+        assert json.loads((result.out / "report.json").read_text())["vim3"]["nbg"]["format"] == vim3["nbg_format"]
+        # how a KSNN script calls this model
+        assert vim3["ksnn"] == {"platform": "ONNX", "reorder": "2 1 0", "channel_order": "RGB", "layout": "chw",
+                                "mean": result.card["preprocess"]["mean"], "std": result.card["preprocess"]["std"]}
+        entry = vim3["npu_library"]
         library = result.out / entry["library"]
         assert elf_machine(library) == "x86-64"
         for source in entry["sources"]:  # what the board builds from, in the output folder
@@ -159,6 +168,42 @@ def test_ksnn_backend_runs_the_libraries_like_onnxruntime(npu_models, faces_dir)
                                  {k: list(v) for k, v in npu_outputs.items()}, reference_name="onnxruntime",
                                  candidate_name=f"{name} NPU library", atol=None, min_cosine=QUANTIZED_MIN_COSINE)
         parity.raise_if_failed(name)
+
+
+def test_the_ksnn_standin_runs_the_library_as_khadas_ksnn(npu_models, faces_dir):
+    """KSNN 1.4's own calls (the stand-in: same ctypes types and order, checked against the real wheel's in
+    test_ksnn_standin.py) on edgepad's library, with the card's ksnn entry: the numbers edgepad's loader gets.
+    Khadas' real KSNN 1.4 was run the same way by hand (see the closing note of issue 18)."""
+    import ctypes
+    import sys
+
+    from edgepad.runtime.backends import load_model
+    from edgepad.runtime.backends.ksnn_backend import KsnnModel
+    from support.calibration_faces import calibration_faces_dir
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime_board"))
+    import ksnn_standin
+
+    result = npu_models["classifier"]
+    card = result.card
+    inputs = face_inputs(calibration_faces_dir(faces_dir), card["input"]["height"], card["preprocess"]["mean"][0],
+                         card["preprocess"]["std"][0])
+    ksnn_standin.StandInKSNN.library_calls.clear()
+    library = result.out / "vim3" / f"libnn_{card['targets']['vim3']['npu_library']['case']}.so"
+    assert isinstance(ksnn_standin.load_library(str(library)), ctypes.CDLL)  # the real library, not the stand-in's
+    through_standin = KsnnModel(str(result.out), api=ksnn_standin).run(inputs)
+    through_loader = load_model(result.out, "ksnn").run(inputs)
+    calls = [c[0] for c in ksnn_standin.StandInKSNN.library_calls]
+    setter = {"uint8": "NPU_SetInput_U8", "int8": "NPU_SetInput_I8", "int16": "NPU_SetInput_I16",
+              "float16": "NPU_SetInput_F16"}[card["targets"]["vim3"]["input"]["dtype"]]
+    assert calls[:5] == ["NPU_CreateNeuralNetwork", "NPU_GetInputTensor", setter, "NPU_ProcessGraph",
+                         "NPU_GetOutputTensor"]
+    for name in through_loader:
+        np.testing.assert_array_equal(through_standin[name], through_loader[name])
+    float_outputs = load_model(result.out, "onnxruntime").run(inputs)
+    compare_outputs({k: list(v) for k, v in float_outputs.items()}, {k: list(v) for k, v in through_standin.items()},
+                    reference_name="onnxruntime", candidate_name="KSNN stand-in", atol=None,
+                    min_cosine=QUANTIZED_MIN_COSINE).raise_if_failed("classifier")
 
 
 def test_npu_pipeline_finds_the_same_faces_and_scores(npu_models):

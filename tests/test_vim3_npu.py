@@ -199,6 +199,22 @@ def test_header_check_rejects_a_binary_for_another_npu(compiled):
         check_nbg_header(nbg, 0x99, "VIPNANOQI_PID0X99")
 
 
+def test_nbg_format_1_by_default_and_2_on_request(compiled):
+    """The default NBG is 1.x (acuitylite 6.45.0's vsi_sdk), as Khadas' VIM3 NBGs (`0f 00 01 00`) are, with the
+    `<name>_NCHW` name at byte 12 like theirs; --nbg-format 2 gives 6.57.1's own 2.x format. Card and report agree."""
+    for nbg_format, word in ((1, b"\x20\x00\x01\x00"), (2, b"\x05\x00\x02\x00")):
+        options = {} if nbg_format == 1 else {"nbg_format": 2}
+        result = compiled(LEGACY_H5 / "sequential_small.h5", **options)
+        header = (result.out / "vim3" / "network_binary.nb").read_bytes()[:32]
+        assert header[:4] == b"VPMN" and header[4:8] == word, header
+        assert struct.unpack_from("<I", header, 8)[0] == 0x88
+        if nbg_format == 1:
+            assert header[12:].split(b"\0")[0].endswith(b"_NCHW")
+        recorded = f"0x{struct.unpack_from('<I', header, 4)[0]:08x}"
+        assert result.card["targets"]["vim3"]["nbg_format"] == recorded
+        assert result.report["vim3"]["nbg"]["format"] == recorded
+
+
 def test_caffe_files_import_in_acuitylite(compiled):
     """A second, independent Caffe reader: acuitylite's CaffeLoader computes what TF 2.4.4 computed.
     (sequential_small: acuitylite 6.57.1 reads Caffe's ReLU6 as a plain ReLU, so MobileNet's Caffe files differ.)"""

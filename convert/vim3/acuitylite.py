@@ -30,17 +30,22 @@ def check_target(target: str, options, home=None) -> None:
 def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: str, calibration, evaluation,
             target: str, name: str, options=None, home=None, pixel_input: bool = False):
     """ONNX -> quantized -> float/quantized simulation + per-layer table -> NBG and ovxlib case, in the toolkit."""
-    from .toolkit_env import require_toolkit, run_worker
+    from .toolkit_env import DEFAULT_NBG_FORMAT, NBG_FORMAT_SDKS, emulator_library, require_toolkit, run_worker
     from .vim3_npu import NpuCompilation
 
     env = require_toolkit(home)
+    nbg_format = getattr(options, "nbg_format", DEFAULT_NBG_FORMAT)
+    nbg_sdk = env.nbg_sdk_dir(nbg_format)
+    if not emulator_library(nbg_sdk).is_file():
+        raise ToolkitError(f"--nbg-format {nbg_format}: acuitylite {NBG_FORMAT_SDKS[nbg_format]}'s vsi_sdk, which "
+                           f"writes that format, is not installed ({nbg_sdk}); run `edgepad toolkit install`")
     log = env.new_log(f"vim3-{name}")
     run_dir = env.home / "runs" / log.stem
     run_dir.mkdir(parents=True, exist_ok=True)
     request = {
         "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
         "outputs": list(outputs), "scheme": scheme, "target": target, "case_name": name,
-        "sdk": str(env.sdk_dir), "out_dir": str(run_dir), "layer_inputs": 4,
+        "sdk": str(env.sdk_dir), "nbg_sdk": str(nbg_sdk), "out_dir": str(run_dir), "layer_inputs": 4,
         "min_cosine": getattr(options, "min_cosine", None), "pixel_input": pixel_input,
         "evaluation": _save(run_dir / "evaluation.npy", evaluation),
         "calibration": _save(run_dir / "calibration.npy", calibration) if len(calibration) else None,

@@ -12,7 +12,9 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,13 @@ SUPPORTED_PYTHONS = ("3.10", "3.12", "3.8")  # acuitylite ships cp38, cp310 and 
 MARKER_NAME = "edgepad-toolkit.json"
 WORKER = Path(__file__).with_name("toolkit_worker.py")
 INSTALL_HINT = "run `edgepad toolkit install` (once, about 8 GB)"
+
+# NBG format (the major of the 32-bit word at byte 4 of the header) -> the acuitylite release whose bundled x86
+# `vsi_sdk` writes it. The SDK decides the format, not acuitylib (measured: 6.57.1's acuitylib exporting with 6.45.0's
+# vsi_sdk wrote an NBG byte-identical to 6.45.0's own): 6.27.0-6.45.0 write 0x00010020, 6.48.0-6.57.1 0x00020005.
+# Khadas' VIM3 NBGs are 0x0001000F; format 1 is the default, the oldest that works with this acuitylib.
+NBG_FORMAT_SDKS = {1: "6.45.0", 2: ACUITYLITE_VERSION}
+DEFAULT_NBG_FORMAT = 1
 
 # Board -> the NPU target id its NBG must be compiled for (Khadas' docs), and the PID the NBG header must carry.
 BOARD_TARGETS = {"vim3": "VIPNANOQI_PID0X88", "vim3l": "VIPNANOQI_PID0X99"}
@@ -62,6 +71,12 @@ class ToolkitEnv:
         """The unpacked vsi_sdk (x86 Vivante emulator, ovxlib headers): the exporter compiles against it."""
         return self.home / "vsi_sdk"
 
+    def nbg_sdk_dir(self, nbg_format: int) -> Path:
+        """The vsi_sdk the NBG export uses for this format: the venv's own for 2, an older release's beside it."""
+        if NBG_FORMAT_SDKS[nbg_format] == ACUITYLITE_VERSION:
+            return self.sdk_dir
+        return self.home / f"sdk-{NBG_FORMAT_SDKS[nbg_format]}" / "vsi_sdk"
+
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
@@ -96,6 +111,7 @@ class InstallResult:
     already_installed: bool
     log: Path | None = None
     timings: dict = field(default_factory=dict)
+    nbg_sdks: dict = field(default_factory=dict)
 
 
 def find_base_python(explicit: str | os.PathLike | None = None) -> Path:
@@ -126,7 +142,12 @@ def install_toolkit(python: str | None = None, home: str | os.PathLike | None = 
     env = ToolkitEnv(Path(home) if home else default_home())
     existing = env.installed()
     if existing and not force and existing.get("requirements") == list(TOOLKIT_REQUIREMENTS) and env.sdk_dir.is_dir():
-        return InstallResult(env.home, existing["python"], existing["versions"], directory_size(env.home), True)
+        added = install_nbg_sdks(env, steps)
+        if added:
+            existing["nbg_sdks"] = nbg_sdks_state(env)
+            env.marker.write_text(json.dumps(existing, indent=2) + "\n")
+        return InstallResult(env.home, existing["python"], existing["versions"], directory_size(env.home), not added,
+                             timings=dict(steps.timings), nbg_sdks=existing.get("nbg_sdks", {}))
 
     base = find_base_python(python)
     env.home.mkdir(parents=True, exist_ok=True)
@@ -140,6 +161,7 @@ def install_toolkit(python: str | None = None, home: str | os.PathLike | None = 
         _pip_install_condensed(env, log, steps)
     with steps.step("Unpacking the bundled Vivante SDK (x86 emulator, ovxlib)"):
         _unpack_vsi_sdk(env, log)
+    install_nbg_sdks(env, steps, log)
     with steps.step("Checking the environment imports acuitylite"):
         report = run_worker(env, "doctor", {}, log_name="install-doctor")
     versions = report["versions"]
@@ -147,9 +169,47 @@ def install_toolkit(python: str | None = None, home: str | os.PathLike | None = 
     env.marker.write_text(json.dumps({
         "requirements": list(TOOLKIT_REQUIREMENTS), "python": python_version, "versions": versions,
         "base_python": str(base), "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "nbg_sdks": nbg_sdks_state(env),
     }, indent=2) + "\n")
     return InstallResult(env.home, python_version, versions, directory_size(env.home), False, log,
-                         dict(steps.timings))
+                         dict(steps.timings), nbg_sdks_state(env))
+
+
+def nbg_sdks_state(env: ToolkitEnv) -> dict:
+    """Per NBG format: the release whose vsi_sdk writes it, where it is unpacked, whether it is there, its size."""
+    state = {}
+    for nbg_format, version in NBG_FORMAT_SDKS.items():
+        path = env.nbg_sdk_dir(nbg_format)
+        ok = emulator_library(path).is_file()
+        state[str(nbg_format)] = {"acuitylite": version, "path": str(path), "ok": ok,
+                                  "size_bytes": directory_size(path) if ok else 0}
+    return state
+
+
+def install_nbg_sdks(env: ToolkitEnv, steps, log: Path | None = None) -> list[int]:
+    """Fetch and unpack the vsi_sdk of every NBG format whose SDK is not the venv's own (only that file of the
+    release's wheel: `pip download --no-deps`, then acuitylib/vsi_sdk.tar.gz). Idempotent; the formats added."""
+    added = []
+    for nbg_format, version in NBG_FORMAT_SDKS.items():
+        target = env.nbg_sdk_dir(nbg_format)
+        if version == ACUITYLITE_VERSION or emulator_library(target).is_file():
+            continue
+        log = log or env.new_log(f"install-sdk-{version}")
+        with steps.step(f"Fetching acuitylite {version}'s vsi_sdk (writes NBG format {nbg_format}.x)"), \
+                tempfile.TemporaryDirectory(prefix="edgepad-acuitylite-") as download:
+            _run_logged([str(env.python), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                         f"acuitylite=={version}", "-d", download], log, f"downloading acuitylite {version}")
+            wheels = list(Path(download).glob("acuitylite-*.whl"))
+            if len(wheels) != 1:
+                raise ToolkitError(f"pip download acuitylite=={version} gave {len(wheels)} wheels; full log: {log}")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                if "acuitylib/vsi_sdk.tar.gz" not in wheel.namelist():
+                    raise ToolkitError(f"{wheels[0].name} has no acuitylib/vsi_sdk.tar.gz; full log: {log}")
+                wheel.extract("acuitylib/vsi_sdk.tar.gz", download)
+            _unpack_archive(Path(download) / "acuitylib" / "vsi_sdk.tar.gz", target, env.home, log)
+        steps.info(f"  vsi_sdk {version}: {target} ({human_size(directory_size(target))})")
+        added.append(nbg_format)
+    return added
 
 
 def doctor(home: str | os.PathLike | None = None) -> dict:
@@ -161,6 +221,7 @@ def doctor(home: str | os.PathLike | None = None) -> dict:
     report["python"] = env.installed().get("python")
     report["sdk"] = {"path": str(env.sdk_dir), "ok": bool(known),
                      "emulator": str(emulator_library(env.sdk_dir)), "targets_known": len(known)}
+    report["nbg_sdks"] = nbg_sdks_state(env)
     report["boards"] = {board: {"target": target, "can_compile": target in known}
                         for board, target in BOARD_TARGETS.items()}
     report["size_bytes"] = directory_size(env.home)
@@ -284,7 +345,12 @@ def _unpack_vsi_sdk(env: ToolkitEnv, log: Path) -> None:
     archive = Path(out.stdout.strip()) / "vsi_sdk.tar.gz"
     if out.returncode != 0 or not archive.is_file():
         raise ToolkitError(f"acuitylite installed without its vsi_sdk.tar.gz (looked at {archive}); full log: {log}")
-    staging = env.home / ".vsi_sdk.partial"
+    _unpack_archive(archive, env.sdk_dir, env.home, log)
+
+
+def _unpack_archive(archive: Path, target: Path, home: Path, log: Path) -> None:
+    """Unpack a vsi_sdk.tar.gz into target (replaced whole, never left half-made)."""
+    staging = home / f".{target.parent.name}-{target.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(archive) as tar:
         if hasattr(tarfile, "data_filter"):  # refuses absolute paths and links out of the folder
@@ -294,6 +360,7 @@ def _unpack_vsi_sdk(env: ToolkitEnv, log: Path) -> None:
     unpacked = staging / "vsi_sdk"
     if not emulator_library(unpacked).is_file():
         raise ToolkitError(f"{archive} does not contain prebuilt-sdk/x86_64_linux/lib/libEmulator.so; full log: {log}")
-    shutil.rmtree(env.sdk_dir, ignore_errors=True)
-    unpacked.rename(env.sdk_dir)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    unpacked.rename(target)
     shutil.rmtree(staging, ignore_errors=True)

@@ -396,8 +396,9 @@ def _export(model, request):
     name = request["case_name"]
     print("== edgepad: exporting the NBG for %s" % request["target"], flush=True)
     try:
+        # the SDK decides the NBG format: an older release's vsi_sdk writes the older format (see toolkit_env)
         OvxlibExporter(model).export(os.path.join(out_dir, "nbg", name), pack_nbg_only=True,
-                                     viv_sdk=request["sdk"], licence=licence)
+                                     viv_sdk=request.get("nbg_sdk") or request["sdk"], licence=licence)
     except Exception as error:  # noqa: BLE001
         raise StageError("exporting the NBG", "acuitylite could not compile the NBG for %s: %s"
                          % (request["target"], _one_line(error)))

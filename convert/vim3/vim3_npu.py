@@ -122,7 +122,8 @@ def _vim3_target_once(ctx) -> dict:
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
-    header = check_nbg_header(nbg, target_pid(target), target)
+    expected_major = options.nbg_format if options.npu_toolkit == "acuitylite" else None
+    header = check_nbg_header(nbg, target_pid(target), target, expected_major)
 
     section = {"target": target, "board": options.board, "backend": options.npu_toolkit,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
@@ -380,6 +381,8 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
 
 def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: dict, target: str,
                 header, folded: dict) -> dict:
+    from edgepad.runtime.backends.ksnn_backend import ksnn_call
+
     from ..pipeline import _sha256
 
     meta = json.loads((out_dir / "nbg_meta.json").read_text()) if (out_dir / "nbg_meta.json").is_file() else {}
@@ -412,9 +415,9 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         # what the NPU's input tensor takes: the decoded image's pixel values, the normalisation is in the graph
         "npu_input": _npu_input(ctx.card, meta_inputs[0] if meta_inputs else {}, onnx_entry["input_shape"]),
         "preprocess_in_graph": folded,
-        # KSNN's NPU_SetInput_* take float pixels and quantize them with the tensor's scale/zero point; the
-        # loader normalises first only when mean/std are not null
-        "ksnn": {"mean": None, "std": None, "reorder": "0 1 2"},
+        # KSNN's NPU_SetInput_* take float pixels and quantize them with the tensor's scale/zero point: mean/std
+        # null, the graph normalises
+        "ksnn": ksnn_call({**ctx.card["preprocess"], "mean": None, "std": None}),
         "gates": {"min_cosine": ctx.options.min_cosine, "min_agreement": getattr(ctx.options, "min_agreement", None)},
         "outputs": outputs,
         "case": {

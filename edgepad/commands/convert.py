@@ -29,9 +29,11 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="Python file defining the model's custom layers, losses and functions.")
 @click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to "
               "drop a training head).")
-@click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1).")
-@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
-              help="Input layout of model.onnx.")
+@click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1; "
+              "for an .onnx input also H,W,C, whatever its layout).")
+@click.option("--layout", type=click.Choice(["nhwc", "nchw"]),
+              help="Input layout of model.onnx (default nhwc). For an .onnx input: its layout, read from the graph; "
+                   "give it only when the graph does not tell.")
 @click.option("--mean", default="127.5", show_default=True,
               help="Subtracted from each pixel: one value or one per channel.")
 @click.option("--std", default="127.5", show_default=True,
@@ -70,13 +72,20 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="vim3 target: which toolkit compiles.")
 @click.option("--sdk", type=click.Path(path_type=Path),
               help="vim3 target with --npu-toolkit khadas-sdk: path to Khadas' aml_npu_sdk.")
+@click.option("--nbg-format", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="vim3 target: NBG format major (1: 0x0001xxxx as Khadas' VIM3 NBGs, acuitylite 6.45.0's SDK; "
+                   "2: 0x0002xxxx, 6.57.1's).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout instead of a summary.")
 @verbose_option
 def convert(model, out, targets, custom_objects, output_layer, input_shape, layout, mean, std, channel_order,
             labels, task, threshold, match_threshold, sample_images, atol, board, quantize, calibration,
-            calibration_count, eval_images, min_cosine, min_agreement, npu_toolkit, sdk, force, as_json):
-    """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
+            calibration_count, eval_images, min_cosine, min_agreement, npu_toolkit, sdk, nbg_format, force,
+            as_json):
+    """Convert a model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
+
+    MODEL is a Keras .h5 (Keras 2 or 3), a Keras 3 .keras file, a SavedModel folder, or an .onnx file (its
+    original graph, run by onnxruntime, is then the reference of every target).
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
     later steps read) and OUT/report.json (max abs difference, cosine similarity and top-1 agreement of each
@@ -101,6 +110,7 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
         atol=atol, force=force, board=board, quantize=quantize, calibration=calibration,
         calibration_count=calibration_count, eval_images=eval_images, min_cosine=min_cosine,
         min_agreement=min_agreement, npu_toolkit=npu_toolkit, sdk=sdk,
+        nbg_format=int(nbg_format),
     )
     result = convert_model(options, Steps())
     if as_json:

@@ -193,7 +193,8 @@ def _print_status(s: dict) -> None:
     click.echo(f"{s['host']}  {s['remote_dir']}")
     click.echo(f"  current release : {s['current'] or 'none'}  ({len(s['releases'])} on the board)")
     for name, model in s["models"].items():
-        click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}")
+        nbg = f", NBG format {model['nbg_format']}" if model.get("nbg_format") else ""
+        click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}{nbg}")
     click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: "
                f"{', '.join(s['available_backends']) or '?'})")
     click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}, "

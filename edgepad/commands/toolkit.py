@@ -39,11 +39,14 @@ def install(python, home, force, as_json):
     if as_json:
         click.echo(json.dumps({"home": str(result.home), "python": result.python_version, "versions": result.versions,
                                "size_bytes": result.size_bytes, "already_installed": result.already_installed,
-                               "log": str(result.log) if result.log else None}, indent=2))
+                               "nbg_sdks": result.nbg_sdks, "log": str(result.log) if result.log else None}, indent=2))
         return
     state = "already installed" if result.already_installed else "installed"
     click.echo(f"toolkit {state} in {result.home} ({human_size(result.size_bytes)}, Python {result.python_version}, "
                f"acuitylite {result.versions.get('acuitylite')}, torch {result.versions.get('torch')})")
+    for nbg_format, sdk in sorted(result.nbg_sdks.items()):
+        click.echo(f"  NBG format {nbg_format}.x: acuitylite {sdk['acuitylite']}'s vsi_sdk in {sdk['path']} "
+                   f"({human_size(sdk['size_bytes'])})")
 
 
 @toolkit.command("doctor")
@@ -65,6 +68,11 @@ def doctor(home, as_json):
     sdk = report["sdk"]
     click.echo(f"vsi_sdk: {sdk['path']}: " + (f"ok, the emulator knows {sdk['targets_known']} NPU targets"
                                                if sdk["ok"] else "MISSING: run `edgepad toolkit install --force`"))
+    for nbg_format, info in sorted(report["nbg_sdks"].items()):
+        click.echo(f"  NBG format {nbg_format}.x (--nbg-format {nbg_format}): acuitylite {info['acuitylite']}'s "
+                   "vsi_sdk "
+                   + (f"ok ({human_size(info['size_bytes'])})" if info["ok"] else
+                      "MISSING: run `edgepad toolkit install`"))
     for board, info in report["boards"].items():
         verdict = "can compile" if info["can_compile"] else \
             "cannot compile (this toolkit does not know the target; use --npu-toolkit khadas-sdk)"

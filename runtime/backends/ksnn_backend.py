@@ -7,15 +7,17 @@ The calls, exactly as KSNN takes them (see the shared notes on KSNN):
     outs = k.nn_inference([hwc_float32], platform='ONNX', reorder='0 1 2', output_tensor=<number of outputs>,
                           output_format=output_format.OUT_FORMAT_FLOAT32)
 
-Inputs are already normalised by the card (mean, std, channel order), so `reorder` is '0 1 2' unless the card's
-vim3 entry says otherwise ('2 1 0' swaps BGR/RGB inside KSNN). Outputs come back flat; they are reshaped to the
-card's output shapes. PNet has no single shape: its vim3 entry may list one compiled model per pyramid size
-under "sizes": {"HxW": {"nb": ..., "library": ...}}.
+How to call KSNN for a model is in its card, `targets.vim3.ksnn` (written by the vim3 target, see ksnn_call()):
+    {"platform": "ONNX", "reorder": "2 1 0", "channel_order": "RGB", "layout": "chw", "mean": [...], "std": [...]}
+a user's script resizes to the input size, puts the channels in `channel_order`, applies (x - mean) / std (skipped
+when they are null: the graph takes raw pixels), lays the array out as `layout` and passes platform and reorder
+to nn_inference. This backend gets images already normalised by the card's preprocessing (the same mean/std) and
+does the rest. Outputs come back flat; they are reshaped to the card's output shapes. PNet has no single shape:
+its vim3 entry may list one compiled model per pyramid size under "sizes": {"HxW": {"nb": ..., "library": ...}}.
 
-The card's `targets.vim3` entry (written by the vim3 target) is read with these keys, each optional:
-    nb (default: the one vim3/*.nb), library (default: the one vim3/libnn_*.so), reorder, platform,
-    input_layout ("hwc", as Khadas' ONNX examples pass images, or "chw", as its Caffe examples do; default by
-    platform), outputs [{name, shape}] (default: the card's outputs), sizes (see above).
+The card's `targets.vim3` entry is read with these keys, each optional: nb (default: the one vim3/*.nb), library
+(default: the one vim3/libnn_*.so), ksnn (above; older cards: platform, reorder, input_layout), outputs
+[{name, shape}] (default: the card's outputs), sizes (see above).
 
 Pluggable API: anything with a `KSNN` class and an `output_format` holding OUT_FORMAT_FLOAT32 can stand in for
 the ksnn package: pass `api=` or set EDGEPAD_KSNN_API=<importable module> (e.g. a ctypes loader that runs the
@@ -36,6 +38,22 @@ from .base import BackendError, InferenceModel, MissingTargetError
 
 BOARD = "VIM3"
 API_ENV = "EDGEPAD_KSNN_API"
+# edgepad's graphs come from ONNX (NCHW): planar values, platform ONNX. reorder '2 1 0' is what Khadas' own ONNX
+# examples pass; neither Khadas' libraries nor edgepad's move channels for it (the channel order is the card's).
+KSNN_PLATFORM = "ONNX"
+KSNN_REORDER = "2 1 0"
+KSNN_LAYOUT = "chw"
+
+
+def ksnn_call(preprocess: dict) -> dict:
+    """The card's `targets.vim3.ksnn`: what a KSNN script passes to nn_inference and what it feeds, from the card's
+    preprocessing (mean/std null when the graph itself normalises raw pixels)."""
+    mean, std = preprocess.get("mean"), preprocess.get("std")
+    raw_pixels = mean is None or std is None or (all(float(m) == 0 for m in mean) and all(float(s) == 1 for s in std))
+    return {"platform": KSNN_PLATFORM, "reorder": KSNN_REORDER,
+            "channel_order": str(preprocess.get("channel_order", "rgb")).upper(), "layout": KSNN_LAYOUT,
+            "mean": None if raw_pixels else [float(m) for m in mean],
+            "std": None if raw_pixels else [float(s) for s in std]}
 
 
 def load_ksnn_api():
@@ -68,9 +86,12 @@ class KsnnModel(InferenceModel):
             raise MissingTargetError(f"{model_dir}: no NPU model in it (the card has no vim3 target); "
                                "convert with --to onnx,vim3, or choose --backend onnxruntime")
         self.api = api or load_ksnn_api()
-        self.reorder = self.entry.get("reorder", "0 1 2")
-        self.platform = self.entry.get("platform", "ONNX")
-        self.input_layout = self.entry.get("input_layout", "chw" if self.platform == "CAFFE" else "hwc")
+        call = self.entry.get("ksnn") or {}
+        self.reorder = call.get("reorder", self.entry.get("reorder", "0 1 2"))
+        self.platform = call.get("platform", self.entry.get("platform", "ONNX"))
+        # KSNN's platform says how the values are laid out: interleaved for TENSORFLOW/KERAS/TFLITE, else planar
+        interleaved = self.platform in ("TENSORFLOW", "KERAS", "TFLITE")
+        self.input_layout = call.get("layout", self.entry.get("input_layout", "hwc" if interleaved else "chw"))
         self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
         # a graph with the normalisation inside takes the decoded pixel values (the card's npu_input); KSNN is
         # handed pixel floats, which its NPU_SetInput_* quantize with the tensor's scale and zero point

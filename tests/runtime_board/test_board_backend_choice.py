@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import cv2
+import ksnn_standin
 import numpy as np
 import pytest
 
@@ -23,8 +24,10 @@ def with_npu_files(source, destination):
     shutil.copytree(str(source), str(destination))
     (destination / "vim3").mkdir()
     (destination / "vim3" / "network_binary.nb").write_bytes(b"VPMN" + bytes(60))
-    (destination / "vim3" / f"libnn_{source.name}.so").write_bytes(b"\x7fELF")
     card = json.loads((destination / "edgepad.json").read_text())
+    shape = card["input"]
+    ksnn_standin.write_placeholder_library(destination / "vim3" / f"libnn_{source.name}.so", "../model.onnx",
+                                           (1, shape["channels"], shape["height"], shape["width"]))
     card["targets"]["vim3"] = {"nb": "vim3/network_binary.nb", "library": f"vim3/libnn_{source.name}.so",
                                "platform": "ONNX"}
     (destination / "edgepad.json").write_text(json.dumps(card))
@@ -39,7 +42,8 @@ def pnet_with_sizes(source, destination, sizes):
     for height, width in sizes:
         key = f"{height}x{width}"
         (destination / "vim3" / f"pnet_{key}.nb").write_bytes(b"VPMN" + bytes(60))
-        (destination / "vim3" / f"libnn_pnet_{key}.so").write_bytes(b"\x7fELF")
+        ksnn_standin.write_placeholder_library(destination / "vim3" / f"libnn_pnet_{key}.so", "../model.open.onnx",
+                                               (1, 3, height, width))
         out_h, out_w = (height - 1) // 2 - 4, (width - 1) // 2 - 4  # 3x3 valid, 2x2 'same' pool, two 3x3 valid
         entries[key] = {"nb": f"vim3/pnet_{key}.nb", "library": f"vim3/libnn_pnet_{key}.so",
                         "outputs": [{"name": "bbox_reg", "shape": [1, out_h, out_w, 4]},

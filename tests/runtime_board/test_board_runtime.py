@@ -8,19 +8,25 @@ import subprocess
 import sys
 
 import cv2
+import ksnn_standin
 import numpy as np
 import pytest
 
+KSNN_CALL = {"platform": "ONNX", "reorder": "2 1 0", "layout": "chw"}  # what the vim3 target writes (ksnn_call)
 
-def npu_copy(source, destination, reorder="0 1 2"):
+
+def npu_copy(source, destination):
     """A copy of a convert output with NPU files beside it, as the vim3 target lays them out."""
     shutil.copytree(str(source), str(destination))
     (destination / "vim3").mkdir()
     (destination / "vim3" / "network_binary.nb").write_bytes(b"VPMN" + bytes(60))  # placeholder NBG
-    (destination / "vim3" / f"libnn_{source.name}.so").write_bytes(b"\x7fELF")  # placeholder library
     card = json.loads((destination / "edgepad.json").read_text())
+    shape = card["input"]
+    ksnn_standin.write_placeholder_library(destination / "vim3" / f"libnn_{source.name}.so", "../model.onnx",
+                                           (1, shape["channels"], shape["height"], shape["width"]))
     card["targets"]["vim3"] = {"nb": "vim3/network_binary.nb", "library": f"vim3/libnn_{source.name}.so",
-                               "reorder": reorder, "platform": "ONNX"}
+                               "ksnn": dict(KSNN_CALL, channel_order="RGB", mean=card["preprocess"]["mean"],
+                                            std=card["preprocess"]["std"])}
     (destination / "edgepad.json").write_text(json.dumps(card))
     return destination
 
@@ -76,6 +82,7 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
 
     folder = npu_copy(bundle / "models" / "onet", tmp_path / "onet")
     ksnn_standin.StandInKSNN.calls.clear()
+    ksnn_standin.StandInKSNN.library_calls.clear()
     model = KsnnModel(str(folder), api=ksnn_standin)
     batch = np.random.default_rng(1).uniform(-1, 1, (3, 48, 48, 3)).astype(np.float32)
     outputs = model.run(batch)
@@ -83,9 +90,14 @@ def test_ksnn_backend_makes_exactly_ksnns_calls(bundle, tmp_path):
     calls = ksnn_standin.StandInKSNN.calls
     assert calls[0] == ("KSNN", "VIM3")
     assert calls[1] == ("nn_init", str(folder / "vim3" / "libnn_onet.so"), str(folder / "vim3" / "network_binary.nb"),
-                 0)
-    assert calls[2:] == [("nn_inference", "ONNX", "0 1 2", 3, ksnn_standin.output_format.OUT_FORMAT_FLOAT32,
-                          (48, 48, 3), np.dtype("float32"))] * 3
+                        0)
+    # the card's platform and reorder, planar float32 (C, H, W) values as Khadas' ONNX examples pass them
+    assert calls[2:] == [("nn_inference", "ONNX", "2 1 0", 1, 3, ksnn_standin.output_format.OUT_FORMAT_FLOAT32,
+                          (3, 48, 48), np.dtype("float32"))] * 3
+    per_inference = ["NPU_GetInputTensor", "NPU_SetInput_I16", "NPU_ProcessGraph"] + \
+        ["NPU_GetOutputTensor", "NPU_ConvertTensorToData_F32"] * 3
+    library_calls = [c[0] for c in ksnn_standin.StandInKSNN.library_calls]
+    assert library_calls == ["NPU_CreateNeuralNetwork"] + per_inference * 3
     expected = load_model(bundle / "models" / "onet", "onnxruntime").run(batch)
     assert list(outputs) == ["bbox_reg", "landmarks", "face_prob"]
     for name in expected:
@@ -153,13 +165,14 @@ def test_detector_on_the_npu_path_with_per_size_pnet(bundle, faces, tmp_path):
     for h, w in sizes:
         key = f"{h}x{w}"
         (pnet / "vim3" / f"pnet_{key}.nb").write_bytes(b"VPMN" + bytes(60))
-        (pnet / "vim3" / f"libnn_pnet_{key}.so").write_bytes(b"\x7fELF")
+        ksnn_standin.write_placeholder_library(pnet / "vim3" / f"libnn_pnet_{key}.so", "../model.open.onnx",
+                                               (1, 3, h, w))
         oh, ow = pnet_output_hw(h, w)
         entries[key] = {"nb": f"vim3/pnet_{key}.nb", "library": f"vim3/libnn_pnet_{key}.so",
                         "outputs": [{"name": "bbox_reg", "shape": [1, oh, ow, 4]},
                                     {"name": "face_prob", "shape": [1, oh, ow, 2]}]}
     card = json.loads((pnet / "edgepad.json").read_text())
-    card["targets"]["vim3"] = {"platform": "ONNX", "sizes": entries}
+    card["targets"]["vim3"] = {"ksnn": KSNN_CALL, "sizes": entries}
     (pnet / "edgepad.json").write_text(json.dumps(card))
     rnet = npu_copy(bundle / "models" / "rnet", tmp_path / "rnet")
     onet = npu_copy(bundle / "models" / "onet", tmp_path / "onet")

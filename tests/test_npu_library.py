@@ -384,8 +384,11 @@ outputs, inputs = [], []
 for path in sources:
     image = pixels(cv2.imread(path, cv2.IMREAD_COLOR), card["preprocess"], h, w)  # decoded bytes, resized, RGB
     assert image.min() >= 0 and image.max() <= 255 and np.array_equal(image, np.rint(image))
-    inputs.append(np.ascontiguousarray(image.transpose(2, 0, 1)))  # as the simulation got it: (C, H, W)
-    outputs.append(ksnn.nn_inference([image], platform="ONNX", reorder="0 1 2", output_tensor=1)[0])  # KSNN: HWC
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+    inputs.append(chw)  # as the simulation got it: (C, H, W)
+    call = entry["ksnn"]  # how the card says to call KSNN
+    fed = chw if call["layout"] == "chw" else image
+    outputs.append(ksnn.nn_inference([fed], platform=call["platform"], reorder=call["reorder"], output_tensor=1)[0])
 np.savez(result, outputs=np.stack(outputs), inputs=np.stack(inputs))
 """
 

@@ -410,7 +410,7 @@ int NPU_ProcessGraph(void)
     }
     /* edgepad's diagnosis: every node's output as text, in a build whose tensors are not virtual */
     if (getenv("EDGEPAD_NPU_DUMP_DIR") != NULL) {
-        vsi_nn_DumpGraphNodeOutputs(network->graph, getenv("EDGEPAD_NPU_DUMP_DIR"), NULL, 0, TRUE, 0);
+        vsi_nn_DumpGraphNodeOutputs(graph, getenv("EDGEPAD_NPU_DUMP_DIR"), NULL, 0, TRUE, 0);
     }
     return 0;
 }

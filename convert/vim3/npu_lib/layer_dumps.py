@@ -29,9 +29,9 @@ def compare_layer_dumps(out_dir: Path, case: str, target: str, pid: int, sdk_dir
 
     with tempfile.TemporaryDirectory(prefix="edgepad-npu-dump-") as work:
         work = Path(work)
-        for source in Path(out_dir).iterdir():
-            if source.is_file() and (source.name.startswith("vnn_") or source.name == f"{case}.export.data"):
-                shutil.copy2(source, work / source.name)
+        for path in Path(out_dir).iterdir():
+            if path.is_file() and (path.name.startswith("vnn_") or path.name == f"{case}.export.data"):
+                shutil.copy2(path, work / path.name)
         header = work / f"vnn_{case}.h"
         header.write_text(re.sub(r"#define VNN_APP_DEBUG \(FALSE\)", "#define VNN_APP_DEBUG (TRUE)",
                                  header.read_text()))

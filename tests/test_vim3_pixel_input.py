@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgepad.convert.vim3.pixel_graph import pixel_input_graph
-from edgepad.convert.vim3.vim3_npu import select_images
 from onnx import TensorProto, helper, numpy_helper
 
+from edgepad.convert.vim3.pixel_graph import pixel_input_graph
+from edgepad.convert.vim3.vim3_npu import select_images
 from edgepad.errors import InputFileError
 
 

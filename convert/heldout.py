@@ -106,9 +106,9 @@ class DecisionAgreement:
         return {"decision_agreement": self.share, "flipped": self.flipped}
 
 
-def decision_agreement(reference: np.ndarray, candidate: np.ndarray, card: ModelCard,
+def decision_agreement(reference: np.ndarray, candidate: np.ndarray, card: ModelCard | None,
                        sources: list[str]) -> DecisionAgreement:
-    if card.task != "classifier" or not len(reference):
+    if card is None or card.task != "classifier" or not len(reference):
         return DecisionAgreement(None, [])
     same = decisions(reference, card) == decisions(candidate, card)
     return DecisionAgreement(float(np.mean(same)), [s for s, kept in zip(sources, same, strict=True) if not kept])

@@ -1,9 +1,11 @@
 """The health check: the board's runtime computes the bundle's reference inputs; the host compares the outputs.
 
 The reference is the host's onnxruntime outputs in the LOCAL bundle (reference/outputs.npz), not the board's copy.
-Float backends (onnxruntime, OpenCV) must match within FLOAT32_ATOL; the NPU's quantized models within
-QUANTIZED_MIN_COSINE. It runs on releases/<id> before `current` moves; every way the runtime can fail (a
-mismatch, a crash, a hang past the timeout, no output, an output that is not an npz) is a failed HealthResult.
+Float backends (onnxruntime, OpenCV) must match within FLOAT32_ATOL; the NPU's quantized models pass the gates
+they were converted with (the card's `targets.vim3.gates`: min_cosine, and min_agreement of the live/spoof or top-1
+decisions; defaults QUANTIZED_MIN_COSINE and DEFAULT_MIN_AGREEMENT). It runs on releases/<id> before `current`
+moves; every way the runtime can fail (a mismatch, a crash, a hang past the timeout, no output, an output that is
+not an npz) is a failed HealthResult.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepad.convert.heldout import DEFAULT_MIN_AGREEMENT, decision_agreement
 from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 from edgepad.runtime.card import ModelCard
 
@@ -127,6 +130,13 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
         runs_quantized = quantized_target and (cards is None or (
             model in cards and quantized_target in cards[model].targets))
         atol, min_cosine = tolerance_for(used_backend if runs_quantized else "onnxruntime")
+        # a quantized model is held to the gates it was converted with (its card's), decisions included
+        card = (cards or {}).get(model)
+        entry = dict(card.targets.items()).get(quantized_target) if card is not None and quantized_target else None
+        gates = (entry.to_dict() if hasattr(entry, "to_dict") else entry or {}).get("gates") or {}
+        if runs_quantized and gates.get("min_cosine") is not None:
+            min_cosine = float(gates["min_cosine"])
+        min_agreement = float(gates.get("min_agreement") or DEFAULT_MIN_AGREEMENT) if runs_quantized else None
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]
         if missing:
@@ -148,9 +158,18 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
         reference_name = "host TFLite interpreter" if on_tflite else "host onnxruntime"
         parity = compare_outputs(reference, candidate, reference_name=reference_name,
                                  candidate_name=f"board {used_backend}", atol=atol, min_cosine=min_cosine)
-        for output in parity.to_json()["outputs"]:
-            rows.append({"model": model, "output": output["name"], "max_abs": output["max_abs"],
-                         "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
-                         "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]})
+        for index, output in enumerate(parity.to_json()["outputs"]):
+            row = {"model": model, "output": output["name"], "max_abs": output["max_abs"],
+                   "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
+                   "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]}
+            if runs_quantized and index == 0 and card is not None:
+                name = output["name"]
+                kept = decision_agreement(np.stack(reference[name]), np.stack(candidate[name]), card,
+                                          [str(i) for i in range(len(reference[name]))])
+                if kept.share is not None:
+                    row.update({"decision_agreement": kept.share, "min_agreement": min_agreement,
+                                "flipped_inputs": [int(i) for i in kept.flipped]})
+                    row["passed"] = row["passed"] and kept.share >= min_agreement
+            rows.append(row)
     passed = bool(rows) and all(r["passed"] for r in rows) and not errors
     return HealthResult(passed, used_backend, rows, error="; ".join(errors) or None)

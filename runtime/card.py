@@ -276,6 +276,27 @@ class KsnnCall(_Part):
 
 
 @dataclass
+class NpuInput(_Part):
+    """targets.vim3.npu_input: what the NPU's input tensor takes. "pixels": the decoded image's values (0..255,
+    resized, in the card's channel order); the card's mean/std are folded into the graph (preprocess_in_graph)."""
+
+    values: str = "pixels"
+    range: Optional[List[float]] = None
+    layout: str = "nchw"
+    shape: Optional[List[Optional[int]]] = None
+    channel_order: Optional[str] = None
+    dtype: Optional[str] = None
+    scale: Optional[float] = None
+    zero_point: Optional[int] = None
+    fl: Optional[int] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, where="targets.vim3.npu_input") -> "NpuInput":
+        return _from(cls, data, where)
+
+
+@dataclass
 class Vim3Entry(_Part):
     """targets.vim3: the NBG for the VIM3 NPU, as the vim3 target writes it and the ksnn backend reads it.
 
@@ -298,6 +319,11 @@ class Vim3Entry(_Part):
     layout: Optional[str] = None
     channel_order: Optional[str] = None
     ksnn: Optional[KsnnCall] = None
+    npu_input: Optional[NpuInput] = None
+    # {file, how, mean, std, max_abs_vs_normalised_graph}: the card's normalisation folded into the NPU graph
+    preprocess_in_graph: Optional[Dict[str, Any]] = None
+    gates: Optional[Dict[str, Optional[float]]] = None  # {min_cosine, min_agreement} the quantized model passed
+    quantize_auto: Optional[Dict[str, Any]] = None  # --quantize auto: {chosen, tried}
     input: Optional[NpuTensor] = None
     outputs: Optional[List[NpuTensor]] = None
     case: Optional[NpuCase] = None
@@ -319,7 +345,7 @@ class Vim3Entry(_Part):
             return {key: cls.from_dict(entry, f"{at}.{key}") for key, entry in value.items()}
 
         return _from(cls, data, where, {"input": NpuTensor.from_dict, "outputs": _list_of(NpuTensor),
-                                        "ksnn": KsnnCall.from_dict,
+                                        "ksnn": KsnnCall.from_dict, "npu_input": NpuInput.from_dict,
                                         "case": NpuCase.from_dict, "npu_library": NpuLibrary.from_dict,
                                         "sizes": sizes})
 

@@ -36,3 +36,6 @@ class NpuCompilation:
     layers: list[dict] = field(default_factory=list)
     log: str | None = None
     layers_file: str | None = None
+    input_quantization: dict | None = None  # the input tensors' parameters after forcing them to hold 0..255
+    layer_dump: dict | None = None  # every layer's simulated output for the last evaluation input (files)
+    simulation_files: dict | None = None  # the evaluation inputs (pixels) and the quantized simulation's outputs

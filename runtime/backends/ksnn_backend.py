@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from ..card import KsnnCall, ModelCard, NpuTensor, Preprocess, Vim3Entry
+from ..preprocess import as_channel_vector
 from .base import BackendError, InferenceModel, MissingTargetError
 
 BOARD = "VIM3"
@@ -45,11 +46,13 @@ KSNN_REORDER = "2 1 0"
 KSNN_LAYOUT = "chw"
 
 
-def ksnn_call(preprocess: Preprocess) -> KsnnCall:
+def ksnn_call(preprocess: Preprocess, pixel_input: bool = False) -> KsnnCall:
     """The card's `targets.vim3.ksnn`: what a KSNN script passes to nn_inference and what it feeds, from the card's
-    preprocessing (mean/std null when the graph itself normalises raw pixels)."""
+    preprocessing (mean/std null when the graph itself normalises raw pixels: `pixel_input`, or a card whose
+    mean/std leave pixels as they are)."""
     mean, std = preprocess.mean, preprocess.std
-    raw_pixels = mean is None or std is None or (all(float(m) == 0 for m in mean) and all(float(s) == 1 for s in std))
+    raw_pixels = pixel_input or mean is None or std is None or (
+        all(float(m) == 0 for m in mean) and all(float(s) == 1 for s in std))
     return KsnnCall(platform=KSNN_PLATFORM, reorder=KSNN_REORDER, channel_order=str(preprocess.channel_order).upper(),
                     layout=KSNN_LAYOUT, mean=None if raw_pixels else [float(m) for m in mean],
                     std=None if raw_pixels else [float(s) for s in std])
@@ -97,6 +100,9 @@ class KsnnModel(InferenceModel):
             self.input_layout = entry.input_layout or ("hwc" if interleaved else "chw")
         self.outputs: List[NpuTensor] = entry.outputs or [NpuTensor(name=o.name, shape=o.shape)
                                                           for o in self.card.outputs]
+        # a graph with the normalisation inside takes the decoded pixel values (the card's npu_input); KSNN is
+        # handed pixel floats, which its NPU_SetInput_* quantize with the tensor's scale and zero point
+        self.pixel_input = entry.npu_input is not None and entry.npu_input.values == "pixels"
         if not self.output_names:
             self.output_names = [o.name for o in self.outputs]
         self._instances: Dict[str, object] = {}
@@ -141,6 +147,14 @@ class KsnnModel(InferenceModel):
                                "name it in the card's vim3 entry")
         return found[0]
 
+    def _pixels(self, normalised: np.ndarray) -> np.ndarray:
+        """The normalised image (run()'s input) back to the pixel values it came from: integers, exactly."""
+        preprocess = self.card.preprocess
+        channels = normalised.shape[-1]
+        mean = as_channel_vector(preprocess.mean, channels, "mean")
+        std = as_channel_vector(preprocess.std, channels, "std")
+        return np.clip(np.rint(normalised * std + mean), 0, 255).astype(np.float32)
+
     def _run_on_cpu(self, batch: np.ndarray, key: str) -> Dict[str, np.ndarray]:
         if self._cpu is None:
             self._cpu = self.size_fallback()
@@ -170,6 +184,8 @@ class KsnnModel(InferenceModel):
             return self._run_on_cpu(batch, key)
         entry, key, outputs = self._entry_for(image.shape[0], image.shape[1])
         ksnn = self._instance(entry, key)
+        if self.pixel_input:
+            image = self._pixels(image)
         if self.input_layout == "chw":
             image = np.ascontiguousarray(image.transpose(2, 0, 1))
         try:

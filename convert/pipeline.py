@@ -1,9 +1,10 @@
-"""`edgepad convert`: Keras .h5 -> ONNX -> further targets, each checked against the step before and the original.
+"""`edgepad convert`: a Keras .h5/.keras/SavedModel or an .onnx file (convert/sources.py) -> ONNX -> further
+targets, each checked against the step before and the original.
 
 Each target is a sub-package with a `target` module (convert/onnx/target.py, convert/caffe/target.py,
-convert/vim3/target.py) whose `run(ctx: ConvertContext) -> TargetReport` writes its files into ctx.work_dir, adds
-what the board needs to ctx.card.targets.<name>, and returns its parity figures, files and warnings; report.py
-renders them to report.json. A new target (e.g. convert/tflite/target.py) is one more line in TARGETS.
+convert/vim3/target.py, convert/tflite/target.py) whose `run(ctx: ConvertContext) -> TargetReport` writes its files
+into ctx.work_dir, adds what the board needs to ctx.card.targets.<name>, and returns its parity figures, files and
+warnings; report.py renders them to report.json. A new target is one more line in TARGETS.
 """
 from __future__ import annotations
 

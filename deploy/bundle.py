@@ -21,7 +21,14 @@ from edgepad.progress import Steps
 from edgepad.staging import staged_output_dir
 
 from . import manifest as manifest_io
-from .reference import TFLITE_REFERENCE, host_outputs, host_tflite_outputs, reference_inputs
+from .reference import (
+    KSNN_REFERENCE,
+    TFLITE_REFERENCE,
+    host_npu_outputs,
+    host_outputs,
+    host_tflite_outputs,
+    reference_inputs,
+)
 
 DETECTOR_NETS = ("pnet", "rnet", "onet")
 SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
@@ -79,9 +86,21 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
         np.savez(work / "reference" / "outputs.npz", **outputs)
         if tflite_outputs:
             np.savez(work / "reference" / TFLITE_REFERENCE, **tflite_outputs)
+        on_npu = [name for name, card in cards.items() if has_host_npu_library(card)]
+        if on_npu:
+            with steps.step(f"Computing reference outputs of {', '.join(on_npu)} with their NPU libraries in the "
+                            "VIM3 emulator"):
+                npu_outputs = host_npu_outputs(work, {name: inputs[name] for name in on_npu})
+            np.savez(work / "reference" / KSNN_REFERENCE, **npu_outputs)
         with steps.step("Writing manifest.json"):
             manifest = manifest_io.seal(work, host_versions(), cards)
     return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()})
+
+
+def has_host_npu_library(card: dict) -> bool:
+    """The model has NPU files and a library the host's emulator runs (the Khadas SDK toolkit ships sources only)."""
+    vim3 = card.get("targets", {}).get("vim3")
+    return bool(vim3) and bool((vim3.get("npu_library") or {}).get("library"))
 
 
 def runtime_source_dir() -> Path:

@@ -14,15 +14,68 @@ same half-step noise leaves its output at cosine 0.9995, as a real PAD model's w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .board_env import test_cache
+from .paths import FACES, LEGACY_H5
 
 TRAINING_EPOCHS = 10
+MTCNN_MEAN, MTCNN_STD = 127.5, 128.0  # what the mtcnn package feeds its nets
+# What the converted folders depend on: rebuilt when any of it changes, else reused from the test cache.
+NPU_SOURCES = ["convert/vim3/npu_lib/*", "runtime/npu_loader.py", "convert/vim3/vim3_npu.py", "convert/vim3/acuitylite.py",
+               "convert/vim3/toolkit_worker.py", "convert/vim3/toolkit_env.py", "convert/vim3/nbg_header.py",
+               "runtime/backends/ksnn_backend.py",
+               "convert/mtcnn_keras.py", "convert/pipeline.py", "convert/onnx/keras_to_onnx.py", "tests/support/calibration_faces.py"]
+
+
+@dataclass
+class Converted:
+    out: Path
+    card: dict
+
+
+def _sources_key(*extra: Path) -> str:
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for pattern in NPU_SOURCES:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.name.encode() + path.read_bytes())
+    for path in extra:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def converted_npu_models(faces_dir: Path, scratch: Path, names=("classifier", "rnet", "onet")) -> dict:
+    """name -> the folder `--to onnx,vim3` wrote (NBG, case, libnn_<case>.so, vim3_emulated), for the PAD classifier
+    (pad_mobilenet.h5) and MTCNN's RNet and ONet; converted once (20-40 s each) and kept in the test cache."""
+    from edgepad.convert.mtcnn_keras import build_net
+    from edgepad.convert.pipeline import ConvertOptions, convert_model
+
+    from .calibration_faces import calibration_faces_dir
+
+    calibration = calibration_faces_dir(faces_dir)  # aligned real face crops: what RNet, ONet and the PAD model see
+    cache = test_cache() / f"npu_library-{_sources_key(LEGACY_H5 / 'pad_mobilenet.h5')}"
+    sources = {"classifier": (LEGACY_H5 / "pad_mobilenet.h5", 127.5, 127.5), "rnet": (None, MTCNN_MEAN, MTCNN_STD),
+               "onet": (None, MTCNN_MEAN, MTCNN_STD)}
+    results = {}
+    for name in names:
+        h5, mean, std = sources[name]
+        out = cache / name
+        if not (out / "report.json").is_file():
+            if h5 is None:
+                h5 = scratch / f"{name}.h5"
+                build_net(name).save(h5)
+            convert_model(ConvertOptions(model=h5, out=out, targets=("onnx", "vim3"), mean=(mean,), std=(std,),
+                                         calibration=calibration, calibration_count=64, sample_images=FACES,
+                                         force=True))
+        results[name] = Converted(out, json.loads((out / "edgepad.json").read_text()))
+    return results
 
 
 def face_inputs(folder: Path, size: int) -> np.ndarray:

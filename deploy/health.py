@@ -117,7 +117,7 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
         if error:
             return HealthResult(False, backend or NPU_BACKEND, error=f"NPU library: {error}",
                                 seconds=time.perf_counter() - start, library=library, libraries=libraries)
-    result = parity_run(board, release, bundle_dir, backend, timeout, cards)
+    result = parity_run(board, release, bundle_dir, backend, timeout, cards, NPU_BACKEND if on_npu else "auto")
     result.library, result.libraries = library, libraries
     if on_npu and result.passed:
         cpu_backend = "onnxruntime" if "onnxruntime" in board.op("facts").get("backends", []) else "opencv"
@@ -131,8 +131,9 @@ def health_check(board: Board, release: str, bundle_dir: Path, backend: str | No
 
 
 def parity_run(board: Board, release: str, bundle_dir: Path, backend: str | None, timeout: float,
-               cards: dict) -> HealthResult:
-    """One `--parity` run on the board (on `backend`, or the runtime's own choice) judged against the host."""
+               cards: dict, expected: str = "auto") -> HealthResult:
+    """One `--parity` run on the board (on `backend`, or the runtime's own choice: `expected` until it names it)
+    judged against the host."""
     start = time.perf_counter()
     out_name = f".health-{release}.npz"
     argv = runtime_command(board, release, "--parity", board.release_path(release, "reference", "inputs.npz"),
@@ -141,7 +142,7 @@ def parity_run(board: Board, release: str, bundle_dir: Path, backend: str | None
         argv += ["--backend", backend]
     ran = board.op("run", argv=argv, seconds=timeout, expect=out_name, timeout=timeout + 60)
     said = re.search(r"\(backend (\w+)\)", ran["stderr"])  # the runtime names its choice
-    used_backend = backend or (said.group(1) if said else "auto")
+    used_backend = backend or (said.group(1) if said else expected)
     per_model = re.search(r"backends (\{[^}\n]*\})", ran["stderr"])  # and which backend ran each model
     try:
         model_backends = json.loads(per_model.group(1)) if per_model else None

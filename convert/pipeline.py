@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +43,7 @@ class ConvertOptions:
     custom_objects: Path | None = None
     output_layer: str | None = None
     input_shape: tuple[int, int, int] | None = None
-    layout: str = "nhwc"
+    layout: str | None = None  # model.onnx's input layout (default nhwc); for an .onnx input: the graph's, if unclear
     mean: tuple[float, ...] = (127.5,)
     std: tuple[float, ...] = (127.5,)
     channel_order: str | None = None  # rgb, bgr, gray, rgba, bgra; None: from the input's channels (3: rgb)
@@ -81,6 +81,7 @@ class ConvertContext:
     keras_outputs: dict[str, list[np.ndarray]]  # per output name, per input
     keras_model: object = None  # the loaded (and cut) Keras model, for targets that convert from it (tflite)
     warnings: list[str] = field(default_factory=list)
+    reference_name: str = "keras"  # what keras_outputs came from: the Keras model, or onnxruntime on an .onnx input
     report_sections: dict = field(default_factory=dict)  # extra top-level report.json sections (e.g. vim3_emulated)
 
     def inputs_as(self, layout: str) -> list[np.ndarray]:
@@ -125,10 +126,10 @@ def parse_targets(text: str) -> tuple[str, ...]:
 
 def convert_model(options: ConvertOptions, steps: Steps | None = None) -> ConvertResult:
     """The Python API behind `edgepad convert`. Writes options.out completely or not at all."""
-    from .onnx.keras_loading import inspect_h5, prefer_legacy_keras_for
+    from .sources import detect_source, prepare_process
 
     steps = steps or Steps(quiet=True)
-    if options.layout not in ("nhwc", "nchw"):
+    if options.layout not in (None, "nhwc", "nchw"):
         raise UsageError(f"--layout {options.layout}: choose nhwc or nchw")
     from edgepad.runtime.preprocess import CHANNEL_ORDERS
 
@@ -137,8 +138,10 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
     targets = parse_targets(",".join(options.targets))
     runners = {name: _resolve(name) for name in targets}
 
-    info = inspect_h5(options.model)
-    prefer_legacy_keras_for(info)
+    info = detect_source(options.model)
+    prepare_process(info, targets)
+    if info.is_keras and options.layout is None:
+        options = replace(options, layout="nhwc")
     import_tensorflow()
     with staged_output_dir(options.out, options.force) as work_dir:
         ctx = _onnx_stage(options, info, work_dir, steps)
@@ -156,21 +159,35 @@ def convert_model(options: ConvertOptions, steps: Steps | None = None) -> Conver
 
 
 def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> ConvertContext:
-    """Load Keras, export the ONNX graph(s), compute the Keras reference outputs. The 'onnx' target checks them."""
-    from .onnx.keras_loading import cut_at_layer, load_custom_objects, load_keras_model, output_names
+    """Load the model, export the ONNX graph(s), compute the reference outputs. The 'onnx' target checks them.
+
+    The reference is the Keras model's outputs, or for an .onnx input onnxruntime's on the original file."""
+    from .onnx.keras_loading import cut_at_layer, load_custom_objects, output_names
     from .onnx.keras_to_onnx import export_onnx, static_input_shape
     from .parity_inputs import parity_images
+    from .sources import load_keras, prepare_onnx
 
-    with steps.step(f"Loading {info.path.name} (Keras {info.keras_version} file, via {info.backend})"):
-        custom_objects = load_custom_objects(options.custom_objects)
-        model = cut_at_layer(load_keras_model(info, custom_objects), info, options.output_layer)
-        hwc = static_input_shape(model, options.input_shape, str(info.path))
-        names = output_names(model)
+    onnx_source = model = None
+    with steps.step(f"Loading {info.describe()}"):
+        if info.is_keras:
+            custom_objects = load_custom_objects(options.custom_objects)
+            model = cut_at_layer(load_keras(info, custom_objects), info, options.output_layer)
+            hwc = static_input_shape(model, options.input_shape, str(info.path))
+            names = output_names(model)
+            name = model.name
+        else:
+            onnx_source = prepare_onnx(info.path, options.input_shape, options.layout,
+                                       bool(NCHW_TARGETS & set(options.targets)))
+            options = replace(options, layout=onnx_source.layout)
+            hwc, name = onnx_source.hwc, onnx_source.name
 
-    card = _new_card(options, info, model.name, hwc)
+    card = _new_card(options, info, name, hwc)
+    if onnx_source is not None:
+        card["source"]["layout"] = {"value": onnx_source.layout, "from": onnx_source.layout_from}
     with steps.step("Preparing parity inputs"):
         inputs, sources = parity_images(card, options.sample_images)
-        keras_outputs = _run_keras(model, inputs, names)
+        keras_outputs = (onnx_source.reference(inputs) if onnx_source is not None
+                         else _run_keras(model, inputs, names))
     card["outputs"] = [{"name": n, "shape": list(v[0].shape)} for n, v in keras_outputs.items()]
     card.update(classifier_head(keras_outputs, options.labels, options.task))
     if card["task"] == "classifier":
@@ -178,12 +195,15 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
     elif options.match_threshold is not None:
         card["match_threshold"] = options.match_threshold
 
-    exports = {options.layout: None}
-    if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":
-        exports["nchw"] = None
-    for layout in exports:
-        with steps.step(f"Exporting ONNX ({layout.upper()}) with tf2onnx"):
-            exports[layout] = export_onnx(model, hwc, names, layout)
+    if onnx_source is not None:
+        exports = onnx_source.exports
+    else:
+        exports = {options.layout: None}
+        if NCHW_TARGETS & set(options.targets) and options.layout != "nchw":
+            exports["nchw"] = None
+        for layout in exports:
+            with steps.step(f"Exporting ONNX ({layout.upper()}) with tf2onnx"):
+                exports[layout] = export_onnx(model, hwc, names, layout)
     main = exports[options.layout]
     main_path = work_dir / "model.onnx"
     main_path.write_bytes(main.model.SerializeToString())
@@ -208,6 +228,8 @@ def _onnx_stage(options: ConvertOptions, info, work_dir: Path, steps: Steps) -> 
         }
     ctx = ConvertContext(options, work_dir, card, steps, nchw_path, inputs, sources,
                          {n: v for n, v in keras_outputs.items()}, keras_model=model)
+    if onnx_source is not None:
+        ctx.reference_name = f"onnxruntime:{info.path.name}"
     for export in exports.values():
         ctx.warnings.extend(export.warnings)
     return ctx
@@ -222,16 +244,19 @@ def _onnx_target(ctx: ConvertContext) -> dict:
         entry = ctx.card["targets"].get(key)
         if entry is None:
             continue
-        with ctx.steps.step(f"Checking {entry['file']} against Keras (onnxruntime, optimisations off)"):
+        with ctx.steps.step(f"Checking {entry['file']} against {ctx.reference_name} (onnxruntime, optimisations off)"):
             outputs = run_onnx(str(ctx.work_dir / entry["file"]), ctx.inputs_as(entry["layout"]))
             parity = compare_outputs(_rename(ctx.keras_outputs, outputs), outputs,
-                                     reference_name="keras", candidate_name=entry["file"], atol=ctx.options.atol)
+                                     reference_name=ctx.reference_name, candidate_name=entry["file"],
+                                     atol=ctx.options.atol)
         parity.raise_if_failed(f"{ctx.options.model}", hint="see report.json for every output")
         if key == "onnx":
             section.update(parity.to_json())
             section["file"] = entry["file"]
             section["simplified"] = entry["simplified"]
             section["input_sources"] = ctx.parity_sources
+            if "layout" in ctx.card["source"]:  # an .onnx input: its layout, and whether the graph or --layout told it
+                section["source_layout"] = ctx.card["source"]["layout"]
         else:
             section["nchw"] = parity.to_json()
     return section
@@ -322,7 +347,8 @@ def _new_card(options: ConvertOptions, info, model_name: str, hwc) -> dict:
         "name": model_name,
         "source": {
             "file": info.path.name,
-            "sha256": _sha256(info.path),
+            "sha256": _sha256(info.hashed_file),
+            "kind": info.kind,
             "keras_version": info.keras_version,
             "loader": info.backend,
             "output_layer": options.output_layer,

@@ -105,7 +105,7 @@ def caffe_target(ctx) -> dict:
         # Against Keras too, for the report: each step was checked against the one before it, so this can exceed
         # the tolerance only by the sum of two in-tolerance differences; that is a warning, not a failure.
         keras = {onnx_name: values for onnx_name, values in zip(reference, ctx.keras_outputs.values())}
-        vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name="keras",
+        vs_keras = compare_outputs(keras, _shaped_like(candidate, keras), reference_name=ctx.reference_name,
                                    candidate_name=f"opencv:{PROTOTXT}", atol=ctx.options.atol)
     parity.raise_if_failed(str(ctx.options.model), hint="a Caffe layer computes something else than its ONNX op: "
                            "convert with --to onnx meanwhile, or allow more with --atol")

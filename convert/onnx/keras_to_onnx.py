@@ -79,7 +79,7 @@ def export_onnx(keras_model, hwc: tuple[int, int, int], names: list[str], layout
 
     shape = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     export = OnnxExport(proto, ONNX_INPUT_NAME, shape, readable, simplified=False)
-    _simplify_if_equal(export)
+    simplify_if_equal(export)
     return export
 
 
@@ -93,7 +93,7 @@ def check(proto) -> None:
         raise ExportError(f"the exported ONNX graph is invalid: {str(error).splitlines()[0]}") from error
 
 
-def _simplify_if_equal(export: OnnxExport) -> None:
+def simplify_if_equal(export: OnnxExport) -> None:
     """onnx-simplifier folds constants and shape ops; keep its graph only if it computes the same."""
     import onnxsim
 

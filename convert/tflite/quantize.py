@@ -13,6 +13,7 @@ IO_DTYPE = "uint8"
 def quantize_to_tflite(model, input_hwc: tuple[int, int, int], calibration: list[np.ndarray]) -> bytes:
     """The flatbuffer of `model` (a tf_keras or Keras 3 model) with integer-only kernels and uint8 input/output."""
     import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     shape = (1, *input_hwc)
 
@@ -24,7 +25,10 @@ def quantize_to_tflite(model, input_hwc: tuple[int, int, int], calibration: list
         for image in calibration:
             yield [np.asarray(image, np.float32)[None]]
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([forward.get_concrete_function()], model)
+    # Variables frozen into constants first: a Keras 3 model's variables are not tracked by the converter, which
+    # then writes READ_VARIABLE ops that fail at calibration ("variable != nullptr"); tf_keras models convert alike.
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     # integer kernels only: an op TFLite cannot quantize fails here instead of silently staying float

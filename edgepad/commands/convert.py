@@ -29,9 +29,11 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="Python file defining the model's custom layers, losses and functions.")
 @click.option("--output-layer", help="Export the sub-model ending at this layer (a name, or an index such as -2 to "
               "drop a training head).")
-@click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1).")
-@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
-              help="Input layout of model.onnx.")
+@click.option("--input-shape", help="H,W,C where the model leaves input dimensions open (batch is always 1; "
+              "for an .onnx input also H,W,C, whatever its layout).")
+@click.option("--layout", type=click.Choice(["nhwc", "nchw"]),
+              help="Input layout of model.onnx (default nhwc). For an .onnx input: its layout, read from the graph; "
+                   "give it only when the graph does not tell.")
 @click.option("--mean", default="127.5", show_default=True,
               help="Subtracted from each pixel: one value or one per channel.")
 @click.option("--std", default="127.5", show_default=True,
@@ -80,7 +82,10 @@ def convert(model, out, targets, custom_objects, output_layer, input_shape, layo
             labels, task, threshold, match_threshold, sample_images, atol, board, quantize, calibration,
             calibration_count, eval_images, min_cosine, min_agreement, npu_toolkit, sdk, nbg_format, force,
             as_json):
-    """Convert a Keras .h5 model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
+    """Convert a model to ONNX, Caffe and the VIM3 NPU, checking each step's numbers.
+
+    MODEL is a Keras .h5 (Keras 2 or 3), a Keras 3 .keras file, a SavedModel folder, or an .onnx file (its
+    original graph, run by onnxruntime, is then the reference of every target).
 
     Writes OUT/model.onnx (and model.prototxt/model.caffemodel, vim3/...), OUT/edgepad.json (the model card
     later steps read) and OUT/report.json (max abs difference, cosine similarity and top-1 agreement of each

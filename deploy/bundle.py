@@ -2,7 +2,8 @@
 
 BUNDLE/manifest.json, BUNDLE/runtime/ (the installed edgepad.runtime package), BUNDLE/models/<model>/ (edgepad
 convert output folders: classifier, embedding, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see
-reference.py).
+reference.py; outputs.ksnn.npz for models with NPU files), BUNDLE/estimate.json (with NPU files: the toolkit's
+estimated on-board NPU time per model, and per frame with --estimate-image; estimate.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from edgepad.progress import Steps
 from edgepad.staging import staged_output_dir
 
 from . import manifest as manifest_io
+from .estimate import pipeline_estimate
 from .reference import (
     KSNN_REFERENCE,
     TFLITE_REFERENCE,
@@ -31,6 +33,7 @@ from .reference import (
 )
 
 DETECTOR_NETS = ("pnet", "rnet", "onet")
+ESTIMATE_NAME = "estimate.json"
 SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
@@ -43,6 +46,7 @@ class BundleOptions:
     sample_images: Path | None = None  # real images added to the classifier's reference inputs
     force: bool = False
     embedding: Path | None = None  # a face recognition (embedding) model's convert output: models/embedding/
+    estimate_image: Path | None = None  # a camera frame: the estimated on-board NPU time per frame like it
 
 
 @dataclass
@@ -50,6 +54,7 @@ class BundleResult:
     out: Path
     manifest: manifest_io.Manifest
     reference_inputs: dict[str, int]  # model -> number of reference inputs
+    npu_estimate: dict | None = None  # estimate.json: the performance model's estimated NPU time (see estimate.py)
 
 
 def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleResult:
@@ -92,9 +97,16 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
                             "VIM3 emulator"):
                 npu_outputs = host_npu_outputs(work, {name: inputs[name] for name in on_npu})
             np.savez(work / "reference" / KSNN_REFERENCE, **npu_outputs)
+        estimate = None
+        if on_npu:
+            with steps.step("Estimating the NPU time per model" + (f" and per frame like {options.estimate_image}"
+                                                                  if options.estimate_image else "")):
+                estimate = pipeline_estimate(work, options.estimate_image)
+            if estimate is not None:
+                (work / ESTIMATE_NAME).write_text(json.dumps(estimate, indent=2) + "\n")
         with steps.step("Writing manifest.json"):
             manifest = manifest_io.seal(work, host_versions(), cards)
-    return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()})
+    return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()}, estimate)
 
 
 def has_host_npu_library(card: dict) -> bool:

@@ -23,12 +23,19 @@ EDGEPAD = [sys.executable, "-m", "edgepad"]
 
 @pytest.fixture(scope="module")
 def npu_bundle(toolkit, faces_dir, tmp_path_factory):
+    """The classifier, RNet and ONet with NPU files; PNet without (one NBG per pyramid size is not built here)."""
+    from edgepad.convert.mtcnn_models import detector_models
     from edgepad.deploy.bundle import BundleOptions, build_bundle
     from support.npu_models import converted_npu_models
 
-    classifier = converted_npu_models(faces_dir, tmp_path_factory.mktemp("npu_models"), ("classifier",))["classifier"]
+    converted = converted_npu_models(faces_dir, tmp_path_factory.mktemp("npu_models"))
+    detector = tmp_path_factory.mktemp("detector")
+    (detector / "pnet").symlink_to(detector_models() / "pnet", target_is_directory=True)
+    for net in ("rnet", "onet"):
+        (detector / net).symlink_to(converted[net].out, target_is_directory=True)
     out = tmp_path_factory.mktemp("bundles") / "npu_bundle"
-    build_bundle(BundleOptions(out, classifier.out, sample_images=faces_dir))
+    build_bundle(BundleOptions(out, converted["classifier"].out, detector, sample_images=faces_dir,
+                               estimate_image=faces_dir / "t1.jpg"))
     return out
 
 
@@ -42,12 +49,12 @@ def test_bundle_carries_the_emulator_outputs_of_its_npu_library(npu_bundle):
         npu = {k: data[k] for k in data.files}
     with np.load(npu_bundle / "reference" / "outputs.npz") as data:
         onnx = {k: data[k] for k in data.files}
-    assert sorted(npu) == sorted(onnx) == ["classifier/pad_prob"]
-    assert not np.array_equal(npu["classifier/pad_prob"], onnx["classifier/pad_prob"])  # quantized: not float
-    parity = compare_outputs({"pad_prob": per_input(onnx["classifier/pad_prob"])},
-                             {"pad_prob": per_input(npu["classifier/pad_prob"])}, reference_name="onnxruntime",
-                             candidate_name="emulator", atol=None, min_cosine=QUANTIZED_MIN_COSINE)
-    parity.raise_if_failed("classifier")
+    assert sorted({k.split("/")[0] for k in npu}) == ["classifier", "onet", "rnet"]  # not PNet: no NPU files
+    for key, values in npu.items():
+        assert not np.array_equal(values, onnx[key])  # quantized, not float
+        parity = compare_outputs({key: per_input(onnx[key])}, {key: per_input(values)}, reference_name="onnxruntime",
+                                 candidate_name="emulator", atol=None, min_cosine=QUANTIZED_MIN_COSINE)
+        parity.raise_if_failed(key)
     manifest = json.loads((npu_bundle / "manifest.json").read_text())
     assert "reference/outputs.ksnn.npz" in {f["path"] for f in manifest["files"]}
 
@@ -61,14 +68,19 @@ def test_deploy_checks_the_npu_and_refuses_an_nbg_for_another_npu(board, npu_bun
     assert health["passed"] and health["backend"] == "ksnn"
     assert health["library"] == "emulator"  # x86 board, no ovxlib: the bundle's emulator build, said so
     assert list(health["libraries"].values()) == ["emulator"]
-    (row,) = health["outputs"]
-    assert row["model"] == "classifier" and row["backend"] == "ksnn" and row["reference"].startswith("host emulator")
-    assert row["min_cosine"] is not None and row["cosine"] >= row["min_cosine"]
-    assert row["decision_agreement"] == 1.0 and row["flipped"] == []
+    assert sorted(path.split("/")[1] for path in health["libraries"]) == ["classifier", "onet", "rnet"]
+    for row in health["outputs"]:
+        if row["model"] == "pnet":  # no NPU files: the CPU backend, float tolerance against onnxruntime
+            assert row["backend"] == "onnxruntime" and row["atol"] is not None
+        else:
+            assert row["backend"] == "ksnn" and row["reference"].startswith("host emulator")
+            assert row["min_cosine"] is not None and row["cosine"] >= row["min_cosine"]
+    (decided,) = [row for row in health["outputs"] if "decision_agreement" in row]
+    assert decided["model"] == "classifier" and decided["decision_agreement"] == 1.0 and decided["flipped"] == []
     cpu = health["cpu"]  # the same release on the CPU backend, against onnxruntime to float tolerance
     assert cpu["passed"] and cpu["backend"] == "onnxruntime"
-    assert [(r["model"], r["backend"], r["atol"] is not None) for r in cpu["outputs"]] == [
-        ("classifier", "onnxruntime", True)]
+    assert {(r["model"], r["backend"], r["atol"] is not None) for r in cpu["outputs"]} == {
+        (m, "onnxruntime", True) for m in ("classifier", "onet", "pnet", "rnet")}
     assert board.current() == good["release"]
 
     # the same bundle with its NBG compiled for another NPU (pid 0x99, the VIM3L's) is refused at the health check
@@ -87,3 +99,30 @@ def test_deploy_checks_the_npu_and_refuses_an_nbg_for_another_npu(board, npu_bun
     assert "pid 0x88" in refused["error"] and "pid 0x99" in refused["error"]
     assert board.current() == good["release"]
     assert (board.remote_dir / "releases" / f".failed-{refused['release']}").is_dir()
+
+
+def test_bundle_estimates_the_npu_time_per_frame(npu_bundle, faces_dir):
+    """estimate.json: the toolkit's performance model per net (from each report.json) and per frame of t1.jpg, with
+    PNet once per pyramid size and the classifier once per face, marked as an estimate; PNet (CPU) not estimated."""
+    import cv2
+
+    from edgepad.runtime.detector import DetectorSettings, pyramid_sizes
+
+    estimate = json.loads((npu_bundle / "estimate.json").read_text())
+    assert estimate["estimate"] is True and "not a measurement" in estimate["note"]
+    for net in ("classifier", "rnet", "onet"):
+        report = json.loads((npu_bundle / "models" / net / "report.json").read_text())
+        expected = report["vim3_emulated"]["estimated_board_time"]["ms_per_inference"]
+        assert estimate["models"][net] == {"on_npu": True, "ms_per_inference": expected} and expected > 0
+    assert estimate["models"]["pnet"]["on_npu"] is False
+    frame = estimate["frame"]
+    height, width = cv2.imread(str(faces_dir / "t1.jpg")).shape[:2]
+    settings = DetectorSettings()
+    sizes = pyramid_sizes(height, width, settings.min_face_size, settings.scale_factor)
+    assert frame["models"]["pnet"]["inferences"] == len(sizes) and frame["models"]["pnet"]["estimated_ms"] is None
+    assert frame["faces"] == 6 == frame["models"]["classifier"]["inferences"]
+    assert frame["models"]["rnet"]["inferences"] >= frame["models"]["onet"]["inferences"] >= frame["faces"]
+    per_net = {n: frame["models"][n]["inferences"] * estimate["models"][n]["ms_per_inference"]
+               for n in ("classifier", "rnet", "onet")}
+    assert frame["estimated_total_ms"] == pytest.approx(sum(per_net.values()), abs=1e-3)
+    assert frame["not_estimated"] == ["pnet"]

@@ -67,7 +67,7 @@ def test_deploy_checks_the_npu_and_refuses_an_nbg_for_another_npu(board, npu_bun
     health = good["health"]
     assert health["passed"] and health["backend"] == "ksnn"
     assert health["library"] == "emulator"  # x86 board, no ovxlib: the bundle's emulator build, said so
-    assert list(health["libraries"].values()) == ["emulator"]
+    assert set(health["libraries"].values()) == {"emulator"}
     assert sorted(path.split("/")[1] for path in health["libraries"]) == ["classifier", "onet", "rnet"]
     for row in health["outputs"]:
         if row["model"] == "pnet":  # no NPU files: the CPU backend, float tolerance against onnxruntime

@@ -128,7 +128,10 @@ def compare_outputs(
     for name in reference:
         ref_list, cand_list = reference[name], candidate[name]
         result.inputs = len(ref_list)
-        for ref, cand in zip(ref_list, cand_list):
+        if len(cand_list) != len(ref_list):
+            raise ShapeError(f"output '{name}': {candidate_name} gave {len(cand_list)} results for "
+                             f"{reference_name}'s {len(ref_list)} inputs")
+        for ref, cand in zip(ref_list, cand_list, strict=True):
             if np.shape(ref) != np.shape(cand):
                 raise ShapeError(
                     f"output '{name}': {candidate_name} gives shape {list(np.shape(cand))}, "
@@ -137,7 +140,7 @@ def compare_outputs(
         ref_all = np.stack([np.asarray(r, np.float64) for r in ref_list])
         cand_all = np.stack([np.asarray(c, np.float64) for c in cand_list])
         diff = np.abs(ref_all - cand_all)
-        cosines = [cosine_similarity(r, c) for r, c in zip(ref_all, cand_all)]
+        cosines = [cosine_similarity(r, c) for r, c in zip(ref_all, cand_all, strict=True)]
         shape = list(np.shape(ref_list[0]))
         top1 = None
         if looks_like_class_scores(shape):

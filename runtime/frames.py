@@ -47,7 +47,8 @@ def video_frames(path: str) -> Iterator[np.ndarray]:
     ok, frame = capture.read() if capture.isOpened() else (False, None)
     if not ok or frame is None:
         capture.release()
-        raise InputError(f"{path}: not a readable video (OpenCV cannot decode a frame of it); give an mp4, avi or mov file")
+        raise InputError(f"{path}: not a readable video (OpenCV cannot decode a frame of it); "
+                         "give an mp4, avi or mov file")
     try:
         while ok and frame is not None:
             yield as_frame(frame)
@@ -59,7 +60,8 @@ def video_frames(path: str) -> Iterator[np.ndarray]:
 def camera_frames(index: int) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(index)
     if not capture.isOpened():
-        raise InputError(f"--camera {index}: no camera there (OpenCV cannot open /dev/video{index}); check the cable or the index")
+        raise InputError(f"--camera {index}: no camera there (OpenCV cannot open /dev/video{index}); "
+                         "check the cable or the index")
     try:
         while True:
             ok, frame = capture.read()

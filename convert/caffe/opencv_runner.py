@@ -38,6 +38,6 @@ def run_caffe(prototxt: Path, caffemodel: Path, inputs: Sequence[np.ndarray], in
             values = net.forward(blobs)
         except cv2.error as error:
             raise ExportError(f"OpenCV could not run {prototxt.name}: {str(error).strip().splitlines()[-1]}") from error
-        for name, value in zip(outputs, values):
+        for name, value in zip(outputs, values, strict=True):
             results[name].append(np.array(value))
     return results

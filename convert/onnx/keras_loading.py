@@ -147,7 +147,7 @@ def output_names(model) -> list[str]:
     names = getattr(model, "output_names", None)
     if names:
         return list(names)
-    return [getattr(t, "_keras_history")[0].name for t in model.outputs]
+    return [t._keras_history[0].name for t in model.outputs]
 
 
 def _keras_module(backend: str):

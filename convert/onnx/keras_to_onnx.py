@@ -1,4 +1,5 @@
-"""Keras model -> ONNX with tf2onnx: static batch-1 input, readable names, checked, simplified only if it still matches."""
+"""Keras model -> ONNX with tf2onnx: static batch-1 input, readable names, checked, simplified only if it still
+matches."""
 from __future__ import annotations
 
 import re
@@ -8,8 +9,8 @@ import numpy as np
 
 from edgepad.errors import ExportError, ShapeError
 
-from .onnx_runner import run_onnx
 from ..parity import compare_outputs
+from .onnx_runner import run_onnx
 
 DEFAULT_OPSET = 13  # Caffe- and NPU-friendly (Clip with inputs, no Resize-18 surprises), read by every toolkit
 ONNX_INPUT_NAME = "input"
@@ -39,7 +40,11 @@ def static_input_shape(model, input_shape: tuple[int, int, int] | None, source: 
                 "(the NPU needs static shapes), e.g. --input-shape 112,112,3"
             )
         return tuple(int(d) for d in declared)
-    for want, have in zip(input_shape, declared):
+    if len(input_shape) != len(declared):
+        given = ",".join(map(str, input_shape))
+        raise ShapeError(f"{source}: --input-shape {given} has {len(input_shape)} dimensions; the model's input "
+                         f"{_shape_text(declared)} has {len(declared)}")
+    for want, have in zip(input_shape, declared, strict=True):
         if have is not None and int(have) != want:
             raise ShapeError(
                 f"{source}: --input-shape {','.join(map(str, input_shape))} does not fit the model's input "
@@ -51,7 +56,6 @@ def static_input_shape(model, input_shape: tuple[int, int, int] | None, source: 
 def export_onnx(keras_model, hwc: tuple[int, int, int], names: list[str], layout: str,
                 opset: int = DEFAULT_OPSET) -> OnnxExport:
     """Export with tf2onnx, check, rename inputs/outputs, and simplify if the simplified graph still matches."""
-    import onnx
     import tensorflow as tf
     import tf2onnx
 
@@ -72,7 +76,7 @@ def export_onnx(keras_model, hwc: tuple[int, int, int], names: list[str], layout
     if len(proto.graph.output) != len(readable):
         raise ExportError(f"tf2onnx wrote {len(proto.graph.output)} outputs for the model's {len(readable)}")
     _rename_value(proto, proto.graph.input[0].name, ONNX_INPUT_NAME)
-    for output, name in zip(list(proto.graph.output), readable):
+    for output, name in zip(list(proto.graph.output), readable, strict=True):
         _rename_value(proto, output.name, name)
     proto.producer_name = "edgepad"
     check(proto)

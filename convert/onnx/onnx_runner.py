@@ -24,6 +24,6 @@ def run_onnx(model, inputs: Sequence[np.ndarray]) -> dict[str, list[np.ndarray]]
     names = [o.name for o in session.get_outputs()]
     results: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for x in inputs:
-        for name, value in zip(names, session.run(None, {input_name: x})):
+        for name, value in zip(names, session.run(None, {input_name: x}), strict=True):
             results[name].append(value)
     return results

@@ -88,7 +88,8 @@ def global_pool(node, cx: Conversion):
     if len(cx.shape(node.input[0])) != 4:
         raise NotExpressible("only NCHW inputs")
     layer = cx.net.layer("Pooling", [cx.bottom(node.input[0])], [cx.top(node.output[0])])
-    layer.pooling_param.pool = layer.pooling_param.AVE if node.op_type == "GlobalAveragePool" else layer.pooling_param.MAX
+    average = node.op_type == "GlobalAveragePool"
+    layer.pooling_param.pool = layer.pooling_param.AVE if average else layer.pooling_param.MAX
     layer.pooling_param.global_pooling = True
 
 

@@ -26,6 +26,7 @@ def npu_bundle(toolkit, faces_dir, tmp_path_factory):
     """The classifier, RNet and ONet with NPU files; PNet without (one NBG per pyramid size is not built here)."""
     from edgepad.convert.mtcnn_models import detector_models
     from edgepad.deploy.bundle import BundleOptions, build_bundle
+
     from support.npu_models import converted_npu_models
 
     converted = converted_npu_models(faces_dir, tmp_path_factory.mktemp("npu_models"))
@@ -126,3 +127,44 @@ def test_bundle_estimates_the_npu_time_per_frame(npu_bundle, faces_dir):
                for n in ("classifier", "rnet", "onet")}
     assert frame["estimated_total_ms"] == pytest.approx(sum(per_net.values()), abs=1e-3)
     assert frame["not_estimated"] == ["pnet"]
+
+
+def test_the_board_builds_a_library_for_its_machine_from_the_shipped_case(npu_bundle, toolkit, tmp_path,
+                                                                         monkeypatch):
+    """A release whose library is for another machine (an aarch64 build here, on x86-64) gets one built on the board
+    with build_board.sh and the board's gcc and ovxlib (here the toolkit SDK's, named as a board names its own
+    with OVXLIB_INCLUDE / OVXLIB_LIB) into vim3/<machine>/, which the runtime's ksnn backend then prefers; without
+    ovxlib the build fails in one line naming the library."""
+    import os
+    import platform
+    import shutil
+
+    from edgepad.deploy import board_ops
+    from edgepad.runtime.backends.ksnn_backend import machine_library
+
+    compiler = shutil.which("aarch64-linux-gnu-gcc")
+    assert compiler, "install gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (.ci/install.sh does)"
+    release = tmp_path / "releases" / "r1"
+    vim3 = release / "models" / "rnet" / "vim3"
+    shutil.copytree(npu_bundle / "models" / "rnet" / "vim3", vim3)
+    (library,) = vim3.glob("libnn_*.so")
+    sdk = toolkit.sdk_dir / "prebuilt-sdk" / "x86_64_linux"
+    objects = tmp_path / "aarch64-objects"
+    env = dict(os.environ, CC=compiler, BUILD_DIR=str(objects), OVXLIB_INCLUDE=str(sdk / "include"))
+    subprocess.run(["bash", str(vim3 / "build_board.sh"), "--objects-only"], env=env, check=True, capture_output=True)
+    subprocess.run([compiler, "-shared", "-o", str(library), *map(str, objects.glob("*.o"))], check=True)
+    relative = library.relative_to(release).as_posix()
+    request = {"root": str(tmp_path), "release": "r1", "libraries": [relative], "seconds": 300}
+
+    monkeypatch.delenv("OVXLIB_INCLUDE", raising=False)
+    failed = board_ops.op_npu_libraries(request)
+    assert failed["libraries"] == {} and relative in failed["error"] and "ovxlib headers not found" in failed["error"]
+
+    monkeypatch.setenv("OVXLIB_INCLUDE", str(sdk / "include"))
+    monkeypatch.setenv("OVXLIB_LIB", str(sdk / "lib"))
+    built = board_ops.op_npu_libraries(request)
+    assert built == {"machine": platform.machine(), "libraries": {relative: "built"}, "error": None}
+    native = vim3 / platform.machine() / library.name
+    assert board_ops.elf_machine(str(native)) == platform.machine() and not board_ops.is_emulator_build(str(native))
+    assert machine_library(str(library)) == str(native)
+    assert board_ops.op_npu_libraries(request)["libraries"] == {relative: "installed"}  # now there: not rebuilt

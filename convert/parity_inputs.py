@@ -8,7 +8,7 @@ import numpy as np
 
 from edgepad.errors import InputFileError
 from edgepad.runtime.frames import IMAGE_SUFFIXES, is_image_file
-from edgepad.runtime.preprocess import normalize
+from edgepad.runtime.preprocess import normalize, normalize_pixels, pixels
 
 SYNTHETIC_COUNT = 4
 
@@ -67,3 +67,18 @@ def normalize_for_card(image: np.ndarray, card: dict) -> np.ndarray:
     """A decoded image as the model takes it: the card's size, channel order (rgb, bgr, gray, rgba, bgra), mean, std."""
     spec = card["input"]
     return normalize(image, card["preprocess"], spec["height"], spec["width"])
+
+
+def read_pixels(path: Path, card: dict, option: str) -> np.ndarray:
+    """The image's pixel values as the NPU graph takes them (resized, the card's channel order), float32 (H, W, C)."""
+    return image_pixels(read_image(path, option), card)
+
+
+def image_pixels(image: np.ndarray, card: dict) -> np.ndarray:
+    spec = card["input"]
+    return pixels(image, card["preprocess"], spec["height"], spec["width"])
+
+
+def normalized_pixels(image: np.ndarray, card: dict) -> np.ndarray:
+    """image_pixels() -> the normalised input the float model takes: identical to normalize_for_card() of the image."""
+    return normalize_pixels(image, card["preprocess"])

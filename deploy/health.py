@@ -3,9 +3,10 @@
 The reference is in the LOCAL bundle, not the board's copy: the host's onnxruntime outputs (reference/outputs.npz),
 and for quantized models the host's run of the same quantized model (the NPU libraries in the emulator,
 outputs.ksnn.npz; the TFLite interpreter, outputs.tflite.npz). Float backends (onnxruntime, OpenCV) must match
-within FLOAT32_ATOL; quantized models within QUANTIZED_MIN_COSINE and, for a classifier, with the same decisions.
-A bundle with NPU files is checked on the NPU (its libraries made runnable on the board first) and then on the CPU.
-It runs on releases/<id> before `current` moves; every way the runtime can fail (a
+within FLOAT32_ATOL; quantized models pass the gates they were converted with (the card's `targets.<target>.gates`:
+min_cosine, and min_agreement of the live/spoof or top-1 decisions; defaults QUANTIZED_MIN_COSINE and
+DEFAULT_MIN_AGREEMENT). A bundle with NPU files is checked on the NPU (its libraries made runnable on the board
+first) and then on the CPU. It runs on releases/<id> before `current` moves; every way the runtime can fail (a
 mismatch, a crash, a hang past the timeout, no output, an output that is not an npz) is a failed HealthResult.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepad.convert.heldout import DEFAULT_MIN_AGREEMENT, decisions
+from edgepad.convert.heldout import DEFAULT_MIN_AGREEMENT, decision_agreement
 from edgepad.convert.parity import FLOAT32_ATOL, QUANTIZED_MIN_COSINE, compare_outputs
 from edgepad.runtime.backends import NPU_BACKEND
 
@@ -218,6 +219,11 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
         card = (cards or {}).get(model, {})
         runs_quantized = bool(quantized_target) and (cards is None or quantized_target in card.get("targets", {}))
         atol, min_cosine = tolerance_for(model_backend if runs_quantized else "onnxruntime")
+        # a quantized model is held to the gates it was converted with (its card's), decisions included
+        gates = card.get("targets", {}).get(quantized_target or "", {}).get("gates") or {}
+        if runs_quantized and gates.get("min_cosine") is not None:
+            min_cosine = float(gates["min_cosine"])
+        min_agreement = float(gates.get("min_agreement") or DEFAULT_MIN_AGREEMENT) if runs_quantized else None
         names = [k.split("/", 1)[1] for k in host_outputs if k.startswith(model + "/")]
         missing = [n for n in names if f"{model}/{n}" not in board_outputs]
         if missing:
@@ -241,21 +247,19 @@ def compare(host_outputs: dict[str, np.ndarray], board_outputs: dict[str, np.nda
                           else "host onnxruntime")
         parity = compare_outputs(reference, candidate, reference_name=reference_name,
                                  candidate_name=f"board {model_backend}", atol=atol, min_cosine=min_cosine)
-        for output in parity.to_json()["outputs"]:
-            rows.append({"model": model, "output": output["name"], "backend": model_backend,
-                         "reference": reference_name, "max_abs": output["max_abs"], "cosine": output["cosine"],
-                         "top1_agreement": output["top1_agreement"], "atol": atol, "min_cosine": min_cosine,
-                         "passed": output["passed"]})
-        if runs_quantized and card.get("task") == "classifier" and names:
-            # the decision a user sees: live/spoof at the card's threshold (top-1 for other classifiers)
-            name = names[0]
-            kept = decisions(np.concatenate(reference[name]), card) == decisions(np.concatenate(candidate[name]), card)
-            share = float(np.mean(kept))
-            rows[-len(names)].update(decision_agreement=share, min_decision_agreement=DEFAULT_MIN_AGREEMENT,
-                                     flipped=[int(i) for i in np.flatnonzero(~kept)])
-            if share < DEFAULT_MIN_AGREEMENT:
-                rows[-len(names)]["passed"] = False
-                errors.append(f"{model}: the board's decisions differ from the {reference_name}'s on "
-                              f"{int((~kept).sum())} of {len(kept)} reference inputs")
+        for index, output in enumerate(parity.to_json()["outputs"]):
+            row = {"model": model, "output": output["name"], "backend": model_backend, "reference": reference_name,
+                   "max_abs": output["max_abs"], "cosine": output["cosine"], "top1_agreement": output["top1_agreement"],
+                   "atol": atol, "min_cosine": min_cosine, "passed": output["passed"]}
+            if runs_quantized and index == 0 and card:
+                # the decision a user sees: live/spoof at the card's threshold (top-1 for other classifiers)
+                name = output["name"]
+                kept = decision_agreement(np.stack(reference[name]), np.stack(candidate[name]), card,
+                                          [str(i) for i in range(len(reference[name]))])
+                if kept.share is not None:
+                    row.update({"decision_agreement": kept.share, "min_agreement": min_agreement,
+                                "flipped_inputs": [int(i) for i in kept.flipped]})
+                    row["passed"] = row["passed"] and kept.share >= min_agreement
+            rows.append(row)
     passed = bool(rows) and all(r["passed"] for r in rows) and not errors
     return HealthResult(passed, used_backend, rows, error="; ".join(errors) or None)

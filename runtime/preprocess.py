@@ -58,18 +58,29 @@ def to_order(image: np.ndarray, order: str) -> np.ndarray:
     raise ValueError(f"channel order '{order}': choose one of {', '.join(CHANNEL_ORDERS)}")
 
 
-def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
-    """A decoded image (uint8 BGR, gray or BGRA) -> float32 (H, W, C) the model takes: resize, channel order
-    (rgb, bgr, gray, rgba, bgra), (x - mean) / std."""
+def pixels(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
+    """A decoded image -> the pixel values (0..255) the model sees before normalisation, float32 (H, W, C): in the
+    card's channel order and resized. What an NPU graph with the normalisation inside it takes."""
     image = to_order(image_bgr, preprocess.get("channel_order", "rgb"))
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
         if image.ndim == 2:  # OpenCV drops a single channel axis
             image = image[..., None]
+    return image.astype(np.float32)
+
+
+def normalize_pixels(image: np.ndarray, preprocess: dict) -> np.ndarray:
+    """pixels() -> the normalised input: (x - mean) / std per channel."""
     channels = image.shape[2]
     mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
     std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")
-    return ((image.astype(np.float32) - mean) / std).astype(np.float32)
+    return ((np.asarray(image, np.float32) - mean) / std).astype(np.float32)
+
+
+def normalize(image_bgr: np.ndarray, preprocess: dict, height: int, width: int) -> np.ndarray:
+    """A decoded image (uint8 BGR, gray or BGRA) -> float32 (H, W, C) the model takes: resize, channel order
+    (rgb, bgr, gray, rgba, bgra), (x - mean) / std."""
+    return normalize_pixels(pixels(image_bgr, preprocess, height, width), preprocess)
 
 
 def batch(hwc: np.ndarray, layout: str) -> np.ndarray:

@@ -100,14 +100,15 @@ def test_channel_order_that_does_not_fit_the_input_is_one_clear_error(tmp_path):
 
 
 def test_calibration_images_for_a_grey_model_are_grey(gray_out, faces_dir, tmp_path):
-    from edgepad.convert.vim3.vim3_npu import load_calibration
+    from edgepad.convert.parity_inputs import normalized_pixels, read_pixels
 
     _, result = gray_out
     folder = tmp_path / "calibration"
     folder.mkdir()
     image = cv2.imread(str(faces_dir / "t1.jpg"))
     cv2.imwrite(str(folder / "t1.png"), image)
-    (x,), _ = load_calibration(folder, result.card, count=1, required=True)
-    expected = (cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (WIDTH, HEIGHT)).astype(np.float32) - 127.5) / 127.5
-    assert x.shape == (HEIGHT, WIDTH, 1)
-    np.testing.assert_allclose(x[..., 0], expected, atol=1e-6)
+    pixels = read_pixels(folder / "t1.png", result.card, "--calibration")  # what the NPU graph takes
+    gray = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (WIDTH, HEIGHT)).astype(np.float32)
+    assert pixels.shape == (HEIGHT, WIDTH, 1)
+    np.testing.assert_array_equal(pixels[..., 0], gray)
+    np.testing.assert_allclose(normalized_pixels(pixels, result.card)[..., 0], (gray - 127.5) / 127.5, atol=1e-6)

@@ -43,3 +43,20 @@ def test_npu_backend_holds_models_without_an_npu_binary_to_float_tolerance():
     by_model = {row["model"]: row for row in result.outputs}
     assert by_model["classifier"]["passed"] and by_model["classifier"]["min_cosine"] is not None
     assert not by_model["pnet"]["passed"] and by_model["pnet"]["atol"] is not None  # ran on the CPU: float
+
+
+def test_quantized_classifier_is_held_to_its_cards_decision_gate():
+    """Cosine alone lets a flipped live/spoof decision through; the card's min_agreement (default 0.99) does not."""
+    live = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.52, 0.48], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7],
+                     [0.95, 0.05]], np.float32)
+    board = live.copy()
+    board[3] = [0.48, 0.52]  # one face near the threshold changes side: cosine stays high
+    host = {"classifier/pad_prob": live}
+    card = {"task": "classifier", "labels": ["live", "spoof"], "live_index": 0, "threshold": 0.5,
+            "targets": {"vim3": {}}}
+    strict = compare(host, {"classifier/pad_prob": board}, "ksnn", {"classifier": card})
+    row = strict.outputs[0]
+    assert row["cosine"] > 0.99 and row["decision_agreement"] == 7 / 8 and row["flipped_inputs"] == [3]
+    assert not strict.passed and row["min_agreement"] == 0.99
+    lenient = dict(card, targets={"vim3": {"gates": {"min_cosine": 0.9, "min_agreement": 0.8}}})
+    assert compare(host, {"classifier/pad_prob": board}, "ksnn", {"classifier": lenient}).passed

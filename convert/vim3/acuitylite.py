@@ -28,7 +28,7 @@ def check_target(target: str, options, home=None) -> None:
 
 
 def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: str, calibration, evaluation,
-            target: str, name: str, options=None, home=None):
+            target: str, name: str, options=None, home=None, pixel_input: bool = False):
     """ONNX -> quantized -> float/quantized simulation + per-layer table -> NBG and ovxlib case, in the toolkit."""
     from .toolkit_env import DEFAULT_NBG_FORMAT, NBG_FORMAT_SDKS, emulator_library, require_toolkit, run_worker
     from .vim3_npu import NpuCompilation
@@ -46,7 +46,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
         "outputs": list(outputs), "scheme": scheme, "target": target, "case_name": name,
         "sdk": str(env.sdk_dir), "nbg_sdk": str(nbg_sdk), "out_dir": str(run_dir), "layer_inputs": 4,
-        "min_cosine": getattr(options, "min_cosine", None),
+        "min_cosine": getattr(options, "min_cosine", None), "pixel_input": pixel_input,
         "evaluation": _save(run_dir / "evaluation.npy", evaluation),
         "calibration": _save(run_dir / "calibration.npy", calibration) if len(calibration) else None,
     }
@@ -59,6 +59,8 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         toolkit_version=result.get("acuitylite"), quantizer=f"{result['quantizer']} {result['qtype']}",
         float_outputs=_load(result["float_outputs"], names), quantized_outputs=_load(result["quantized_outputs"], names),
         layers=json.loads(Path(result["layers"]).read_text()), log=str(log), layers_file=result["layers"],
+        input_quantization=result.get("input_quantization"), layer_dump=result.get("layer_dump"),
+        simulation_files={"inputs": request["evaluation"], "outputs": result["quantized_outputs"]},
     )
 
 

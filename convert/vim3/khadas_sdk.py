@@ -61,7 +61,7 @@ def docker_run_command(work: Path, sdk: Path) -> list[str]:
 
 
 def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: str, calibration, evaluation,
-            target: str, name: str, options=None, home=None):
+            target: str, name: str, options=None, home=None, pixel_input: bool = False):
     from .toolkit_env import default_home
     from .vim3_npu import NpuCompilation
 

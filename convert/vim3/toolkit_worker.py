@@ -86,10 +86,14 @@ def compile_model(request):
     quantizer, qtype = SCHEMES[request["scheme"]]
     print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
     _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation)
+    input_quantization = _hold_pixels(model, request["scheme"]) if request.get("pixel_input") else None
 
     print("== edgepad: quantized simulation", flush=True)
     quantized_outputs = _run_all(model, evaluation, output_lids)
     layers = _layer_table(model, float_layers, layer_inputs)
+    # every layer's quantized output for the last evaluation inputs (those the host runs the library on): what
+    # the library's per-node dumps are compared with when the two disagree
+    layer_dump = _save_layer_dump(model, evaluation[-int(request.get("dump_inputs", 8)):], request["out_dir"])
 
     out_dir = request["out_dir"]
     np.savez(os.path.join(out_dir, "float_outputs.npz"), **{"%d" % i: v for i, v in enumerate(float_outputs)})
@@ -115,6 +119,8 @@ def compile_model(request):
         "quantizer": quantizer,
         "qtype": qtype,
         "acuitylite": _acuitylite_version(),
+        "input_quantization": input_quantization,
+        "layer_dump": layer_dump,
     }
 
 
@@ -181,6 +187,48 @@ def _quantize(model, quantizer, qtype, samples):
     except Exception as error:  # noqa: BLE001
         raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
                          % (quantizer, qtype, _one_line(error)))
+
+
+# The graph takes pixel values 0..255: its input tensor must hold each of them exactly. Face crops span 0..255,
+# so calibration usually gives exactly these; otherwise the affine ones are set (the toolkit then quantizes the
+# first layer's bias for them at export). Fixed point keeps the calibrated fraction length when it holds 0..255
+# (0 <= fl <= 7 in int16): forcing it would leave the bias's fraction length (input + weight) inconsistent.
+PIXEL_INPUT_QUANTIZATION = {
+    "uint8": {"quantizer": "asymmetric_affine", "qtype": "uint8", "scale": 1.0, "zero_point": 0},
+    "int8": {"quantizer": "asymmetric_affine", "qtype": "int8", "scale": 1.0, "zero_point": -128},
+}
+PIXEL_MAX_FL = {"int16": 7}  # 255 * 2**7 = 32640 fits int16
+
+
+def _hold_pixels(model, scheme):
+    """Make the input tensors hold 0..255 exactly; returns what each input tensor has after."""
+    wanted = PIXEL_INPUT_QUANTIZATION.get(scheme)
+    from acuitylib.interface.quantization import Quantization
+
+    result = {}
+    for layer in model.execution_sequence():
+        if layer.op != "input":
+            continue
+        port = "%s:out0" % layer.lid
+        before = _quant_params(model, layer.lid) or {}
+        if scheme == "int16":
+            fl = before.get("fl")
+            if fl is None or not 0 <= int(fl) <= PIXEL_MAX_FL[scheme]:
+                raise StageError("quantizing", "input %s: int16 fixed point with fraction length %s cannot hold pixel "
+                                 "values 0..255 exactly; calibrate with images spanning more of 0..255"
+                                 % (layer.lid, fl))
+        elif wanted is not None and not (before.get("scale") == wanted["scale"]
+                                         and before.get("zero_point") == wanted["zero_point"]):
+            params = {k: v for k, v in wanted.items() if k != "zero_point"}
+            params["zp"] = wanted["zero_point"]
+            try:
+                Quantization(model).set_quant_params(port, params)
+            except Exception as error:  # noqa: BLE001
+                raise StageError("quantizing", "acuitylite could not set input %s to hold pixel values 0..255 (%s): "
+                                 "%s" % (layer.lid, wanted, _one_line(error)))
+            print("== edgepad: input %s quantization %s -> %s" % (layer.lid, before, wanted), flush=True)
+        result[layer.lid] = dict(_quant_params(model, layer.lid) or {}, calibrated=before)
+    return result
 
 
 def _run_all(model, inputs, output_lids):
@@ -256,6 +304,42 @@ def _layer_table(model, float_layers, layer_inputs):
             row["fused_into"] = layer.output_layers[0].lid
         table.append(row)
     return table
+
+
+def _save_layer_dump(model, inputs, out_dir):
+    """Every layer's fake-quantized output for each input, stored as its integers (or float16), in out_dir."""
+    import numpy as np
+
+    arrays, layers = {}, []
+    for n, x in enumerate(inputs):
+        outputs = _run_layers(model, x)  # the model is set to fake-quantize all tensors by _layer_table
+        for i, layer in enumerate(model.execution_sequence()):
+            url = "@%s:out0" % layer.lid
+            if url not in outputs:
+                continue
+            params = _quant_params(model, layer.lid)
+            arrays["%d_%d" % (n, i)] = _stored(_fake_quantize(outputs[url], params), params)
+            if n == 0:
+                layers.append({"key": "%d" % i, "lid": layer.lid, "op": layer.op, "quantization": params})
+    path = os.path.join(out_dir, "layer_dump.npz")
+    np.savez(path, **arrays)
+    with open(os.path.join(out_dir, "layer_dump.json"), "w") as f:
+        json.dump({"inputs": len(inputs), "layers": layers}, f, indent=1)
+    return {"arrays": path, "layers": os.path.join(out_dir, "layer_dump.json"), "inputs": len(inputs)}
+
+
+def _stored(value, params):
+    """A fake-quantized tensor as the integers it holds (exact and small), float16 or float32 otherwise."""
+    import numpy as np
+
+    params = params or {}
+    if params.get("scale") and params.get("qtype") in ("u8", "uint8", "i8", "int8", "i16", "int16"):
+        scale = np.asarray(params["scale"], np.float64)
+        if scale.size == 1:
+            return (np.rint(value / float(scale)) + float(params.get("zero_point", 0))).astype(np.int32)
+    if params.get("fl") is not None and params.get("qtype") in ("i8", "int8", "i16", "int16"):
+        return np.rint(value * 2.0 ** float(params["fl"])).astype(np.int32)
+    return np.asarray(value, np.float32)
 
 
 QTYPE_RANGES = {"u8": (0, 255), "uint8": (0, 255), "i8": (-128, 127), "int8": (-128, 127),

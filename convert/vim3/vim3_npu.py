@@ -16,7 +16,9 @@ import numpy as np
 
 from edgepad.errors import ExportError, InputFileError, ParityError, UsageError
 
+from ..heldout import HELD_OUT_EVERY, decision_agreement
 from ..parity import FLOAT32_ATOL, compare_outputs
+from ..parity_inputs import normalized_pixels, read_pixels
 
 QUANTIZE_SCHEMES = ("uint8", "int8", "int16", "float16")
 NEEDS_CALIBRATION = {"uint8", "int8", "int16"}
@@ -41,39 +43,82 @@ class NpuCompilation:
     layers: list[dict] = field(default_factory=list)
     log: str | None = None
     layers_file: str | None = None
+    input_quantization: dict | None = None  # the input tensors' parameters after forcing them to hold 0..255
+    layer_dump: dict | None = None  # every layer's simulated output for the last evaluation input (files)
+    simulation_files: dict | None = None  # the evaluation inputs (pixels) and the quantized simulation's outputs
+
+
+AUTO_SCHEMES = ("uint8", "int16")  # --quantize auto: the first that passes the gates (no mixed-precision NBG)
 
 
 def vim3_target(ctx) -> dict:
+    """--quantize auto tries uint8, then int16, and keeps the first that passes --min-cosine and --min-agreement on
+    the held-out inputs (acuitylite 6.57.1 cannot compile a mixed-precision NBG, so whole-model schemes only)."""
+    from dataclasses import replace
+
+    options = ctx.options
+    if options.quantize != "auto":
+        return _vim3_target_once(ctx)
+    tried = []
+    for scheme in AUTO_SCHEMES:
+        ctx.options = replace(options, quantize=scheme)
+        try:
+            section = _vim3_target_once(ctx)
+        except ParityError as error:
+            tried.append({"quantize": scheme, "passed": False, "error": str(error)})
+            shutil.rmtree(ctx.work_dir / "vim3", ignore_errors=True)
+            ctx.report_sections.pop("vim3_emulated", None)
+            ctx.card["targets"].pop("vim3", None)
+            if scheme == AUTO_SCHEMES[-1]:
+                ctx.options = options
+                reasons = " | ".join(t["error"] for t in tried)
+                raise ParityError(f"--quantize auto: no scheme passes the gates; {reasons}") from None
+            continue
+        tried.append({"quantize": scheme, "passed": True, "cosine": section.get("cosine"),
+                      "decision_agreement": section.get("decision_agreement")})
+        section["auto"] = {"schemes": list(AUTO_SCHEMES), "tried": tried, "chosen": scheme}
+        ctx.card["targets"]["vim3"]["quantize_auto"] = {"chosen": scheme, "tried": [t["quantize"] for t in tried]}
+        ctx.options = options
+        return section
+    raise AssertionError("unreachable")
+
+
+def _vim3_target_once(ctx) -> dict:
     from .nbg_header import check_nbg_header
     from .toolkit_env import BOARD_TARGETS, target_pid
 
     options = ctx.options
     if options.quantize not in QUANTIZE_SCHEMES:
-        raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)}")
+        raise UsageError(f"--quantize {options.quantize}: choose one of {', '.join(QUANTIZE_SCHEMES)} or auto")
     target = BOARD_TARGETS[options.board]
     onnx_entry = _nchw_entry(ctx)
     backend = _backend(options.npu_toolkit)
     backend.check_target(target, options)  # fail before any work if the backend cannot compile for the board
 
-    calibration, calibration_sources = load_calibration(options.calibration, ctx.card, options.calibration_count,
-                                                        required=options.quantize in NEEDS_CALIBRATION)
-    samples = [x for x, source in zip(ctx.parity_inputs, ctx.parity_sources) if not source.startswith("synthetic:")]
+    images = select_images(options.calibration, getattr(options, "eval_images", None), options.calibration_count,
+                           required=options.quantize in NEEDS_CALIBRATION)
+    calibration = [read_pixels(Path(p), ctx.card, "--calibration") for p in images.calibration]
+    held_out = [read_pixels(Path(p), ctx.card, images.eval_option) for p in images.evaluation]
     sample_sources = [s for s in ctx.parity_sources if not s.startswith("synthetic:")]
-    evaluation = calibration + samples
-    evaluation_sources = calibration_sources + sample_sources
+    evaluation = held_out + [read_pixels(Path(p), ctx.card, "--sample-images") for p in sample_sources]
+    evaluation_sources = list(images.evaluation) + sample_sources
     if not evaluation:  # float16 without calibration images: the structured synthetic inputs are all we have
-        evaluation, evaluation_sources = list(ctx.parity_inputs), list(ctx.parity_sources)
+        evaluation, evaluation_sources = synthetic_pixels(ctx.card), [s for s in ctx.parity_sources
+                                                                      if s.startswith("synthetic:")]
 
     from edgepad.runtime.preprocess import batches
 
     name = case_name(ctx.card.get("name", "model"))
+    out_dir = ctx.work_dir / "vim3"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pixel_model, folded = _pixel_graph(ctx, out_dir)
     with ctx.steps.step(f"Compiling for {options.board} ({target}, {options.quantize}) with {backend.DISPLAY_NAME}"):
         compilation = backend.compile(
-            onnx_path=ctx.onnx_nchw_path, input_name=onnx_entry["input"], input_shape=onnx_entry["input_shape"],
+            onnx_path=pixel_model, input_name=onnx_entry["input"], input_shape=onnx_entry["input_shape"],
             outputs=onnx_entry["outputs"], scheme=options.quantize,
             calibration=batches(calibration, "nchw"), evaluation=batches(evaluation, "nchw"),
-            target=target, name=name, options=options)
-    parity = _parity_section(ctx, compilation, evaluation, onnx_entry, options)  # raises before any file is kept
+            target=target, name=name, options=options, pixel_input=True)
+    parity = _parity_section(ctx, compilation, evaluation, evaluation_sources, onnx_entry, options)
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
@@ -83,12 +128,13 @@ def vim3_target(ctx) -> dict:
     section = {"target": target, "board": options.board, "backend": options.npu_toolkit,
                "toolkit": compilation.toolkit, "toolkit_version": compilation.toolkit_version,
                "quantize": options.quantize, "quantizer": compilation.quantizer, "nbg": header.to_json(),
-               "input_sources": evaluation_sources, "calibration_images": len(calibration),
-               "toolkit_log": compilation.log}
+               "calibration_sources": list(images.calibration), "eval_sources": evaluation_sources,
+               "held_out": images.how, "calibration_images": len(calibration),
+               "input_in_graph": folded, "toolkit_log": compilation.log,
+               "simulation_files": compilation.simulation_files}
     section.update(parity)
-    out_dir = ctx.work_dir / "vim3"
     files = _copy_outputs(compilation, out_dir)
-    ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header)
+    ctx.card["targets"]["vim3"] = _card_entry(ctx, compilation, out_dir, files, onnx_entry, target, header, folded)
     # edgepad's NPU library (libnn_<case>.so) from the case, and its run in the emulator (convert/npu_lib/);
     # the emulator comes with acuitylite, so the Khadas SDK backend leaves the library to the board build
     if options.npu_toolkit == "acuitylite":
@@ -97,6 +143,86 @@ def vim3_target(ctx) -> dict:
         ctx.report_sections["vim3_emulated"] = build_npu_library(ctx, compilation, evaluation, evaluation_sources,
                                                                  out_dir, target, target_pid(target))
     return section
+
+
+PIXEL_GRAPH = "model.pixels.onnx"
+
+
+def _pixel_graph(ctx, out_dir: Path) -> tuple[Path, dict]:
+    """OUT/vim3/model.pixels.onnx: the NCHW graph with the card's normalisation inside, checked against the original
+    graph in onnxruntime on pixel images (float32: only the summation order may differ)."""
+    import onnx
+
+    from edgepad.runtime.preprocess import batches
+
+    from ..onnx.onnx_runner import run_onnx
+    from .pixel_graph import pixel_input_graph
+
+    preprocess = ctx.card["preprocess"]
+    model, how = pixel_input_graph(onnx.load(str(ctx.onnx_nchw_path)), preprocess["mean"], preprocess["std"])
+    path = out_dir / PIXEL_GRAPH
+    path.write_bytes(model.SerializeToString())
+    images = synthetic_pixels(ctx.card)
+    reference = ctx.onnx_nchw_outputs(batches([normalized_pixels(x, ctx.card) for x in images], "nchw"))
+    candidate = run_onnx(str(path), batches(images, "nchw"))
+    parity = compare_outputs(reference, _like(reference, candidate), reference_name=ctx.onnx_nchw_path.name,
+                             candidate_name=f"{PIXEL_GRAPH} (normalisation inside, pixels in)", atol=FLOAT32_ATOL)
+    parity.raise_if_failed(str(ctx.options.model), hint="folding the card's mean/std into the graph went wrong")
+    return path, {"file": f"vim3/{PIXEL_GRAPH}", "how": how, "mean": preprocess["mean"], "std": preprocess["std"],
+                  "max_abs_vs_normalised_graph": parity.max_abs}
+
+
+@dataclass
+class ImageSelection:
+    calibration: list[str]
+    evaluation: list[str]
+    eval_option: str
+    how: str
+
+
+def select_images(calibration_dir, eval_dir, count: int, required: bool) -> ImageSelection:
+    """Calibration files and disjoint evaluation files: --eval-images DIR, or every HELD_OUT_EVERY-th image of the
+    calibration folder, which then never calibrates."""
+    from ..heldout import split_held_out
+    from ..parity_inputs import image_files
+
+    if calibration_dir is None:
+        if required:
+            raise InputFileError("--calibration: the vim3 target quantizes with real images and none were given; pass "
+                                 "--calibration DIR (jpg/png like the model's inputs), or --quantize float16")
+        evaluation = [str(p) for p in image_files(eval_dir, "--eval-images")] if eval_dir is not None else []
+        return ImageSelection([], evaluation, "--eval-images", "--eval-images" if eval_dir else "none")
+    if count < 1:
+        raise UsageError(f"--calibration-count {count}: must be at least 1")
+    files = image_files(calibration_dir, "--calibration")
+    if eval_dir is not None:
+        evaluation = image_files(eval_dir, "--eval-images")
+        calibration = spread_over_folders(files, count)
+        _require_disjoint(calibration, evaluation)
+        return ImageSelection([str(p) for p in calibration], [str(p) for p in evaluation], "--eval-images",
+                              f"--eval-images {eval_dir}")
+    rest, held = split_held_out(files)
+    return ImageSelection([str(p) for p in spread_over_folders(rest, count)], [str(p) for p in held], "--calibration",
+                          f"every {HELD_OUT_EVERY}th image (or sub-folder) of --calibration, never used to calibrate")
+
+
+def _require_disjoint(calibration: list[Path], evaluation: list[Path]) -> None:
+    from edgepad.hashing import sha256_file
+
+    by_content = {sha256_file(p): p for p in calibration}
+    shared = [(p, by_content[sha256_file(p)]) for p in evaluation if sha256_file(p) in by_content]
+    if shared:
+        got, used = shared[0]
+        raise InputFileError(f"--eval-images: {len(shared)} image(s) are also calibration images (e.g. {got} = "
+                             f"{used}); judge the model on images it was not calibrated with: give folders with no "
+                             "image in common")
+
+
+def synthetic_pixels(card: dict) -> list[np.ndarray]:
+    from ..parity_inputs import image_pixels, synthetic_images
+
+    spec = card["input"]
+    return [image_pixels(image, card) for image in synthetic_images(spec["height"], spec["width"], spec["channels"])]
 
 
 def spread_over_folders(files: list[Path], count: int) -> list[Path]:
@@ -112,21 +238,6 @@ def spread_over_folders(files: list[Path], count: int) -> list[Path]:
             if queue and len(chosen) < count:
                 chosen.append(queue.pop(0))
     return chosen
-
-
-def load_calibration(folder, card: dict, count: int, required: bool) -> tuple[list[np.ndarray], list[str]]:
-    """Normalised (H, W, C) inputs from --calibration DIR, preprocessed exactly as the model card says."""
-    from ..parity_inputs import image_files, normalize_for_card, read_image
-
-    if folder is None:
-        if required:
-            raise InputFileError("--calibration: the vim3 target quantizes with real images and none were given; pass "
-                                 "--calibration DIR (jpg/png like the model's inputs), or --quantize float16")
-        return [], []
-    if count < 1:
-        raise UsageError(f"--calibration-count {count}: must be at least 1")
-    files = spread_over_folders(image_files(folder, "--calibration"), count)
-    return [normalize_for_card(read_image(path, "--calibration"), card) for path in files], [str(p) for p in files]
 
 
 def case_name(model_name: str) -> str:
@@ -153,32 +264,56 @@ def _nchw_entry(ctx) -> dict:
     raise ExportError("the vim3 target needs the NCHW ONNX graph, which the onnx step did not write")
 
 
-def _parity_section(ctx, compilation: NpuCompilation, evaluation, onnx_entry, options) -> dict:
+def _parity_section(ctx, compilation: NpuCompilation, evaluation, sources, onnx_entry, options) -> dict:
+    """The toolkit's float import against onnxruntime, then its quantized simulation against float on the held-out
+    inputs: mean and worst cosine, and the share of inputs whose decision stays float's. Raises past the gates."""
     section: dict = {}
     if compilation.float_outputs is None or compilation.quantized_outputs is None:
         section.update({"passed": True, "parity": f"not measured: {compilation.toolkit} gave no simulation outputs"})
         return section
     from edgepad.runtime.preprocess import batches
 
-    # The toolkit's float import against onnxruntime: proves the import before judging the quantization.
-    reference = ctx.onnx_nchw_outputs(batches(evaluation, "nchw"))
+    # The toolkit's float import of the pixel graph against onnxruntime running the original (normalised) graph
+    reference = ctx.onnx_nchw_outputs(batches([normalized_pixels(x, ctx.card) for x in evaluation], "nchw"))
     imported = compare_outputs(reference, _like(reference, compilation.float_outputs),
-                               reference_name="onnxruntime (model.nchw.onnx)",
-                               candidate_name=f"{compilation.toolkit} float import", atol=FLOAT32_ATOL)
+                               reference_name="onnxruntime (model.nchw.onnx, normalised inputs)",
+                               candidate_name=f"{compilation.toolkit} float import (pixel inputs)", atol=FLOAT32_ATOL)
     imported.raise_if_failed(f"{options.model}", hint=f"the toolkit imported the graph wrongly; log: {compilation.log}")
-    quantized = compare_outputs(compilation.float_outputs, _like(compilation.float_outputs, compilation.quantized_outputs),
-                                reference_name=f"{compilation.toolkit} float simulation",
+    quantized_outputs = _like(reference, compilation.quantized_outputs)
+    quantized = compare_outputs(reference, quantized_outputs, reference_name="onnxruntime float",
                                 candidate_name=f"{compilation.toolkit} {options.quantize} simulation",
                                 atol=None, min_cosine=options.min_cosine)
     parity = quantized.to_json()
     parity["cosine_min"] = min((o["cosine_min"] for o in parity["outputs"]), default=1.0)
+    first = next(iter(reference))
+    kept = decision_agreement(np.stack(reference[first]), np.stack(quantized_outputs[first]), ctx.card, sources)
+    agreement = kept.share
+    min_agreement = getattr(options, "min_agreement", None)
+    parity["decision_agreement"] = agreement
+    parity["decision"] = _decision_rule(ctx.card, agreement)
+    parity["min_agreement"] = min_agreement
+    parity["flipped"] = kept.flipped
+    agreement_ok = agreement is None or min_agreement is None or agreement >= min_agreement
+    parity["passed"] = quantized.passed and agreement_ok
     section.update(parity)
     section["import"] = imported.to_json()
     section["layers"] = compilation.layers
     section["layer_inputs"] = min(LAYER_TABLE_INPUTS, len(evaluation))
-    if not quantized.passed:
-        raise ParityError(_quantization_failure(quantized, compilation, options, len(evaluation)))
+    if compilation.input_quantization is not None:
+        section["input_quantization"] = compilation.input_quantization
+    if not parity["passed"]:
+        raise ParityError(_quantization_failure(quantized, compilation, options, len(evaluation), agreement,
+                                                parity["flipped"]))
     return section
+
+
+def _decision_rule(card: dict, agreement) -> str | None:
+    if agreement is None:
+        return None
+    labels = [str(label).lower() for label in card.get("labels") or []]
+    if "live" in labels and "threshold" in card:
+        return f"live/spoof at threshold {card['threshold']:g} (spoof when 1 - P(live) reaches it)"
+    return "top-1 class"
 
 
 def worst_layers(layers: list[dict], count: int = WORST_LAYERS_NAMED) -> list[dict]:
@@ -187,11 +322,18 @@ def worst_layers(layers: list[dict], count: int = WORST_LAYERS_NAMED) -> list[di
     return sorted(candidates, key=lambda row: row["cosine_single"])[:count]
 
 
-def _quantization_failure(quantized, compilation: NpuCompilation, options, inputs: int) -> str:
-    top1 = [o.top1_agreement for o in quantized.outputs if o.top1_agreement is not None]
+def _quantization_failure(quantized, compilation: NpuCompilation, options, inputs: int, agreement=None,
+                          flipped=()) -> str:
     message = (f"vim3 {options.quantize}: the quantized model reaches mean cosine {quantized.cosine:.4f} against float "
-               f"(--min-cosine {options.min_cosine:g}" + (f", top-1 agreement {min(top1):.0%}" if top1 else "")
-               + f", {inputs} inputs)")
+               f"(--min-cosine {options.min_cosine:g})")
+    if agreement is not None:
+        message += (f" and keeps float's decision on {agreement:.1%} of {inputs} held-out inputs "
+                    f"(--min-agreement {getattr(options, 'min_agreement', 0):g})")
+    else:
+        message += f" on {inputs} held-out inputs"
+    if flipped:
+        shown = ", ".join(Path(f).name if not f.startswith("synthetic:") else f for f in flipped[:8])
+        message += f"; decision flipped on {len(flipped)}: {shown}" + (" ..." if len(flipped) > 8 else "")
     worst = worst_layers(compilation.layers)
     if worst:
         message += "; worst layers (single-layer / accumulated cosine): " + ", ".join(
@@ -238,7 +380,7 @@ def _copy_outputs(compilation: NpuCompilation, out_dir: Path) -> list[str]:
 
 
 def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str], onnx_entry: dict, target: str,
-                header) -> dict:
+                header, folded: dict) -> dict:
     from edgepad.runtime.backends.ksnn_backend import ksnn_call
 
     from ..pipeline import _sha256
@@ -261,16 +403,22 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         "board": ctx.options.board,
         "target": target,
         "pid": header.to_json()["pid"],
-        "nbg_format": header.to_json()["format"],
+        "nbg_format": header.to_json()["format"],  # which driver can load it depends on this and the toolkit version
         "quantize": ctx.options.quantize,
         "quantizer": compilation.quantizer,
         "nbg": rel("network_binary.nb"),
         "meta": rel("nbg_meta.json") if "nbg_meta.json" in files else None,
         "layout": "nchw",
         "channel_order": ctx.card["preprocess"]["channel_order"],
-        "ksnn": ksnn_call(ctx.card["preprocess"]),
         "input": {"name": onnx_entry["input"], "shape": onnx_entry["input_shape"],
                   **(_tensor_spec(meta_inputs[0]) if meta_inputs else {})},
+        # what the NPU's input tensor takes: the decoded image's pixel values, the normalisation is in the graph
+        "npu_input": _npu_input(ctx.card, meta_inputs[0] if meta_inputs else {}, onnx_entry["input_shape"]),
+        "preprocess_in_graph": folded,
+        # KSNN's NPU_SetInput_* take float pixels and quantize them with the tensor's scale/zero point: mean/std
+        # null, the graph normalises
+        "ksnn": ksnn_call({**ctx.card["preprocess"], "mean": None, "std": None}),
+        "gates": {"min_cosine": ctx.options.min_cosine, "min_agreement": getattr(ctx.options, "min_agreement", None)},
         "outputs": outputs,
         "case": {
             "name": compilation.case_name,
@@ -281,6 +429,17 @@ def _card_entry(ctx, compilation: NpuCompilation, out_dir: Path, files: list[str
         },
         "files": {rel(f): _sha256(out_dir / f) for f in files},
     }
+
+
+def _npu_input(card: dict, meta_input: dict, shape) -> dict:
+    spec = _tensor_spec(meta_input) if meta_input else {}
+    entry = {"values": "pixels", "range": [0, 255], "layout": "nchw", "shape": list(shape),
+             "channel_order": card["preprocess"]["channel_order"],
+             "dtype": spec.get("dtype", "float32")}
+    for key in ("scale", "zero_point", "fl"):
+        if key in spec:
+            entry[key] = spec[key]
+    return entry
 
 
 _QTYPES = {"u8": "uint8", "i8": "int8", "i16": "int16", "u16": "uint16", "f16": "float16", "f32": "float32"}

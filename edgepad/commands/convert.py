@@ -55,7 +55,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="Max abs difference allowed for float32 steps.")
 @click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True,
               help="vim3 target: the board to compile for.")
-@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16"]), default="uint8",
+@click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16", "auto"]), default="uint8",
               show_default=True, help="vim3 target: quantization scheme.")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="vim3/tflite targets: folder of calibration images (jpg/png).")

@@ -35,6 +35,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from ..preprocess import as_channel_vector
 from .base import BackendError, InferenceModel, MissingTargetError
 
 BOARD = "VIM3"
@@ -102,6 +103,9 @@ class KsnnModel(InferenceModel):
         interleaved = self.platform in ("TENSORFLOW", "KERAS", "TFLITE")
         self.input_layout = call.get("layout", self.entry.get("input_layout", "hwc" if interleaved else "chw"))
         self.outputs = self.entry.get("outputs") or self.card.get("outputs", [])
+        # a graph with the normalisation inside takes the decoded pixel values (the card's npu_input); KSNN is
+        # handed pixel floats, which its NPU_SetInput_* quantize with the tensor's scale and zero point
+        self.pixel_input = (self.entry.get("npu_input") or {}).get("values") == "pixels"
         if not self.output_names:
             self.output_names = [o["name"] for o in self.outputs]
         self._instances: Dict[str, object] = {}
@@ -148,6 +152,14 @@ class KsnnModel(InferenceModel):
                                "name it in the card's vim3 entry")
         return found[0]
 
+    def _pixels(self, normalised: np.ndarray) -> np.ndarray:
+        """The normalised image (run()'s input) back to the pixel values it came from: integers, exactly."""
+        preprocess = self.card.get("preprocess", {})
+        channels = normalised.shape[-1]
+        mean = as_channel_vector(preprocess.get("mean", 127.5), channels, "mean")
+        std = as_channel_vector(preprocess.get("std", 127.5), channels, "std")
+        return np.clip(np.rint(normalised * std + mean), 0, 255).astype(np.float32)
+
     def _run_on_cpu(self, batch: np.ndarray, key: str) -> Dict[str, np.ndarray]:
         if self._cpu is None:
             self._cpu = self.size_fallback()
@@ -176,6 +188,8 @@ class KsnnModel(InferenceModel):
             return self._run_on_cpu(batch, key)
         entry, key, outputs = self._entry_for(image.shape[0], image.shape[1])
         ksnn = self._instance(entry, key)
+        if self.pixel_input:
+            image = self._pixels(image)
         if self.input_layout == "chw":
             image = np.ascontiguousarray(image.transpose(2, 0, 1))
         try:

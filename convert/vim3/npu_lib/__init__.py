@@ -15,6 +15,7 @@ from .library import NpuLibraryBuild, build_host_library, stage_sources
 
 __all__ = ["NpuLibraryBuild", "build_host_library", "build_npu_library", "stage_sources"]
 EMULATED_INPUTS = 8
+LIBRARY_TARGET_COSINE = 0.999  # library vs the toolkit's simulation on the same inputs: below it, dump and compare
 
 
 def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation_sources: list[str], out_dir: Path,
@@ -26,6 +27,7 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     """
     from edgepad.runtime.preprocess import batches
 
+    from ...parity_inputs import normalized_pixels
     from .emulated import emulated_section, run_library
     from .perf_estimate import estimate_from_log
 
@@ -50,20 +52,44 @@ def build_npu_library(ctx, compilation, evaluation: list[np.ndarray], evaluation
     simulation = ({name: values[-count:] for name, values in compilation.quantized_outputs.items()}
                   if compilation.quantized_outputs is not None else None)
     with ctx.steps.step(f"Running libnn_{case}.so in the VIM3 emulator ({count} inputs)"):
-        inputs = batches(evaluation, "nchw")
+        inputs = batches(evaluation, "nchw")  # pixel values, exactly what the toolkit's simulation was given
         log = env.new_log(f"npu-emulated-{case}")
         outputs = run_library(build.library, out_dir / "network_binary.nb", inputs, log)
-        reference = ctx.onnx_nchw_outputs(inputs)
+        reference = ctx.onnx_nchw_outputs(batches([normalized_pixels(x, ctx.card) for x in evaluation], "nchw"))
         section = emulated_section(outputs, reference, simulation, compilation.toolkit,
-                                   ctx.options.min_cosine, list(evaluation_sources))
+                                   ctx.options.min_cosine, list(evaluation_sources), card=ctx.card,
+                                   inputs=inputs, min_agreement=getattr(ctx.options, "min_agreement", None))
+    vs_simulation = section.get("vs_simulation")
+    if vs_simulation is not None and vs_simulation["cosine"] < LIBRARY_TARGET_COSINE and compilation.layer_dump:
+        # measure where they part: the library's per-node dumps against the simulation's layers, one input
+        from ...parity import cosine_similarity
+        from .emulated import diagnose_layers
+        from .layer_dumps import compare_layer_dumps
+
+        first = next(iter(simulation))
+        per_input = [cosine_similarity(s, o) for s, o in zip(simulation[first], outputs[0])]
+        worst = int(np.argmin(per_input))  # where library and simulation part most
+        with ctx.steps.step("Comparing the library's per-layer outputs with the simulation's (1 input)"):
+            dumps = compare_layer_dumps(out_dir, case, target, pid, env.sdk_dir, inputs[worst], compilation.layer_dump,
+                                        env.new_log(f"npu-dump-{case}"), index=worst,
+                                        source=f"{evaluation_sources[worst]} (output cosine {per_input[worst]:.6f})")
+        section["layer_dumps"] = dumps
+        section["diagnosis"] += "; " + diagnose_layers(dumps)
+    if section.get("library_equals_simulation") is False:
+        ctx.warnings.append(f"vim3 emulated: libnn_{case}.so agrees with {compilation.toolkit}'s simulation to cosine "
+                            f"{vs_simulation['cosine']:.6f} (target {LIBRARY_TARGET_COSINE}); {section['diagnosis']}")
     section["library"] = rel(build.library.name)
     section["target"] = target
     section["estimated_board_time"] = estimate_from_log(log.read_text(errors="replace"), target)
     section["log"] = str(log)
     if not section["passed"]:
         simulation_cosine = section.get("vs_simulation", {}).get("cosine")
+        agreement = section.get("decision_agreement")
         raise ParityError(f"vim3 emulated: libnn_{case}.so reaches cosine {section['cosine']:.4f} against float"
                           + (f" and {simulation_cosine:.4f} against {compilation.toolkit}'s simulation"
                              if simulation_cosine is not None else "")
+                          + (f", keeps float's decision on {agreement:.0%}" if agreement is not None else "")
+                          + (f" (flipped: {', '.join(Path(f).name for f in section['flipped'])})"
+                             if section.get("flipped") else "")
                           + f"; {section['diagnosis']} (log: {log})")
     return section

@@ -46,6 +46,7 @@ def test_bundle_carries_the_emulator_outputs_of_its_npu_library(npu_bundle):
     from edgepad.convert.parity import QUANTIZED_MIN_COSINE, compare_outputs
     from edgepad.deploy.reference import per_input
 
+    manifest = json.loads((npu_bundle / "manifest.json").read_text())
     with np.load(npu_bundle / "reference" / "outputs.ksnn.npz") as data:
         npu = {k: data[k] for k in data.files}
     with np.load(npu_bundle / "reference" / "outputs.npz") as data:
@@ -53,10 +54,11 @@ def test_bundle_carries_the_emulator_outputs_of_its_npu_library(npu_bundle):
     assert sorted({k.split("/")[0] for k in npu}) == ["classifier", "onet", "rnet"]  # not PNet: no NPU files
     for key, values in npu.items():
         assert not np.array_equal(values, onnx[key])  # quantized, not float
+        card = manifest["models"][key.split("/")[0]]  # held to the gates the model was converted with
+        min_cosine = (card["targets"]["vim3"].get("gates") or {}).get("min_cosine") or QUANTIZED_MIN_COSINE
         parity = compare_outputs({key: per_input(onnx[key])}, {key: per_input(values)}, reference_name="onnxruntime",
-                                 candidate_name="emulator", atol=None, min_cosine=QUANTIZED_MIN_COSINE)
+                                 candidate_name="emulator", atol=None, min_cosine=min_cosine)
         parity.raise_if_failed(key)
-    manifest = json.loads((npu_bundle / "manifest.json").read_text())
     assert "reference/outputs.ksnn.npz" in {f["path"] for f in manifest["files"]}
 
 

@@ -345,6 +345,81 @@ def op_facts(req):
 
 
 
+ELF_MACHINES = {3: "i686", 62: "x86_64", 40: "armv7l", 183: "aarch64"}  # e_machine -> platform.machine()
+MACHINE_FOLDERS = set(ELF_MACHINES.values())  # vim3/<machine>/libnn_<case>.so: a library built for that machine
+NPU_BUILD_FACTS = b"edgepad-npu-build;"
+
+
+def elf_machine(path):
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return "not an ELF file"
+    return ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), "unknown")
+
+
+def is_emulator_build(path):
+    """edgepad's host build for VeriSilicon's x86 emulator records the emulator SDK in its build facts."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = data.find(NPU_BUILD_FACTS)
+    if start < 0:
+        return False
+    facts = data[start + len(NPU_BUILD_FACTS):data.find(b"\0", start)].split(b";")
+    return any(fact.startswith(b"sdk=") and len(fact) > 4 for fact in facts)
+
+
+def op_npu_libraries(req):
+    """Make each NPU library of a release runnable on this board; say how, per library (relative path):
+
+    installed  the bundle ships a build for this machine (vim3/<machine>/libnn_<case>.so, or the library itself)
+    emulator   the library is the host's x86 emulator build and this board is x86-64 (the loopback board)
+    built      built here from the shipped ovxlib case with vim3/build_board.sh (the board's gcc and ovxlib) into
+               vim3/<machine>/libnn_<case>.so, which the runtime prefers
+    A build that fails is an error naming the library and the build's last line."""
+    root = req["root"]
+    machine = platform.machine()
+    how, errors = {}, []
+    for library in req["libraries"]:
+        path = inside(root, RELEASES, req["release"], library)
+        folder, name = os.path.split(path)
+        native = os.path.join(folder, machine, name)
+        if os.path.isfile(native):
+            found = elf_machine(native)
+            if found != machine:
+                errors.append("%s: the bundle's %s/%s is built for %s, this board is %s" % (library, machine, name,
+                                                                                             found, machine))
+            how[library] = "installed"
+            continue
+        if os.path.isfile(path) and elf_machine(path) == machine:
+            how[library] = "emulator" if is_emulator_build(path) else "installed"
+            continue
+        script = os.path.join(folder, "build_board.sh")
+        if not os.path.isfile(script):
+            errors.append("%s: built for %s, this board is %s, and there is no build_board.sh beside it to build it "
+                          "here" % (library, elf_machine(path) if os.path.isfile(path) else "nothing", machine))
+            continue
+        os.makedirs(os.path.dirname(native), exist_ok=True)
+        build_dir = tempfile.mkdtemp(prefix="edgepad-npu-build-")
+        env = dict(os.environ, OUT=native, BUILD_DIR=build_dir)
+        env.pop("EMULATOR_SDK", None)
+        try:
+            done = subprocess.run(["bash", script], cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=float(req["seconds"]))
+            said = done.stdout.decode("utf-8", "replace").strip().splitlines()
+            ok = done.returncode == 0 and os.path.isfile(native)
+        except subprocess.TimeoutExpired:
+            said, ok = ["did not finish within %s s" % req["seconds"]], False
+        finally:
+            shutil.rmtree(build_dir, ignore_errors=True)
+        if not ok:
+            errors.append("%s: building it on the board with build_board.sh failed: %s" % (
+                library, said[-1] if said else "no output"))
+            continue
+        how[library] = "built"
+    return {"machine": machine, "libraries": how, "error": "; ".join(errors) or None}
+
+
 
 def read_holder(path):
     try:
@@ -430,6 +505,7 @@ OPERATIONS = {
     "scan": op_scan, "prepare": op_prepare, "hash": op_hash, "finalize": op_finalize, "switch": op_switch,
     "publish": op_publish, "mark_failed": op_mark_failed, "prune": op_prune, "remove": op_remove,
     "space": op_space, "run": op_run, "facts": op_facts, "break_lock": op_break_lock,
+    "npu_libraries": op_npu_libraries,
 }
 
 

@@ -2,11 +2,13 @@
 
 BUNDLE/manifest.json, BUNDLE/runtime/ (the installed edgepad.runtime package), BUNDLE/models/<model>/ (edgepad
 convert output folders: classifier, embedding, pnet, rnet, onet), BUNDLE/reference/{inputs,outputs}.npz (see
-reference.py).
+reference.py; outputs.ksnn.npz for models with NPU files), BUNDLE/estimate.json (with NPU files: the toolkit's
+estimated on-board NPU time per model, and per frame with --estimate-image; estimate.py).
 """
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import shutil
 from dataclasses import dataclass
@@ -21,9 +23,18 @@ from edgepad.runtime.card import CardError, ModelCard
 from edgepad.staging import staged_output_dir
 
 from . import manifest as manifest_io
-from .reference import TFLITE_REFERENCE, host_outputs, host_tflite_outputs, reference_inputs
+from .estimate import pipeline_estimate
+from .reference import (
+    KSNN_REFERENCE,
+    TFLITE_REFERENCE,
+    host_npu_outputs,
+    host_outputs,
+    host_tflite_outputs,
+    reference_inputs,
+)
 
 DETECTOR_NETS = ("pnet", "rnet", "onet")
+ESTIMATE_NAME = "estimate.json"
 SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
@@ -36,6 +47,7 @@ class BundleOptions:
     sample_images: Path | None = None  # real images added to the classifier's reference inputs
     force: bool = False
     embedding: Path | None = None  # a face recognition (embedding) model's convert output: models/embedding/
+    estimate_image: Path | None = None  # a camera frame: the estimated on-board NPU time per frame like it
 
 
 @dataclass
@@ -43,6 +55,7 @@ class BundleResult:
     out: Path
     manifest: manifest_io.Manifest
     reference_inputs: dict[str, int]  # model -> number of reference inputs
+    npu_estimate: dict | None = None  # estimate.json: the performance model's estimated NPU time (see estimate.py)
 
 
 def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleResult:
@@ -79,9 +92,28 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
         np.savez(work / "reference" / "outputs.npz", **outputs)
         if tflite_outputs:
             np.savez(work / "reference" / TFLITE_REFERENCE, **tflite_outputs)
+        on_npu = [name for name, card in cards.items() if has_host_npu_library(card)]
+        if on_npu:
+            with steps.step(f"Computing reference outputs of {', '.join(on_npu)} with their NPU libraries in the "
+                            "VIM3 emulator"):
+                npu_outputs = host_npu_outputs(work, {name: inputs[name] for name in on_npu})
+            np.savez(work / "reference" / KSNN_REFERENCE, **npu_outputs)
+        estimate = None
+        if on_npu:
+            with steps.step("Estimating the NPU time per model" + (f" and per frame like {options.estimate_image}"
+                                                                  if options.estimate_image else "")):
+                estimate = pipeline_estimate(work, options.estimate_image)
+            if estimate is not None:
+                (work / ESTIMATE_NAME).write_text(json.dumps(estimate, indent=2) + "\n")
         with steps.step("Writing manifest.json"):
             manifest = manifest_io.seal(work, host_versions(), cards)
-    return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()})
+    return BundleResult(Path(options.out), manifest, {name: len(x) for name, x in inputs.items()}, estimate)
+
+
+def has_host_npu_library(card: ModelCard) -> bool:
+    """The model has NPU files and a library the host's emulator runs (the Khadas SDK toolkit ships sources only)."""
+    vim3 = card.targets.vim3
+    return vim3 is not None and vim3.npu_library is not None and bool(vim3.npu_library.library)
 
 
 def runtime_source_dir() -> Path:

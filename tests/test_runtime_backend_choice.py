@@ -16,12 +16,19 @@ STANDIN_DIR = Path(__file__).resolve().parent / "runtime_board"
 
 
 def with_npu_classifier(bundle: Path, out: Path) -> Path:
+    import sys
+
+    sys.path.insert(0, str(STANDIN_DIR))
+    import ksnn_standin
+
     shutil.copytree(bundle, out)
     folder = out / "models" / "classifier"
     (folder / "vim3").mkdir()
     (folder / "vim3" / "network_binary.nb").write_bytes(b"VPMN" + bytes(60))
-    (folder / "vim3" / "libnn_classifier.so").write_bytes(b"\x7fELF")
     card = json.loads((folder / "edgepad.json").read_text())
+    shape = card["input"]
+    ksnn_standin.write_placeholder_library(folder / "vim3" / "libnn_classifier.so", "../model.onnx",
+                                           (1, shape["channels"], shape["height"], shape["width"]))
     card["targets"]["vim3"] = {"nb": "vim3/network_binary.nb", "library": "vim3/libnn_classifier.so",
                                "platform": "ONNX"}
     (folder / "edgepad.json").write_text(json.dumps(card))

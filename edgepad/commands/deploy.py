@@ -158,6 +158,12 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
             continue
         if result.health is not None and result.health.outputs:
             _print_health(console, outcome.host, result.health)
+            if result.health.cpu is not None and result.health.cpu.outputs:
+                _print_health(console, outcome.host, result.health.cpu)
+        if result.health is not None and result.health.library is not None:
+            console.print(f"{outcome.host}: NPU libraries {result.health.library} "
+                          f"({', '.join(f'{k}: {v}' for k, v in result.health.libraries.items()) or 'none'})",
+                          soft_wrap=True)
         mark = "[green]✓[/green]" if result.passed else "[red]✗[/red]"
         state = ("health check passed" if result.health and result.health.passed else
                  "no health check" if result.health is None else
@@ -171,15 +177,17 @@ def _print_outcomes(outcomes, dry_run: bool) -> None:
 def _print_health(console, host: str, health) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{host}: board ({health.backend}) vs host onnxruntime", title_justify="left")
-    for column in ("model", "output", "max abs", "cosine", "top-1", "tolerance", "passed"):
+    table = Table(title=f"{host}: board ({health.backend}) vs host", title_justify="left")
+    for column in ("model", "output", "reference", "max abs", "cosine", "top-1", "decisions", "tolerance", "passed"):
         table.add_column(column)
     for row in health.outputs:
         top1 = row.get("top1_agreement")
         tolerance = f"abs ≤ {row['atol']:g}" if row.get("atol") is not None else (
             f"cos ≥ {row['min_cosine']:g}" if row.get("min_cosine") is not None else "-")
-        table.add_row(row["model"], row["output"], f"{row.get('max_abs', float('nan')):.2e}",
-                      f"{row.get('cosine', float('nan')):.6f}", "-" if top1 is None else f"{top1:.0%}", tolerance,
+        decided = row.get("decision_agreement")
+        table.add_row(row["model"], row["output"], row.get("reference", "host onnxruntime"),
+                      f"{row.get('max_abs', float('nan')):.2e}", f"{row.get('cosine', float('nan')):.6f}",
+                      "-" if top1 is None else f"{top1:.0%}", "-" if decided is None else f"{decided:.0%}", tolerance,
                       "[green]yes[/green]" if row["passed"] else "[red]no[/red]")
     console.print(table)
     if health.error:

@@ -16,8 +16,9 @@ does the rest. Outputs come back flat; they are reshaped to the card's output sh
 its vim3 entry may list one compiled model per pyramid size under "sizes": {"HxW": {"nb": ..., "library": ...}}.
 
 The card's `targets.vim3` entry is read with these keys, each optional: nb (default: the one vim3/*.nb), library
-(default: the one vim3/libnn_*.so), ksnn (above; older cards: platform, reorder, input_layout), outputs
-[{name, shape}] (default: the card's outputs), sizes (see above).
+(default: the one vim3/libnn_*.so; a build for this machine in vim3/<machine>/ beside it is preferred: what
+`edgepad deploy` builds on the board or a bundle ships for it), ksnn (above; older cards: platform, reorder,
+input_layout), outputs [{name, shape}] (default: the card's outputs), sizes (see above).
 
 Pluggable API: anything with a `KSNN` class and an `output_format` holding OUT_FORMAT_FLOAT32 can stand in for
 the ksnn package: pass `api=` or set EDGEPAD_KSNN_API=<importable module> (e.g. a ctypes loader that runs the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import platform
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
@@ -76,6 +78,14 @@ def load_ksnn_api():
         return SimpleNamespace(KSNN=npu_loader.KSNN, output_format=npu_loader.output_format,
                                NpuError=npu_loader.NpuError)
     return SimpleNamespace(KSNN=KSNN, output_format=output_format)
+
+
+def machine_library(library: str) -> str:
+    """The build of `library` for this machine (vim3/<machine>/libnn_<case>.so, e.g. vim3/aarch64/: built on the
+    board by `edgepad deploy`, or shipped in the bundle) when there is one, else `library` itself (on the host: the
+    emulator build)."""
+    native = os.path.join(os.path.dirname(library), platform.machine(), os.path.basename(library))
+    return native if os.path.isfile(native) else library
 
 
 class KsnnModel(InferenceModel):
@@ -127,7 +137,7 @@ class KsnnModel(InferenceModel):
     def _instance(self, entry: Vim3Entry, key: str):
         if key not in self._instances:
             nb = self._one(entry.nb, "vim3/*.nb", "the compiled model (.nb)")
-            library = self._one(entry.library, "vim3/libnn_*.so", "the model's library (libnn_*.so)")
+            library = machine_library(self._one(entry.library, "vim3/libnn_*.so", "the model's library (libnn_*.so)"))
             ksnn = self.api.KSNN(BOARD)
             try:
                 ksnn.nn_init(library=library, model=nb, level=0)

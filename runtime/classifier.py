@@ -6,7 +6,7 @@ from typing import List, Optional
 import numpy as np
 
 from .backends import BackendError, InferenceModel
-from .preprocess import normalize
+from .face_model import AlignedFaceModel
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
     return softmax(scores)
 
 
-class LiveClassifier:
+class LiveClassifier(AlignedFaceModel):
     """Scores aligned BGR face crops: P(live) per face, and the decision against the spoof threshold.
 
     The card's `threshold` (or --threshold) is the spoof decision threshold: a face is spoof when
@@ -50,7 +50,6 @@ class LiveClassifier:
     """
 
     def __init__(self, model: InferenceModel, threshold: Optional[float] = None):
-        self.model = model
         card = model.card
         if card.task not in (None, "classifier"):
             raise BackendError(f"{model.model_dir}: the model card says task '{card.task}', not a "
@@ -61,20 +60,12 @@ class LiveClassifier:
             raise BackendError(f"{model.model_dir}: the model card's head '{self.head}' is not softmax, sigmoid or "
                                "logits; convert the model again with this edgepad")
         self.threshold = float(threshold if threshold is not None else card.spoof_threshold)
-        self.height, self.width = model.input_hw
-        self.preprocess = card.preprocess
-        self.output_name = model.output_names[0]
-
-    @property
-    def align_size(self) -> int:
-        return self.height
+        super().__init__(model)
 
     def live_probabilities(self, faces_bgr: List[np.ndarray]) -> np.ndarray:
         if not faces_bgr:
             return np.zeros(0)
-        batch = np.stack([normalize(face, self.preprocess, self.height, self.width) for face in faces_bgr])
-        scores = self.model.run(batch)[self.output_name].reshape(len(faces_bgr), -1)
-        return live_probability(scores, self.head, self.live_index)
+        return live_probability(self.raw_outputs(faces_bgr), self.head, self.live_index)
 
     def is_live(self, live_probability: float) -> bool:
         return (1.0 - float(live_probability)) < self.threshold

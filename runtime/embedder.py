@@ -14,8 +14,8 @@ import numpy as np
 
 from .backends import BackendError, InferenceModel
 from .card import ModelCard
+from .face_model import AlignedFaceModel
 from .frames import is_image_file
-from .preprocess import normalize
 
 METRICS = ("euclidean", "cosine")
 
@@ -41,11 +41,10 @@ def is_embedding_card(card: ModelCard) -> bool:
     return card.task == "embedding"
 
 
-class FaceEmbedder:
+class FaceEmbedder(AlignedFaceModel):
     """Aligned BGR face crops -> L2-normalised embeddings, preprocessed as the model card says."""
 
     def __init__(self, model: InferenceModel, match_threshold: Optional[float] = None, metric: str = "euclidean"):
-        self.model = model
         card = model.card
         if not is_embedding_card(card):
             raise BackendError(f"{model.model_dir}: the model card says task '{card.task or 'classifier'}', "
@@ -57,21 +56,13 @@ class FaceEmbedder:
             match_threshold = float(card.match_threshold)
         self.match_threshold = match_threshold
         self.metric = metric
-        self.height, self.width = model.input_hw
-        self.preprocess = card.preprocess
-        self.output_name = model.output_names[0]
-
-    @property
-    def align_size(self) -> int:
-        return self.height
+        super().__init__(model)
 
     def embed(self, faces_bgr: List[np.ndarray]) -> np.ndarray:
         """(N, D) unit vectors, one per aligned face."""
         if not faces_bgr:
             return np.zeros((0, 0))
-        batch = np.stack([normalize(face, self.preprocess, self.height, self.width) for face in faces_bgr])
-        raw = self.model.run(batch)[self.output_name].reshape(len(faces_bgr), -1)
-        return l2_normalize(raw)
+        return l2_normalize(self.raw_outputs(faces_bgr))
 
 
 class Gallery:

@@ -40,6 +40,10 @@ BOARD_TARGETS = {"vim3": "VIPNANOQI_PID0X88", "vim3l": "VIPNANOQI_PID0X99"}
 
 
 
+# torch's CUDA wheels and TensorFlow (8 GB installed) plus pip's temporary unpacking.
+TOOLKIT_DISK_NEED = 11 * 1024**3
+
+
 def default_home() -> Path:
     """$EDGEPAD_TOOLKIT_HOME, else $EDGEPAD_HOME/toolkit, else ~/.cache/edgepad/toolkit (CI sets EDGEPAD_HOME)."""
     if os.environ.get("EDGEPAD_TOOLKIT_HOME"):
@@ -150,6 +154,7 @@ def install_toolkit(python: str | None = None, home: str | os.PathLike | None = 
 
     base = find_base_python(python)
     env.home.mkdir(parents=True, exist_ok=True)
+    _require_disk_space(env.home, TOOLKIT_DISK_NEED)
     log = env.new_log("install")
     env.marker.unlink(missing_ok=True)  # a half-made environment must not look installed
     with steps.step(f"Creating the toolkit environment in {env.venv} (Python {_python_version(base)})"):
@@ -334,8 +339,25 @@ def _pip_install_condensed(env: ToolkitEnv, log: Path, steps) -> None:
                 steps.info(f"  installed {len(line.split()) - 2} packages")
         process.wait()
     if process.returncode != 0:
-        raise ToolkitError(f"pip install {' '.join(TOOLKIT_REQUIREMENTS)} failed (exit {process.returncode}); "
-                           f"full log: {log}")
+        reason = _last_error_line(log)
+        raise ToolkitError(f"pip install {' '.join(TOOLKIT_REQUIREMENTS)} failed (exit {process.returncode})"
+                           f"{': ' + reason if reason else ''}; full log: {log}")
+
+
+def _require_disk_space(where: Path, need: int) -> None:
+    """torch's CUDA wheels and TensorFlow fill about 8 GB, plus pip's unpacking room: a disk that fills half-way
+    leaves a broken venv and pip's OSError deep in a log, so say it before starting."""
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise ToolkitError(f"{human_size(free)} free at {where}, the toolkit environment needs about "
+                           f"{human_size(need)}: free disk space or set EDGEPAD_HOME to a larger disk")
+
+
+def _last_error_line(log: Path) -> str:
+    """pip's own reason (e.g. 'No space left on device', 'No matching distribution'), so the one line names it."""
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [line.strip() for line in lines if line.startswith("ERROR:")]
+    return errors[-1][:300] if errors else ""
 
 
 def _unpack_vsi_sdk(env: ToolkitEnv, log: Path) -> None:

@@ -39,21 +39,23 @@ def package_weights(net: str) -> list[np.ndarray]:
     return [np.asarray(w, dtype=np.float32) for w in joblib.load(str(path))]
 
 
-def build_net(net: str, input_size: int | None = None):
+def build_net(net: str, input_size: int | tuple[int, int] | None = None, name: str | None = None):
     """One MTCNN net as a functional Keras 3 model with the package's weights.
 
-    `input_size` fixes PNet's input (H = W = input_size); None leaves it open. RNet and ONet have fixed sizes.
+    `input_size` fixes PNet's input: H = W = input_size, or (H, W) for one pyramid size; None leaves it open.
+    RNet and ONet have fixed sizes. `name`: the model's name (default the net's), which names the NPU case.
     """
     if net not in NET_NAMES:
         raise ValueError(f"unknown MTCNN net {net!r}; choose from {', '.join(NET_NAMES)}")
     builder = {"pnet": _pnet, "rnet": _rnet, "onet": _onet}[net]
     size = INPUT_SIZES[net] or input_size
-    model, ordered_layers = builder(size)
+    hw = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    model, ordered_layers = builder(hw, name or net)
     _set_weights_in_order(model, ordered_layers, package_weights(net))
     return model
 
 
-def save_h5(net: str, path: str | os.PathLike, input_size: int | None = None) -> Path:
+def save_h5(net: str, path: str | os.PathLike, input_size: int | tuple[int, int] | None = None) -> Path:
     path = Path(path)
     build_net(net, input_size).save(path)
     return path
@@ -70,19 +72,19 @@ def _conv_prelu(layers, x, filters, kernel, name, ordered, pool=None):
     return x
 
 
-def _pnet(size):
+def _pnet(size, name):
     import keras
     from keras import layers
 
     ordered: list = []
-    inputs = keras.Input((size, size, 3), name="input")
+    inputs = keras.Input((*size, 3), name="input")
     x = _conv_prelu(layers, inputs, 10, 3, "1", ordered, pool=(2, "same"))
     x = _conv_prelu(layers, x, 16, 3, "2", ordered)
     x = _conv_prelu(layers, x, 32, 3, "3", ordered)
     box = layers.Conv2D(4, 1, name="bbox_reg")
     prob = layers.Conv2D(2, 1, activation="softmax", name="face_prob")
     ordered += [box, prob]
-    return keras.Model(inputs, [box(x), prob(x)], name="pnet"), ordered
+    return keras.Model(inputs, [box(x), prob(x)], name=name), ordered
 
 
 def _dense_head(layers, x, units, name, ordered):
@@ -92,12 +94,12 @@ def _dense_head(layers, x, units, name, ordered):
     return prelu(dense(x))
 
 
-def _rnet(size):
+def _rnet(size, name):
     import keras
     from keras import layers
 
     ordered: list = []
-    inputs = keras.Input((size, size, 3), name="input")
+    inputs = keras.Input((*size, 3), name="input")
     x = _conv_prelu(layers, inputs, 28, 3, "1", ordered, pool=(3, "same"))
     x = _conv_prelu(layers, x, 48, 3, "2", ordered, pool=(3, "valid"))
     x = _conv_prelu(layers, x, 64, 2, "3", ordered)
@@ -106,15 +108,15 @@ def _rnet(size):
     box = layers.Dense(4, name="bbox_reg")
     prob = layers.Dense(2, activation="softmax", name="face_prob")
     ordered += [box, prob]
-    return keras.Model(inputs, [box(x), prob(x)], name="rnet"), ordered
+    return keras.Model(inputs, [box(x), prob(x)], name=name), ordered
 
 
-def _onet(size):
+def _onet(size, name):
     import keras
     from keras import layers
 
     ordered: list = []
-    inputs = keras.Input((size, size, 3), name="input")
+    inputs = keras.Input((*size, 3), name="input")
     x = _conv_prelu(layers, inputs, 32, 3, "1", ordered, pool=(3, "same"))
     x = _conv_prelu(layers, x, 64, 3, "2", ordered, pool=(3, "valid"))
     x = _conv_prelu(layers, x, 64, 3, "3", ordered, pool=(2, "same"))
@@ -125,7 +127,7 @@ def _onet(size):
     landmarks = layers.Dense(10, name="landmarks")
     prob = layers.Dense(2, activation="softmax", name="face_prob")
     ordered += [box, landmarks, prob]
-    return keras.Model(inputs, [box(x), landmarks(x), prob(x)], name="onet"), ordered
+    return keras.Model(inputs, [box(x), landmarks(x), prob(x)], name=name), ordered
 
 
 def _set_weights_in_order(model, ordered_layers, weights: list[np.ndarray]) -> None:

@@ -68,11 +68,11 @@ def build_detector_models(out: str | os.PathLike, force: bool = False, targets: 
             convert_model(options, steps)
             opened = "batch and size" if net == "pnet" else "batch"
             with steps.step(f"Opening {net.upper()}'s {opened} for the host runtime"):
-                _write_open_onnx(net, work / net)
+                write_open_onnx(net, work / net)
     return Path(out)
 
 
-def _write_open_onnx(net: str, folder: Path) -> None:
+def write_open_onnx(net: str, folder: Path) -> None:
     """model.open.onnx: model.onnx with symbolic batch (and H, W for PNet), checked against Keras at new shapes."""
     import onnx
 

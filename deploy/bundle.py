@@ -113,7 +113,8 @@ def build_bundle(options: BundleOptions, steps: Steps | None = None) -> BundleRe
 def has_host_npu_library(card: ModelCard) -> bool:
     """The model has NPU files and a library the host's emulator runs (the Khadas SDK toolkit ships sources only)."""
     vim3 = card.targets.vim3
-    return vim3 is not None and vim3.npu_library is not None and bool(vim3.npu_library.library)
+    entries = [vim3, *(vim3.sizes or {}).values()] if vim3 is not None else []  # PNet: one NBG per input size
+    return any(entry.npu_library is not None and bool(entry.npu_library.library) for entry in entries)
 
 
 def runtime_source_dir() -> Path:

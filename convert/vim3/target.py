@@ -81,7 +81,7 @@ def _run_once(ctx) -> TargetReport:
 
     images = select_images(options.calibration, options.eval_images, options.calibration_count,
                            required=options.quantize in NEEDS_CALIBRATION)
-    calibration = [read_pixels(Path(p), ctx.card, "--calibration") for p in images.calibration]
+    calibration = span_pixel_range([read_pixels(Path(p), ctx.card, "--calibration") for p in images.calibration])
     held_out = [read_pixels(Path(p), ctx.card, images.eval_option) for p in images.evaluation]
     sample_sources = [s for s in ctx.parity_sources if not s.startswith("synthetic:")]
     evaluation = held_out + [read_pixels(Path(p), ctx.card, "--sample-images") for p in sample_sources]
@@ -130,6 +130,27 @@ def _run_once(ctx) -> TargetReport:
         report.checks.append(build_npu_library(ctx, compilation, evaluation, evaluation_sources,
                                                out_dir, target, target_pid(target)))
     return report
+
+
+def span_pixel_range(calibration: list[np.ndarray]) -> list[np.ndarray]:
+    """The calibration images spanning 0..255 together, so the input tensor's calibrated range is the pixels' own.
+
+    The toolkit worker forces the input tensor to hold 0..255 when calibration gave a narrower range, but acuitylite
+    does not quantize the first layer's bias again for that input scale: measured on PNet at 55x55 calibrated with
+    pyramid images spanning 1..251, the NBG export fails `vsi_nn_QuantCheck` (input_scale * weight_scale !=
+    bias_scale). So the darkest pixel of the set becomes 0 and the brightest 255 (one value each, in a copy)."""
+    if not calibration:
+        return calibration
+    stacked = [np.array(x, np.float32) for x in calibration]
+    low = min(range(len(stacked)), key=lambda i: float(stacked[i].min()))
+    high = max(range(len(stacked)), key=lambda i: float(stacked[i].max()))
+    if float(stacked[low].min()) > 0:
+        flat = stacked[low].reshape(-1)
+        flat[int(np.argmin(flat))] = 0.0
+    if float(stacked[high].max()) < 255:
+        flat = stacked[high].reshape(-1)
+        flat[int(np.argmax(flat))] = 255.0
+    return stacked
 
 
 def _pixel_graph(ctx, out_dir: Path) -> tuple[Path, dict]:

@@ -186,3 +186,53 @@ def trained_mobilenet_v2_pad(faces: Path, size: int = 112, alpha: float = 0.35, 
     model.save(partial)
     partial.replace(path)
     return path
+
+
+# The detector the NPU tests compile with `edgepad models detector --to vim3`: frames of astronaut.png's size (the
+# image the pipeline test runs on) at a minimum face that keeps the PNet sizes few (6: 77x77 ... 14x14, plus the
+# 48x48 health-check size); astronaut's face is about 86x112 px, so it is still found.
+DETECTOR_FRAME_SIZE = "512x512"
+DETECTOR_MIN_FACE = 80
+DETECTOR_SOURCES = ["convert/mtcnn_npu.py", "convert/mtcnn_models.py", "runtime/detector.py",
+                    "edgepad/commands/models.py"]
+
+
+def detector_photos(faces_dir: Path, t1_faces: np.ndarray) -> Path:
+    """Calibration photos for the detector: t1.jpg whole, zoomed in around each of its six people (about 3x the
+    face) and mirrored, and the Tom Hanks crop; not astronaut.png, the image the detector is then judged on."""
+    folder = test_cache() / "detector_photos_v1"
+    if (folder / ".complete").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    t1 = cv2.imread(str(faces_dir / "t1.jpg"), cv2.IMREAD_COLOR)
+    cv2.imwrite(str(folder / "t1.png"), t1)
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(t1_faces, float)):
+        cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, 1.6 * max(x2 - x1, y2 - y1)
+        top, left = int(max(0, cy - half)), int(max(0, cx - half))
+        crop = t1[top:int(min(t1.shape[0], cy + half)), left:int(min(t1.shape[1], cx + half))]
+        cv2.imwrite(str(folder / f"t1_person{i}.png"), crop)
+        cv2.imwrite(str(folder / f"t1_person{i}_mirrored.png"), cv2.flip(crop, 1))
+    (folder / "hanks.png").write_bytes((faces_dir / "Tom_Hanks_54745.png").read_bytes())
+    (folder / ".complete").write_text("ok\n")
+    return folder
+
+
+def npu_detector(photos: Path) -> tuple[Path, dict]:
+    """(folder, summary): `edgepad models detector -o D --to vim3 --calibration PHOTOS --frame-size 512x512
+    --min-face-size 80 --json` run once per cache (about 10 min on 2 cores) and kept, like converted_npu_models."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    key = _sources_key(*[root / p for p in DETECTOR_SOURCES], *sorted(photos.glob("*.png")))
+    out = test_cache() / f"npu_detector-{key}"
+    summary_path = out.with_name(out.name + ".json")
+    if not (summary_path.is_file() and (out / "pnet" / "edgepad.json").is_file()):
+        command = [sys.executable, "-m", "edgepad", "models", "detector", "-o", str(out), "--to", "vim3",
+                   "--calibration", str(photos), "--frame-size", DETECTOR_FRAME_SIZE, "--min-face-size",
+                   str(DETECTOR_MIN_FACE), "--force", "--json"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary_path.write_text(done.stdout)
+    return out, json.loads(summary_path.read_text())

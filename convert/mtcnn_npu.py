@@ -186,7 +186,10 @@ def build_npu_detector(options: NpuDetectorOptions, steps: Steps | None = None) 
         raise UsageError("--quantize auto: choose one scheme for the detector (uint8, int8, int16 or float16)")
     if options.calibration_count < 1:
         raise UsageError(f"--calibration-count {options.calibration_count}: must be at least 1")
+    from .parity_inputs import image_files
+
     pyramid = pnet_sizes(options.frame_sizes, options.min_face_size)
+    image_files(options.calibration, "--calibration")  # a folder with images, before any work
     check = [] if CHECK_SIZE in pyramid else [CHECK_SIZE]
     sizes = pyramid + check
     keys = [f"{h}x{w}" for h, w in sizes]

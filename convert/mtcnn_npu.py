@@ -216,7 +216,7 @@ def build_npu_detector(options: NpuDetectorOptions, steps: Steps | None = None) 
             return convert_model(ConvertOptions(
                 model=h5, out=out, targets=targets, mean=(MTCNN_MEAN,), std=(MTCNN_STD,), channel_order="rgb",
                 quantize=options.quantize, calibration=calibration_dir, calibration_count=options.calibration_count,
-                min_cosine=options.min_cosine, force=True), steps)
+                min_cosine=options.min_cosine, force=True), Steps(quiet=steps.quiet))  # its own timings
 
         for net in ("rnet", "onet"):
             steps.info(f"{net.upper()}: compiling for the NPU")

@@ -149,11 +149,13 @@ def write_calibration(photos: Path, frame_sizes, min_face_size: float, folder: P
                     _write_pixels(folder / "pnet" / key / f"{stem}.png", batch[0], detector)
                     counts["pnet"][key] = counts["pnet"].get(key, 0) + 1
                 for net in ("rnet", "onet"):
-                    crops = np.concatenate(nets[net].batches) if nets[net].batches else np.zeros((0,))
+                    if not nets[net].batches:  # no candidate reached this net in this frame
+                        continue
+                    crops = np.concatenate(nets[net].batches)
                     keep = np.unique(np.linspace(0, len(crops) - 1, min(len(crops), CROPS_PER_FRAME)).astype(int))
-                    for i in keep if len(crops) else []:
+                    for i in keep:
                         _write_pixels(folder / net / stem / f"{i:04d}.png", crops[i], detector)
-                    counts[net] += len(keep) if len(crops) else 0
+                    counts[net] += len(keep)
     for net in ("rnet", "onet"):
         if not counts[net]:
             raise InputFileError(f"--calibration {photos}: the float detector gave {net.upper()} no candidate in "

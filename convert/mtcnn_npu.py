@@ -295,9 +295,10 @@ def _write_pnet_card(pnet_dir: Path, entries: dict, reports: dict, options: NpuD
         quantizer=first.quantizer, layout=first.layout, channel_order=first.channel_order, ksnn=first.ksnn,
         npu_input=NpuInput(values="pixels", range=[0, 255], layout="nchw", channel_order=first.channel_order),
         gates=first.gates, sizes=entries)
-    card.mtcnn.extra.update(frame_sizes=[f"{w}x{h}" for w, h in options.frame_sizes],
-                            min_face_size=options.min_face_size, scale_factor=DetectorSettings().scale_factor,
-                            pyramid_sizes=pyramid)
+    card.mtcnn.frame_sizes = [f"{w}x{h}" for w, h in options.frame_sizes]
+    card.mtcnn.min_face_size = options.min_face_size
+    card.mtcnn.scale_factor = DetectorSettings().scale_factor
+    card.mtcnn.pyramid_sizes = pyramid
     card.sha256 = {p.relative_to(pnet_dir).as_posix(): sha256_file(p) for p in sorted(pnet_dir.rglob("*"))
                    if p.is_file() and p.name not in ("edgepad.json", "report.json")}
     card.save(pnet_dir)

@@ -12,7 +12,8 @@ Shape (CARD_VERSION 1; a card without `card_version`, as edgepad wrote before it
     outputs [{name, shape}], task (classifier|embedding), head, labels [], live_index, threshold, match_threshold,
     targets {onnx, onnx_nchw, onnx_open: OnnxEntry; caffe: CaffeEntry; vim3: Vim3Entry (with ksnn: KsnnCall);
              tflite: TfliteEntry; any other name: a dict},
-    mtcnn {net, package, note} (detector nets only), sha256 {file name: sha256}.
+    mtcnn {net, package, note; PNet on the NPU: frame_sizes, min_face_size, scale_factor, pyramid_sizes} (detector
+    nets only), sha256 {file name: sha256}.
 
 Every object keeps keys it does not know in `extra` (written back unchanged), so a field added by a newer
 edgepad of the same card version survives a round trip through an older one.
@@ -432,6 +433,12 @@ class MtcnnInfo(_Part):
     net: str
     package: Optional[str] = None
     note: Optional[str] = None
+    # PNet compiled for the NPU (`edgepad models detector --to vim3`): the camera frame sizes ("WxH") and minimum
+    # face size its pyramid sizes ("HxW", one NBG each under targets.vim3.sizes) were computed for
+    frame_sizes: Optional[List[str]] = None
+    min_face_size: Optional[float] = None
+    scale_factor: Optional[float] = None
+    pyramid_sizes: Optional[List[str]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod

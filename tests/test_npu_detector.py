@@ -80,6 +80,7 @@ def test_every_pyramid_size_has_its_nbg_on_the_card(npu_detector):
     sizes = card.targets.vim3.sizes
     assert sorted(sizes) == sorted([*pyramid, "48x48"])  # and the health check's size (PNet's card input)
     assert summary["pnet_sizes"] == pyramid and summary["pnet_check_size"] == "48x48"
+    assert (card.mtcnn.frame_sizes, card.mtcnn.min_face_size, card.mtcnn.pyramid_sizes) == (["512x512"], 80, pyramid)
     for key, entry in sizes.items():
         h, w = (int(v) for v in key.split("x"))
         assert entry.input.shape == [1, 3, h, w]

@@ -63,7 +63,7 @@ def npu_pipeline_bundle(npu_detector, faces_dir, tmp_path_factory):
     classifier = converted_npu_models(faces_dir, tmp_path_factory.mktemp("npu_models"))["classifier"].out
     out = tmp_path_factory.mktemp("npu_pipeline") / "bundle"
     done = edgepad("bundle", "-o", out, "--classifier", classifier, "--detector", npu_detector[0],
-                   "--sample-images", faces_dir)
+                   "--sample-images", faces_dir, "--estimate-image", faces_dir / "astronaut.png")
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -92,6 +92,18 @@ def test_every_pyramid_size_has_its_nbg_on_the_card(npu_detector):
         assert vim3.sizes is None and (folder / net / vim3.nbg).is_file()
     assert summary["nbgs"] == len(sizes) + 2
     assert summary["nbg_bytes"] == sum(p.stat().st_size for p in folder.rglob("*.nb"))
+
+
+@pytest.mark.toolkit
+def test_the_estimate_counts_every_pnet_size_on_the_npu(npu_pipeline_bundle):
+    """estimate.json: one frame like astronaut.png runs PNet at the sizes it was compiled for, each estimated."""
+    from edgepad.runtime.detector import pyramid_sizes
+
+    estimate = json.loads((npu_pipeline_bundle / "estimate.json").read_text())
+    pnet = estimate["frame"]["models"]["pnet"]
+    assert pnet["sizes"] == [f"{h}x{w}" for h, w in pyramid_sizes(512, 512, 80)]
+    assert "sizes_not_estimated" not in pnet and estimate["frame"]["not_estimated"] == []
+    assert estimate["frame"]["estimated_total_ms"] > 0
 
 
 @pytest.mark.toolkit

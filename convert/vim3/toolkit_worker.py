@@ -79,7 +79,8 @@ def compile_model(request):
 
     quantizer, qtype = request["quantizer"], request["qtype"]  # edgepad's table: convert/vim3/compilation.py
     print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
-    _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation)
+    _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation,
+              request.get("quantize_options"))
     input_quantization = _hold_pixels(model, request["scheme"]) if request.get("pixel_input") else None
 
     print("== edgepad: quantized simulation", flush=True)
@@ -169,7 +170,7 @@ def _unsupported_nodes(onnx_path):
     return [(node.op_type, node.name or node.output[0]) for node in graph.node if node.op_type not in known]
 
 
-def _quantize(model, quantizer, qtype, samples):
+def _quantize(model, quantizer, qtype, samples, options=None):
     from acuitylib.interface.quantization import Quantization
 
     def batches():
@@ -178,7 +179,7 @@ def _quantize(model, quantizer, qtype, samples):
 
     try:
         Quantization(model).quantize(input_generator_func=batches, quantizer=quantizer, qtype=qtype,
-                                     iterations=len(samples))
+                                     iterations=len(samples), **(options or {}))
     except Exception as error:  # noqa: BLE001
         raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
                          % (quantizer, qtype, _one_line(error))) from error

@@ -82,6 +82,7 @@ def compile_model(request):
     _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation,
               request.get("quantize_options"))
     input_quantization = _hold_pixels(model, request["scheme"]) if request.get("pixel_input") else None
+    requantization = _exact_requantization(model) if request.get("exact_requantization") else None
 
     print("== edgepad: quantized simulation", flush=True)
     quantized_outputs = _run_all(model, evaluation, output_lids)
@@ -117,6 +118,7 @@ def compile_model(request):
         "acuitylite": _acuitylite_version(),
         "input_quantization": input_quantization,
         "layer_dump": layer_dump,
+        "requantization": requantization,
     }
 
 
@@ -225,6 +227,93 @@ def _hold_pixels(model, scheme):
             print("== edgepad: input %s quantization %s -> %s" % (layer.lid, before, wanted), flush=True)
         result[layer.lid] = dict(_quant_params(model, layer.lid) or {}, calibrated=before)
     return result
+
+
+MULTIPLIER_BITS = 12
+PASS_THROUGH = {"relun", "relu", "relu_keras", "permute", "squeeze", "reshape", "flatten"}
+
+
+def _short(value, bits=MULTIPLIER_BITS):
+    """value rounded to `bits` significant bits."""
+    import math
+
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(round(mantissa * 2 ** bits), exponent - bits)
+
+
+def _scale_for(numerator, multiplier):
+    """The float32 scale s closest to numerator / multiplier with numerator / s >= multiplier (computed from the
+    float32 values, as the compiler does): a multiplier truncated to its short mantissa stays exact."""
+    import numpy as np
+
+    scale = np.float32(numerator / multiplier)
+    numerator32 = np.float64(np.float32(numerator))
+    while numerator32 / np.float64(scale) < multiplier:
+        scale = np.nextafter(scale, np.float32(0))
+    return float(scale)
+
+
+def _exact_requantization(model):
+    """Nudge each weighted layer's output scale (by at most 2^-%d relative) so that its requantization multiplier
+    in_scale * weight_scale / out_scale has a short mantissa, which the NPU's fixed-point multiplier holds exactly;
+    pass-through layers (fused activations, permutes) follow their input."""
+    from acuitylib.interface.quantization import Quantization
+
+    quantization = Quantization(model)
+    current = {}  # tensor url -> (params before, params now)
+    changed = []
+
+    def params_of(lid, port="out0"):
+        try:
+            return dict(quantization.get_quant_params("%s:%s" % (lid, port)))
+        except Exception:  # noqa: BLE001
+            return None
+
+    def set_scale(lid, port, params, scale):
+        new = {"quantizer": params["quantizer"], "qtype": params["qtype"], "scale": float(scale),
+               "zp": int(params.get("zero_point", 0))}
+        quantization.set_quant_params("%s:%s" % (lid, port), new)
+
+    for layer in model.execution_sequence():
+        out = params_of(layer.lid)
+        url = "@%s:out0" % layer.lid
+        if out is None or out.get("quantizer") != "asymmetric_affine" or out.get("scale") is None:
+            continue
+        sources = [current.get(t.url) for t in layer.inputs]
+        if layer.op in PASS_THROUGH and sources and sources[0] is not None:
+            before, now = sources[0]
+            if abs(float(out["scale"]) - float(before["scale"])) <= 1e-12 * float(before["scale"]) and \
+                    int(out.get("zero_point", 0)) == int(before.get("zero_point", 0)):
+                set_scale(layer.lid, "out0", out, now["scale"])
+            current[url] = (out, params_of(layer.lid))
+            continue
+        weight = params_of(layer.lid, "weight") if layer.op in ("convolution", "fullconnect") else None
+        if weight is not None and sources and sources[0] is not None and np_size(weight.get("scale")) == 1:
+            in_scale = float(sources[0][1]["scale"])
+            w_scale = float(np_item(weight["scale"]))
+            multiplier = in_scale * w_scale / float(out["scale"])
+            target = _short(multiplier)
+            new_scale = _scale_for(in_scale * w_scale, target)
+            set_scale(layer.lid, "out0", out, new_scale)
+            bias = params_of(layer.lid, "bias")
+            if bias is not None and bias.get("scale") is not None:
+                set_scale(layer.lid, "bias", bias, in_scale * w_scale)
+            changed.append({"layer": layer.lid, "multiplier": multiplier, "now": target,
+                            "out_scale_change": new_scale / float(out["scale"]) - 1.0})
+        current[url] = (out, params_of(layer.lid))
+    return {"bits": MULTIPLIER_BITS, "layers": changed}
+
+
+def np_size(value):
+    import numpy as np
+
+    return int(np.size(value)) if value is not None else 0
+
+
+def np_item(value):
+    import numpy as np
+
+    return float(np.ravel(value)[0])
 
 
 def _run_all(model, inputs, output_lids):

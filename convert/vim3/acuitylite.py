@@ -62,6 +62,7 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         layers=json.loads(Path(result["layers"]).read_text()), log=str(log), layers_file=result["layers"],
         input_quantization=result.get("input_quantization"), layer_dump=result.get("layer_dump"),
         simulation_files={"inputs": request["evaluation"], "outputs": result["quantized_outputs"]},
+        requantization=result.get("requantization"),
     )
 
 

@@ -252,6 +252,8 @@ def _parity_section(ctx, compilation: NpuCompilation, evaluation, sources, optio
              "layers": compilation.layers, "layer_inputs": min(LAYER_TABLE_INPUTS, len(evaluation))}
     if compilation.input_quantization is not None:
         extra["input_quantization"] = compilation.input_quantization
+    if compilation.requantization is not None:
+        extra["requantization"] = compilation.requantization
     if not parity["passed"]:
         raise ParityError(_quantization_failure(quantized, compilation, options, len(evaluation), agreement,
                                                 kept.flipped))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 
 def test_the_driver_version_comes_from_the_kernel_log(tmp_path, monkeypatch):
     from edgepad.deploy.board_ops import galcore_version_from_dmesg
@@ -17,3 +19,47 @@ def test_the_driver_version_comes_from_the_kernel_log(tmp_path, monkeypatch):
 
     dmesg.write_text("#!/bin/sh\necho '[    4.2] usb 1-1: new device'\n")
     assert galcore_version_from_dmesg() is None
+
+
+def test_an_endless_kernel_log_is_read_only_up_to_the_limit(tmp_path, monkeypatch):
+    """The board is not trusted: a dmesg that never stops is cut at COMMAND_OUTPUT_LIMIT and killed."""
+    from edgepad.deploy import board_ops
+
+    dmesg = tmp_path / "dmesg"  # stand-in for a board whose kernel log floods
+    dmesg.write_text("#!/bin/sh\nyes '[    4.2] noise'\n")
+    dmesg.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(board_ops, "COMMAND_OUTPUT_LIMIT", 64 * 1024)
+    assert len(board_ops.bounded_output(["dmesg"], limit=board_ops.COMMAND_OUTPUT_LIMIT)) == 64 * 1024
+    assert board_ops.galcore_version_from_dmesg() is None
+
+
+def test_modinfo_gives_the_version_of_the_module_on_disk(tmp_path, monkeypatch):
+    from edgepad.deploy.board_ops import galcore_version
+
+    modinfo = tmp_path / "modinfo"  # stand-in for kmod's modinfo on a Khadas image
+    modinfo.write_text("#!/bin/sh\necho 'filename: /lib/modules/4.9/galcore.ko'\necho 'version:        6.4.6.2.5'\n")
+    modinfo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert galcore_version() == ("6.4.6.2.5", "modinfo galcore")
+
+
+@pytest.mark.parametrize("driver, nbg_format, verdict", [
+    ("6.4.8.7.310723AAA", "0x0001000f", "compatible"),  # Khadas' KSNN 1.3/1.4 NBGs for that driver
+    ("6.4.6.2", "0x0001000e", "compatible"),  # KSNN 1.2's
+    ("6.4.8.7", "0x00010020", "incompatible"),  # acuitylite 6.27-6.45's vsi_sdk: newer than that driver reads
+    ("6.4.8.7", "0x00020005", "incompatible"),  # acuitylite 6.48-6.57.1's
+    ("6.4.4.3.310723AAA", "0x0001000f", "incompatible"),  # older than 6.4.6.2, which reads up to 0x0001000e
+    ("6.4.3.p0.286725", "0x0001000e", "unknown"),  # older driver, no newer format than 6.4.6.2's: no document
+    ("6.4.8.7", "0x0001000c", "unknown"),  # an older format on a newer driver: not documented either way
+    ("6.4.15.9", "0x00020005", "unknown"),  # a driver newer than any documented
+    (None, "0x00010020", "unknown"),  # no galcore on the board
+    ("6.4.8.7\x1b[2J", "0x0001000f", "unknown"),  # not a version: the board is not trusted
+])
+def test_the_documented_pairs_decide_and_the_rest_is_unknown(driver, nbg_format, verdict):
+    from edgepad.deploy.npu_driver import check_nbg
+
+    check = check_nbg("classifier", driver, nbg_format, "acuitylite 6.57.1")
+    assert check.verdict == verdict, check.reason
+    if verdict == "incompatible":
+        assert nbg_format in check.reason and driver in check.reason

@@ -94,6 +94,14 @@ class ParityResult:
         raise ParityError(message)
 
 
+def magnitude_atol(reference: Mapping[str, Sequence[np.ndarray]], atol: float) -> float:
+    """`atol` for outputs near unit size, scaled up by the largest magnitude otherwise: float32 rounding error grows
+    with the values summed (an unnormalised embedding of magnitude ~10 differs by ~2e-4 between two float32
+    runtimes that order their sums differently)."""
+    largest = max((float(np.max(np.abs(v))) for values in reference.values() for v in values), default=0.0)
+    return atol * max(1.0, largest)
+
+
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()

@@ -183,6 +183,28 @@ def test_keras_onnx_and_caffe_give_the_same_distances(stages):
         assert stages[stage]["kfold"]["accuracy"] == stages["keras"]["kfold"]["accuracy"], stage
 
 
+def test_the_embedding_model_on_the_npu_keeps_the_pairs_decisions(toolkit, embedding_model, stages, lfw, tmp_path):
+    """An embedding's values are far from unit size (float32 runtimes differ by ~2e-4 on them): the toolkit's float
+    import is judged relative to that size, so the model reaches the NPU at all; then int16 on the emulator gives
+    the pairs Keras' distances and decisions."""
+    from support.calibration_faces import calibration_faces_dir
+
+    dataset, pairs = lfw
+    keras_dir = embedding_model / "keras"
+    out = tmp_path / "emb_vim3"
+    result = CliRunner().invoke(cli, [
+        "convert", str(keras_dir / "mobilefacenet_arcface.h5"),
+        "--custom-objects", str(keras_dir / "norm_dense_layers.py"),
+        "--output-layer", "embedding", "-o", str(out), "--to", "onnx,vim3", "--quantize", "int16",
+        "--calibration", str(calibration_faces_dir(FACES)), "--mean", "127.5", "--std", "127.5"])
+    assert result.exit_code == 0, result.output
+    npu = run_json("evaluate", out, dataset, "--pairs", pairs, "--stage", "vim3-emulated", "--folds", 4)
+    reference = np.array([np.nan if d is None else d for d in stages["keras"]["distances"]])
+    distances = np.array([np.nan if d is None else d for d in npu["distances"]])
+    np.testing.assert_allclose(distances, reference, atol=0.02, equal_nan=True)
+    assert npu["accuracy"] == stages["keras"]["accuracy"]
+
+
 def test_a_bin_set_on_onnx_matches_onnxruntime_by_hand(embedding_model, tmp_path):
     import onnxruntime
 

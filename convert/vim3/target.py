@@ -20,7 +20,7 @@ from edgepad.hashing import sha256_file
 from edgepad.runtime.card import ModelCard, NpuCase, NpuInput, NpuTensor, OnnxEntry, Vim3Entry
 
 from ..heldout import HELD_OUT_EVERY, decision_agreement, spread_over_folders
-from ..parity import FLOAT32_ATOL, compare_outputs
+from ..parity import compare_outputs, magnitude_atol
 from ..parity_inputs import normalized_pixels, read_pixels
 from ..report import TargetReport
 from .compilation import QUANTIZERS, NpuCompilation
@@ -239,7 +239,8 @@ def _pixel_graph(ctx, out_dir: Path) -> tuple[Path, dict]:
     reference = ctx.onnx_nchw_outputs(batches([normalized_pixels(x, ctx.card) for x in images], "nchw"))
     candidate = run_onnx(str(path), batches(images, "nchw"))
     parity = compare_outputs(reference, _like(reference, candidate), reference_name=ctx.onnx_nchw_path.name,
-                             candidate_name=f"{PIXEL_GRAPH} (normalisation inside, pixels in)", atol=FLOAT32_ATOL)
+                             candidate_name=f"{PIXEL_GRAPH} (normalisation inside, pixels in)",
+                             atol=magnitude_atol(reference, ctx.options.atol))
     parity.raise_if_failed(str(ctx.options.model), hint="folding the card's mean/std into the graph went wrong")
     return path, {"file": f"vim3/{PIXEL_GRAPH}", "how": how, "mean": list(preprocess.mean),
                   "std": list(preprocess.std), "max_abs_vs_normalised_graph": parity.max_abs}
@@ -323,7 +324,8 @@ def _parity_section(ctx, compilation: NpuCompilation, evaluation, sources, optio
     reference = ctx.onnx_nchw_outputs(batches([normalized_pixels(x, ctx.card) for x in evaluation], "nchw"))
     imported = compare_outputs(reference, _like(reference, compilation.float_outputs),
                                reference_name="onnxruntime (model.nchw.onnx, normalised inputs)",
-                               candidate_name=f"{compilation.toolkit} float import (pixel inputs)", atol=FLOAT32_ATOL)
+                               candidate_name=f"{compilation.toolkit} float import (pixel inputs)",
+                               atol=magnitude_atol(reference, options.atol))
     imported.raise_if_failed(f"{options.model}", hint=f"the toolkit imported the graph wrongly; log: {compilation.log}")
     quantized_outputs = _like(reference, compilation.quantized_outputs)
     quantized = compare_outputs(reference, quantized_outputs, reference_name="onnxruntime float",

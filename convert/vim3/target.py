@@ -383,10 +383,9 @@ def _quantization_failure(quantized, compilation: NpuCompilation, options, input
             for row in worst)
     if compilation.layers_file:
         message += f" (full table: {compilation.layers_file})"
-    # Keeping those layers in int16 would be the next remedy, but acuitylite 6.57.1 fails to compile any
-    # mixed-precision NBG (vsi_nn_SetupGraph -1), so it is not offered.
-    message += ("; try --quantize int16 (whole model), more or more varied --calibration images "
-                "(--calibration-count), or a model trained to the end (an untrained net amplifies rounding)")
+    message += ("; try --quantize auto (keeps the worst layers in int16 if that passes, else the whole model), "
+                "--quantize int16, more or more varied --calibration images (--calibration-count), or a model "
+                "trained to the end (an untrained net amplifies rounding)")
     return message
 
 

@@ -131,11 +131,16 @@ def check_release(cards: dict, driver: str | None, source: str | None) -> Driver
     """The board's driver against the NBG of every model card that has one (targets.vim3)."""
     result = DriverCompatibility(driver if isinstance(driver, str) else None, source)
     for name, card in sorted(cards.items()):
-        entry = card.targets.vim3
-        if entry is None or not (entry.nbg or entry.nb or entry.nbg_format):
-            continue
-        toolkit = " ".join(str(p) for p in (entry.toolkit, entry.toolkit_version) if p) or None
-        result.checks.append(check_nbg(name, result.driver, entry.nbg_format, toolkit))
+        top = card.targets.vim3
+        # a fully convolutional net (PNet) has one NBG per input size, each entry with its own header facts
+        entries = [(name, top)] + [(f"{name} {size}", entry) for size, entry in sorted((top.sizes or {}).items())] \
+            if top is not None else []
+        for label, entry in entries:
+            if not (entry.nbg or entry.nb or entry.nbg_format):
+                continue
+            toolkit = " ".join(str(p) for p in (entry.toolkit or top.toolkit, entry.toolkit_version
+                                                or top.toolkit_version) if p) or None
+            result.checks.append(check_nbg(label, result.driver, entry.nbg_format, toolkit))
     return result
 
 

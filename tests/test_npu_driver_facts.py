@@ -1,5 +1,6 @@
-"""`edgepad status` reads the board's NPU driver (galcore) version: sysfs when the module exposes it, else the
-kernel log, where Khadas' images print it (`dmesg | grep -i galcore`). The board's dmesg is a stand-in here."""
+"""`edgepad status` and deploy read the board's NPU driver (galcore) version: sysfs when the module exposes it, else
+`modinfo galcore`, else the kernel log, where Khadas' images print it (`dmesg | grep -i galcore`), every read bounded;
+and deploy/npu_driver.py judges it against each NBG's format. The board's dmesg and modinfo are stand-ins here."""
 from __future__ import annotations
 
 import os
@@ -63,3 +64,21 @@ def test_the_documented_pairs_decide_and_the_rest_is_unknown(driver, nbg_format,
     assert check.verdict == verdict, check.reason
     if verdict == "incompatible":
         assert nbg_format in check.reason and driver in check.reason
+
+
+def test_every_nbg_of_a_card_is_checked_one_per_pnet_size():
+    from edgepad.deploy.npu_driver import check_release
+    from edgepad.runtime.card import ModelCard
+
+    def card(vim3):
+        return ModelCard.from_dict({"name": "m", "task": "classify", "input": {"height": 12, "width": 12},
+                                    "targets": {"vim3": vim3} if vim3 else {}})
+
+    cards = {"pnet": card({"toolkit": "acuitylite", "toolkit_version": "6.57.1",
+                           "sizes": {"12x12": {"nbg_format": "0x0001000f"}, "24x24": {"nbg_format": "0x00010020"}}}),
+             "onet": card({"toolkit": "khadas-sdk", "nbg_format": "0x0001000f"}), "cpu_only": card(None)}
+    result = check_release(cards, "6.4.8.7", "modinfo galcore")
+    assert [(c.model, c.verdict) for c in result.checks] == [
+        ("onet", "compatible"), ("pnet 12x12", "compatible"), ("pnet 24x24", "incompatible")]
+    assert result.verdict == "incompatible" and "pnet 24x24" in result.refusal("vim3.local")
+    assert result.refusal("vim3.local").count("\n") == 0

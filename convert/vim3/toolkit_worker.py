@@ -81,6 +81,8 @@ def compile_model(request):
     print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
     _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation,
               request.get("quantize_options"))
+    hybrid = _move_to_int16(model, request.get("int16_layers") or [], quantizer, qtype,
+                            calibration if calibration is not None else evaluation, request["out_dir"])
     input_quantization = _hold_pixels(model, request["scheme"]) if request.get("pixel_input") else None
     # on by default for affine schemes; a request may turn it off (to measure what it changes)
     requantization = (_exact_requantization(model) if quantizer == "asymmetric_affine"
@@ -121,6 +123,7 @@ def compile_model(request):
         "input_quantization": input_quantization,
         "layer_dump": layer_dump,
         "requantization": requantization,
+        "hybrid": hybrid,
     }
 
 
@@ -187,6 +190,50 @@ def _quantize(model, quantizer, qtype, samples, options=None):
     except Exception as error:  # noqa: BLE001
         raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
                          % (quantizer, qtype, _one_line(error))) from error
+
+
+def _move_to_int16(model, lids, quantizer, qtype, samples, out_dir):
+    """Mixed precision: the named layers in int16 (dynamic fixed point), the rest as quantized. The way that
+    compiles: the quantize table's customized_quantize_layers, then quantize(hybrid=True, rebuild=False), which
+    inserts dtype_converter layers at each boundary. (Setting the layers' output tensors to int16 alone leaves
+    uint8 weights on an int16 output: the NBG compile then fails, vnn_VerifyGraph status -3.)"""
+    if not lids:
+        return None
+    from acuitylib.interface.quantization import Quantization
+
+    known = {layer.lid for layer in model.execution_sequence()}
+    unknown = [lid for lid in lids if lid not in known]
+    if unknown:
+        raise StageError("quantizing", "no layer named %s in the toolkit's graph" % ", ".join(unknown))
+    table = os.path.join(out_dir, "hybrid.quantize")
+    model.dump_quantize(table)
+    with open(table) as f:
+        text = f.read()
+    if "customized_quantize_layers: {}" not in text:
+        raise StageError("quantizing", "acuitylite %s wrote a quantize table without an empty "
+                         "customized_quantize_layers entry (%s)" % (_acuitylite_version(), table))
+    entries = "".join("\n  '%s': dynamic_fixed_point-i16" % lid for lid in lids)
+    with open(table, "w") as f:
+        f.write(text.replace("customized_quantize_layers: {}", "customized_quantize_layers:" + entries))
+    model.load_quantize(table)
+
+    def batches():
+        for x in samples:
+            yield [x]
+
+    try:
+        Quantization(model).quantize(input_generator_func=batches, quantizer=quantizer, qtype=qtype, hybrid=True,
+                                     rebuild=False, iterations=len(samples))
+    except Exception as error:  # noqa: BLE001
+        raise StageError("quantizing", "acuitylite could not move %d layer(s) to int16: %s"
+                         % (len(lids), _one_line(error))) from error
+    converters = [layer.lid for layer in model.execution_sequence() if layer.op == "dtype_converter"]
+    still = [lid for lid in lids if (_quant_params(model, lid) or {}).get("qtype") not in ("i16", "int16")]
+    if still or not converters:
+        raise StageError("quantizing", "acuitylite %s did not move %s to int16 (%d converters inserted)"
+                         % (_acuitylite_version(), ", ".join(still) or "the layers", len(converters)))
+    print("== edgepad: %d layer(s) in int16, %d dtype converters" % (len(lids), len(converters)), flush=True)
+    return {"int16_layers": list(lids), "converters": converters, "table": table}
 
 
 # The graph takes pixel values 0..255: its input tensor must hold each of them exactly. Face crops span 0..255,

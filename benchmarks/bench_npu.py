@@ -104,6 +104,10 @@ def bench_convert(models: list[str], quantize: str, min_cosine: float = 0.0, min
         if "auto" in details:
             tried = ", ".join(t["quantize"] for t in details["auto"]["tried"])
             print(f"  auto chose {details['auto']['chosen']} (tried {tried})")
+            cost = details["auto"].get("estimated_time_cost")
+            if cost:  # a mixed model: which layers went to int16, and what the performance model says they cost
+                print(f"  int16 layers: {', '.join(details['auto']['int16_layers'])}; estimated "
+                      f"{cost['mixed_ms']} ms vs uint8's {cost['uint8_ms']} ms (x{cost.get('ratio')})")
         emulated = result.report.check("vim3_emulated")
         vs_simulation = emulated.details.get("vs_simulation") if emulated is not None else None
         agreement = details.get("decision_agreement")

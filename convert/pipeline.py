@@ -68,6 +68,8 @@ class ConvertOptions:
     npu_toolkit: str = "acuitylite"
     sdk: Path | None = None
     nbg_format: int = 1  # the NBG header's format major: 1 as Khadas' VIM3 NBGs (see toolkit_env.NBG_FORMAT_SDKS)
+    int16_layers: tuple[str, ...] = ()  # mixed precision (acuitylite): these toolkit layers in int16, the rest uint8
+    export_below_gates: bool = False  # compile the NBG even when the simulation misses --min-cosine (auto's uint8)
 
 
 @dataclass

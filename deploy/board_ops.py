@@ -261,21 +261,78 @@ def op_remove(req):
     return {}
 
 
+# The NPU driver's version, where Khadas' images keep it: the module's sysfs entry, `modinfo galcore`, the kernel log
+# ("Galcore version 6.4.4.3.310723AAA", Paddle Lite's and Khadas' docs: `dmesg | grep Galcore`). Reads are bounded:
+# the board is not trusted to keep a version short or a kernel log small.
+GALCORE_VERSION_FILES = ("/sys/module/galcore/version", "/sys/module/galcore/parameters/version")
+VERSION_READ_LIMIT = 256
+COMMAND_OUTPUT_LIMIT = 4 * 1024 * 1024
+COMMAND_TIMEOUT_S = 10
+GALCORE_VERSION = r"(\d+(?:\.\d+){2,3}[\w.+-]{0,40})"
+
+
+def bounded_output(argv, limit=COMMAND_OUTPUT_LIMIT, seconds=COMMAND_TIMEOUT_S):
+    """At most `limit` bytes of a command's stdout within `seconds` (then it is killed); None if it cannot run."""
+    import threading
+
+    try:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+    timer = threading.Timer(seconds, process.kill)
+    timer.start()
+    try:
+        data = process.stdout.read(limit)
+    finally:
+        timer.cancel()
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    return data.decode("utf-8", "replace")
+
+
 def galcore_version_from_dmesg():
     """The galcore (NPU driver) version from the kernel log, e.g. 'Galcore version 6.4.4.3.310723AAA'."""
     import re
-    import subprocess
 
-    try:
-        log = subprocess.run(["dmesg"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in log.decode("utf-8", "replace").splitlines():
+    for line in (bounded_output(["dmesg"]) or "").splitlines():
         if "galcore" in line.lower():
-            found = re.search(r"version\s*[:=]?\s*(\d+(?:\.\d+){2,3}[\w.]*)", line, re.IGNORECASE)
+            found = re.search(r"version\s*[:=]?\s*" + GALCORE_VERSION, line, re.IGNORECASE)
             if found:
                 return found.group(1)
     return None
+
+
+def galcore_version_from_modinfo():
+    """The `version:` field of `modinfo galcore` (the module on disk, loaded or not)."""
+    import re
+
+    found = re.search(r"^version:\s*" + GALCORE_VERSION + r"\s*$", bounded_output(["modinfo", "galcore"]) or "",
+                      re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def galcore_version():
+    """(version, where it was read) or (None, why there is none)."""
+    import re
+
+    for path in GALCORE_VERSION_FILES:
+        try:
+            with open(path, "rb") as f:
+                text = f.read(VERSION_READ_LIMIT).decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        found = re.match(GALCORE_VERSION + r"$", text)
+        return (found.group(1), path) if found else (None, "%s holds no version" % path)
+    version = galcore_version_from_modinfo()
+    if version:
+        return version, "modinfo galcore"
+    version = galcore_version_from_dmesg()
+    if version:
+        return version, "dmesg"
+    return None, "no galcore: not in /sys/module, `modinfo galcore` or the kernel log"
 
 
 def op_space(req):
@@ -310,6 +367,12 @@ def op_run(req):
     return {"exit_code": code, "stderr": tail, "out_size": size}
 
 
+def op_npu_driver(req):
+    """The galcore version alone: what deploy checks the release's NBGs against before it changes anything."""
+    version, source = galcore_version()
+    return {"npu_driver": version, "npu_driver_source": source}
+
+
 def op_facts(req):
     """Board facts for `edgepad status`: Python, CPU serial, NPU driver, which inference backends import."""
     facts = {"python": platform.python_version(), "machine": platform.machine(), "cpu_serial": None,
@@ -321,17 +384,7 @@ def op_facts(req):
                     facts["cpu_serial"] = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    for path in ("/sys/module/galcore/version", "/sys/module/galcore/parameters/version"):
-        try:
-            with open(path) as f:
-                facts["npu_driver"] = f.read().strip()
-                facts["npu_driver_source"] = path
-                break
-        except OSError:
-            pass
-    if facts["npu_driver"] is None:
-        facts["npu_driver"] = galcore_version_from_dmesg()
-        facts["npu_driver_source"] = "dmesg" if facts["npu_driver"] else None
+    facts["npu_driver"], facts["npu_driver_source"] = galcore_version()
     # The mainline path: Mesa's Teflon TFLite delegate over the etnaviv kernel driver (Linux 6.7+)
     facts["etnaviv"] = os.path.isdir("/sys/module/etnaviv")
     facts["teflon"] = next((found for pattern in TEFLON_LIBRARIES for found in sorted(glob.glob(pattern))), None)
@@ -505,7 +558,7 @@ OPERATIONS = {
     "scan": op_scan, "prepare": op_prepare, "hash": op_hash, "finalize": op_finalize, "switch": op_switch,
     "publish": op_publish, "mark_failed": op_mark_failed, "prune": op_prune, "remove": op_remove,
     "space": op_space, "run": op_run, "facts": op_facts, "break_lock": op_break_lock,
-    "npu_libraries": op_npu_libraries,
+    "npu_libraries": op_npu_libraries, "npu_driver": op_npu_driver,
 }
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import paramiko
 
-from edgepad.errors import DeployError, EdgepadError
+from edgepad.errors import DeployError, DriverIncompatibleError, EdgepadError
 
 from . import manifest as manifest_io
 from .board_ops import FAILED
 from .health import HEALTH_TIMEOUT_S, HealthResult, health_check
+from .npu_driver import DriverCompatibility, check_release
 from .release import DeployObserver, plan_release, upload_release, verify_and_repair
 from .remote import Board, resolve_remote_dir
 from .ssh import HostSpec, SshOptions, connect
@@ -63,6 +64,7 @@ class DeployResult:
     dry_run: bool = False
     plan: dict | None = None
     seconds: float = 0.0
+    npu_driver: DriverCompatibility | None = None  # the board's galcore against the release's NBGs
 
     @property
     def passed(self) -> bool:
@@ -85,6 +87,7 @@ class DeployResult:
             "health": self.health.to_json() if self.health else None, "rolled_back": self.rolled_back,
             "pruned": self.pruned, "passed": self.passed, "seconds": round(self.seconds, 3),
             "error": self.failure, "broke_lock": self.broke_lock,
+            "npu_driver": self.npu_driver.to_json() if self.npu_driver else None,
         }
         if self.dry_run:
             data["dry_run"] = True
@@ -97,6 +100,7 @@ class HostOutcome:
     host: str
     result: DeployResult | None = None
     error: str | None = None
+    npu_driver: dict | None = None  # set when the board's NPU driver refused the release
 
     @property
     def passed(self) -> bool:
@@ -127,13 +131,15 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
         phase, plan, published = "scan", None, False
         try:
             observer.phase(board.name, phase)
+            driver = board_driver_check(board, manifest)  # before the lock: a refusal leaves no trace
             broke_lock = None
             if not options.dry_run:  # a dry run writes nothing, not even the lock file
                 broke_lock = board.break_lock() if options.break_lock else None
                 held.enter_context(board.deploy_lock("deploy"))
             plan = plan_release(options.bundle, manifest, board.op("scan"))
             result = DeployResult(board.name, plan.release, plan.current, bytes_uploaded=plan.bytes_to_send,
-                                  files_uploaded=len(plan.send), files_reused=len(plan.reuse), broke_lock=broke_lock)
+                                  files_uploaded=len(plan.send), files_reused=len(plan.reuse), broke_lock=broke_lock,
+                                  npu_driver=driver)
             if options.dry_run:
                 result.dry_run, result.plan = True, plan.to_json()
                 result.seconds = time.perf_counter() - start
@@ -178,6 +184,19 @@ def deploy_host(spec: HostSpec, options: DeployOptions, observer: DeployObserver
     return result
 
 
+def board_driver_check(board: Board, manifest: manifest_io.Manifest) -> DriverCompatibility | None:
+    """The board's galcore against the bundle's NBGs; raises DriverIncompatibleError for a pair documented not to
+    load (deploy/npu_driver.py), before anything is written. None when the bundle has no NBG."""
+    if not any(card.targets.vim3 is not None for card in manifest.models.values()):
+        return None
+    facts = board.op("npu_driver")
+    compatibility = check_release(manifest.models, facts.get("npu_driver"), facts.get("npu_driver_source"))
+    refusal = compatibility.refusal(board.name)
+    if refusal:
+        raise DriverIncompatibleError(refusal, compatibility.to_json())
+    return compatibility
+
+
 def rollback_host(spec: HostSpec, options: BoardOptions, to_release: str | None = None,
                   break_lock: bool = False) -> dict:
     """`edgepad rollback`: current -> the release before it (or `to_release`), under the deploy lock."""
@@ -209,6 +228,8 @@ def deploy_many(hosts: list[HostSpec], options: DeployOptions, observer: DeployO
     def one(spec: HostSpec) -> HostOutcome:
         try:
             return HostOutcome(str(spec), deploy_host(spec, options, observer, manifest))
+        except DriverIncompatibleError as error:
+            return HostOutcome(str(spec), error=str(error), npu_driver=error.compatibility)
         except EdgepadError as error:
             return HostOutcome(str(spec), error=str(error))
 

@@ -5,6 +5,7 @@ import io
 import json
 
 from .manifest import MANIFEST_NAME, ManifestFile, model_cards
+from .npu_driver import check_release, parse_driver_version
 from .pipeline import BoardOptions, open_board
 from .release import verify_release
 from .ssh import HostSpec
@@ -23,6 +24,9 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
         facts = board.op("facts")
         scan = board.op("scan")
         serial = facts.get("cpu_serial") or ""
+        if facts.get("npu_driver") is not None and parse_driver_version(facts["npu_driver"]) is None:
+            # the board is not trusted: a version that does not parse is not shown, it is said to be unreadable
+            facts["npu_driver"], facts["npu_driver_source"] = None, "the board's galcore version does not parse"
         status = {
             "host": board.name, "remote_dir": board.root, "current": scan["current"],
             "releases": [r["id"] for r in scan["releases"]], "models": {}, "bundle_versions": {},
@@ -30,6 +34,7 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
             "board": {
                 "python": facts["python"], "machine": facts["machine"], "cpu_serial_prefix": serial[:4] or None,
                 "is_vim3": serial.lower().startswith(VIM3_SERIAL_PREFIX), "npu_driver": facts["npu_driver"],
+                "npu_driver_source": facts.get("npu_driver_source"),
                 "teflon": facts.get("teflon"), "etnaviv": facts.get("etnaviv", False),
             },
         }
@@ -42,8 +47,11 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
         cards = model_cards(manifest, f"{board.name}:{board.release_path(scan['current'], MANIFEST_NAME)}")
         status["models"] = {name: {"task": card.task, "input": card.to_dict()["input"],
                                    "targets": sorted(card.targets.names()),
-                                   "nbg_format": card.targets.vim3.nbg_format if card.targets.vim3 else None}
+                                   "nbg_format": card.targets.vim3.nbg_format if card.targets.vim3 else None,
+                                   "toolkit": _toolkit(card)}
                             for name, card in cards.items()}
+        # the board's driver beside what compiled the current release's NBGs, judged as deploy judges it
+        status["npu_driver_check"] = check_release(cards, facts["npu_driver"], facts.get("npu_driver_source")).to_json()
         probe = board.connection.run([board.python, "-c", RUNTIME_BACKEND_PROBE, board.release_path(scan["current"])])
         if probe.exit_code == 0:
             backends = json.loads(probe.stdout.decode())
@@ -53,3 +61,10 @@ def board_status(spec: HostSpec, options: BoardOptions, verify: bool = False) ->
             files = [ManifestFile(f["path"], f["sha256"], int(f["size"])) for f in manifest["files"]]
             status["corrupted_files"] = verify_release(board, scan["current"], files)
         return status
+
+
+def _toolkit(card) -> str | None:
+    entry = card.targets.vim3
+    if entry is None:
+        return None
+    return " ".join(str(part) for part in (entry.toolkit, entry.toolkit_version) if part) or None

@@ -56,5 +56,13 @@ class DeployError(EdgepadError):
     """Talking to the board failed: connection, authentication, upload, verification."""
 
 
+class DriverIncompatibleError(DeployError):
+    """The board's NPU driver is documented not to load the release's NBG; nothing was sent."""
+
+    def __init__(self, message: str, compatibility: dict):
+        super().__init__(message)
+        self.compatibility = compatibility
+
+
 class HostKeyError(DeployError):
     """The board's SSH host key is unknown or changed."""

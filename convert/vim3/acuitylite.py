@@ -9,6 +9,7 @@ import numpy as np
 from edgepad.errors import ExportError, ToolkitError
 
 from .compilation import NpuCompilation, quantizer_request
+from .npu_lib.perf_estimate import SHOW_PERF_ENV
 
 DISPLAY_NAME = "acuitylite"
 
@@ -46,11 +47,14 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         "onnx": str(Path(onnx_path).resolve()), "input_name": input_name, "input_shape": list(input_shape),
         "outputs": list(outputs), **quantizer_request(scheme), "target": target, "case_name": name,
         "sdk": str(env.sdk_dir), "nbg_sdk": str(nbg_sdk), "out_dir": str(run_dir), "layer_inputs": 4,
-        "min_cosine": getattr(options, "min_cosine", None), "pixel_input": pixel_input,
+        "min_cosine": None if getattr(options, "export_below_gates", False) else getattr(options, "min_cosine", None),
+        "pixel_input": pixel_input,
+        "int16_layers": list(getattr(options, "int16_layers", None) or []),
         "evaluation": _save(run_dir / "evaluation.npy", evaluation),
         "calibration": _save(run_dir / "calibration.npy", calibration) if len(calibration) else None,
     }
-    result = run_worker(env, "compile", request, log_name=f"vim3-{name}", log=log)
+    # the performance model prices the graph when the export verifies it: its estimate lands in the log
+    result = run_worker(env, "compile", request, log_name=f"vim3-{name}", log=log, extra_env=SHOW_PERF_ENV)
     names = [o["onnx_name"] for o in result["outputs"]]
     if sorted(names) != sorted(outputs):
         raise ExportError(f"acuitylite's outputs {names} do not match the ONNX outputs {list(outputs)} (log: {log})")
@@ -62,6 +66,8 @@ def compile(*, onnx_path: Path, input_name: str, input_shape, outputs, scheme: s
         layers=json.loads(Path(result["layers"]).read_text()), log=str(log), layers_file=result["layers"],
         input_quantization=result.get("input_quantization"), layer_dump=result.get("layer_dump"),
         simulation_files={"inputs": request["evaluation"], "outputs": result["quantized_outputs"]},
+        requantization=result.get("requantization"),
+        hybrid=result.get("hybrid"),
     )
 
 

@@ -39,3 +39,5 @@ class NpuCompilation:
     input_quantization: dict | None = None  # the input tensors' parameters after forcing them to hold 0..255
     layer_dump: dict | None = None  # every layer's simulated output for the last evaluation input (files)
     simulation_files: dict | None = None  # the evaluation inputs (pixels) and the quantized simulation's outputs
+    requantization: dict | None = None  # output scales nudged so the NPU's requantization multipliers are exact
+    hybrid: dict | None = None  # mixed precision: {int16_layers, converters}: the layers moved to int16

@@ -32,37 +32,114 @@ LAYER_TABLE_INPUTS = 4  # per-layer outputs are kept in memory: a few inputs are
 WORST_LAYERS_NAMED = 3
 # the ovxlib case files the board library is built from; IDE project files stay out of OUT
 CASE_SKIPPED = re.compile(r"(^\.c?project$|\.vcxproj$)")
-AUTO_SCHEMES = ("uint8", "int16")  # --quantize auto: the first that passes the gates (no mixed-precision NBG)
+AUTO_SCHEMES = ("uint8", "int16")  # --quantize auto: whole-model schemes, after uint8 with its worst layers in int16
+# --quantize auto moves the worst layers of the uint8 attempt (by their single-layer cosine) to int16, this many at
+# each try, before giving up on uint8 for a whole-model int16 (each try is one compile, about a minute or two)
+AUTO_INT16_STEPS = (1, 2, 4, 8)
+MIXED = "uint8+int16"
 PIXEL_GRAPH = "model.pixels.onnx"
 
 
 def run(ctx) -> TargetReport:
-    """--quantize auto tries uint8, then int16, and keeps the first that passes --min-cosine and --min-agreement on
-    the held-out inputs (acuitylite 6.57.1 cannot compile a mixed-precision NBG, so whole-model schemes only)."""
+    """--quantize auto: uint8; if it misses --min-cosine or --min-agreement on the held-out inputs, uint8 with the
+    layers of worst single-layer error in int16 (acuitylite's hybrid quantization: 1, 2, 4, 8 of them), then the
+    whole model in int16. The first that passes the gates is kept; report.json says what was tried and why."""
     options = ctx.options
     if options.quantize != "auto":
         return _run_once(ctx)
-    tried = []
-    for scheme in AUTO_SCHEMES:
-        ctx.options = replace(options, quantize=scheme)
+    tried: list[dict] = []
+    attempts: list[tuple[str, list[str]]] = [("uint8", [])]
+    while attempts:
+        scheme, int16_layers = attempts.pop(0)
+        first = scheme == "uint8" and not int16_layers
+        ctx.options = replace(options, quantize=scheme, int16_layers=tuple(int16_layers),
+                              export_below_gates=first and _mixable(options))
+        label = f"{MIXED} ({len(int16_layers)} layer(s) in int16)" if int16_layers else scheme
         try:
             report = _run_once(ctx)
         except ParityError as error:
-            tried.append({"quantize": scheme, "passed": False, "error": str(error)})
+            compilation = getattr(error, "compilation", None)
+            tried.append(_attempt(label, int16_layers, getattr(compilation, "log", None), error=str(error)))
             shutil.rmtree(ctx.work_dir / "vim3", ignore_errors=True)
             ctx.card.targets.vim3 = None
-            if scheme == AUTO_SCHEMES[-1]:
-                reasons = " | ".join(t["error"] for t in tried)
-                raise ParityError(f"--quantize auto: no scheme passes the gates; {reasons}") from None
+            if first:
+                units = worst_layer_units(getattr(compilation, "layers", None)) if _mixable(options) else []
+                attempts += [("uint8", [lid for unit in units[:count] for lid in unit])
+                             for count in AUTO_INT16_STEPS if count <= len(units)]
+                attempts.append(("int16", []))
             continue
         finally:
             ctx.options = options
-        tried.append({"quantize": scheme, "passed": True, "cosine": report.cosine,
-                      "decision_agreement": report.details.get("decision_agreement")})
-        report.details["auto"] = {"schemes": list(AUTO_SCHEMES), "tried": tried, "chosen": scheme}
-        ctx.card.targets.vim3.quantize_auto = {"chosen": scheme, "tried": [t["quantize"] for t in tried]}
+        tried.append(_attempt(label, int16_layers, report.details.get("toolkit_log"), report=report))
+        chosen = MIXED if int16_layers else scheme
+        if int16_layers:
+            entry = ctx.card.targets.vim3
+            entry.quantize = MIXED
+            entry.quantizer = f"{entry.quantizer}; dynamic_fixed_point int16 on {len(int16_layers)} layer(s)"
+            report.details["quantize"] = MIXED
+        auto = {"schemes": [AUTO_SCHEMES[0], MIXED, AUTO_SCHEMES[1]], "tried": tried, "chosen": chosen}
+        if int16_layers:
+            auto["int16_layers"] = list(int16_layers)
+            auto["estimated_time_cost"] = _time_cost(tried)
+        report.details["auto"] = auto
+        ctx.card.targets.vim3.quantize_auto = {"chosen": chosen, "tried": [t["quantize"] for t in tried],
+                                               **({"int16_layers": list(int16_layers)} if int16_layers else {})}
         return report
-    raise AssertionError("unreachable")
+    reasons = " | ".join(t["error"] for t in tried)
+    raise ParityError(f"--quantize auto: no scheme passes the gates; {reasons}")
+
+
+def _mixable(options) -> bool:
+    return options.npu_toolkit == "acuitylite"  # Khadas' pegasus job takes no hybrid quantize table here
+
+
+def worst_layer_units(rows: list[dict] | None) -> list[list[str]]:
+    """A per-layer table's layers (toolkit_worker's, from the uint8 attempt), worst single-layer cosine first, each
+    with what the NPU fuses into it: a convolution whose output only feeds its activation (row `fused_into`) moves
+    with that activation."""
+    rows = list(rows or [])
+    fused_into: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("fused_into"):
+            fused_into.setdefault(row["fused_into"], []).append(row["layer"])
+    units = [(row["cosine_single"], fused_into.get(row["layer"], []) + [row["layer"]]) for row in rows
+             if not row.get("fused_into") and row.get("op") not in ("input", "output")
+             and row.get("cosine_single") is not None]
+    return [unit for _cosine, unit in sorted(units, key=lambda u: u[0])]
+
+
+def _attempt(label: str, int16_layers, log: str | None, report: TargetReport | None = None,
+             error: str | None = None) -> dict:
+    """One try of --quantize auto, with the toolkit performance model's estimate of its NPU time (from the NBG
+    export's verification in the toolkit log; None when no NBG was compiled)."""
+    entry = {"quantize": label, "passed": error is None, "int16_layers": list(int16_layers),
+             "estimated_ms": _estimated_ms(log)}
+    if report is not None:
+        entry.update(cosine=report.cosine, decision_agreement=report.details.get("decision_agreement"))
+    if error is not None:
+        entry["error"] = error
+    return entry
+
+
+def _estimated_ms(log: str | None) -> float | None:
+    from .npu_lib.perf_estimate import estimate_from_log
+    from .toolkit_env import BOARD_TARGETS
+
+    if not log or not Path(log).is_file():
+        return None
+    estimate = estimate_from_log(Path(log).read_text(errors="replace"), BOARD_TARGETS["vim3"])
+    return estimate["ms_per_inference"] if estimate else None
+
+
+def _time_cost(tried: list[dict]) -> dict:
+    """The mixed model's estimated NPU time against the all-uint8 model's (both from the performance model)."""
+    uint8 = next((t["estimated_ms"] for t in tried if t["quantize"] == "uint8"), None)
+    mixed = tried[-1]["estimated_ms"]
+    cost = {"uint8_ms": uint8, "mixed_ms": mixed, "estimate": True,
+            "source": "VeriSilicon's performance model (NN_EXT_SHOW_PERF) during the NBG export, not a measurement"}
+    if uint8 and mixed:
+        cost["ratio"] = round(mixed / uint8, 4)
+    return cost
 
 
 def _run_once(ctx) -> TargetReport:
@@ -103,7 +180,11 @@ def _run_once(ctx) -> TargetReport:
             calibration=batches(calibration, "nchw"), evaluation=batches(evaluation, "nchw"),
             target=target, name=name, options=options, pixel_input=True)
     # raises past the gates, before any file is kept
-    parity = _parity_section(ctx, compilation, evaluation, evaluation_sources, options)
+    try:
+        parity = _parity_section(ctx, compilation, evaluation, evaluation_sources, options)
+    except ParityError as error:
+        error.compilation = compilation  # --quantize auto ranks its layers and prices its NBG
+        raise
     nbg = compilation.nbg_dir / "network_binary.nb"
     if not nbg.is_file():
         raise ExportError(f"{backend.DISPLAY_NAME} wrote no network_binary.nb for {target} (log: {compilation.log})")
@@ -117,6 +198,10 @@ def _run_once(ctx) -> TargetReport:
                "held_out": images.how, "calibration_images": len(calibration),
                "input_in_graph": folded, "toolkit_log": compilation.log,
                "simulation_files": compilation.simulation_files}
+    if compilation.hybrid:
+        details["int16_layers"] = compilation.hybrid["int16_layers"]
+        details["dtype_converters"] = len(compilation.hybrid["converters"])
+
     measured, extra = parity
     details.update(extra)
     files = _copy_outputs(compilation, out_dir)
@@ -127,8 +212,12 @@ def _run_once(ctx) -> TargetReport:
     if options.npu_toolkit == "acuitylite":
         from .npu_lib import build_npu_library
 
-        report.checks.append(build_npu_library(ctx, compilation, evaluation, evaluation_sources,
-                                               out_dir, target, target_pid(target)))
+        try:
+            report.checks.append(build_npu_library(ctx, compilation, evaluation, evaluation_sources,
+                                                   out_dir, target, target_pid(target)))
+        except ParityError as error:
+            error.compilation = compilation  # --quantize auto prices the NBG it compiled
+            raise
     return report
 
 
@@ -275,6 +364,8 @@ def _parity_section(ctx, compilation: NpuCompilation, evaluation, sources, optio
              "layers": compilation.layers, "layer_inputs": min(LAYER_TABLE_INPUTS, len(evaluation))}
     if compilation.input_quantization is not None:
         extra["input_quantization"] = compilation.input_quantization
+    if compilation.requantization is not None:
+        extra["requantization"] = compilation.requantization
     if not parity["passed"]:
         raise ParityError(_quantization_failure(quantized, compilation, options, len(evaluation), agreement,
                                                 kept.flipped))
@@ -315,10 +406,9 @@ def _quantization_failure(quantized, compilation: NpuCompilation, options, input
             for row in worst)
     if compilation.layers_file:
         message += f" (full table: {compilation.layers_file})"
-    # Keeping those layers in int16 would be the next remedy, but acuitylite 6.57.1 fails to compile any
-    # mixed-precision NBG (vsi_nn_SetupGraph -1), so it is not offered.
-    message += ("; try --quantize int16 (whole model), more or more varied --calibration images "
-                "(--calibration-count), or a model trained to the end (an untrained net amplifies rounding)")
+    message += ("; try --quantize auto (keeps the worst layers in int16 if that passes, else the whole model), "
+                "--quantize int16, more or more varied --calibration images (--calibration-count), or a model "
+                "trained to the end (an untrained net amplifies rounding)")
     return message
 
 

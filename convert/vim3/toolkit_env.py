@@ -246,7 +246,8 @@ def emulator_targets(sdk_dir: Path) -> set[str]:
     return {m.decode() for m in re.findall(pattern, library.read_bytes())}
 
 
-def run_worker(env: ToolkitEnv, action: str, request: dict, log_name: str, log: Path | None = None) -> dict:
+def run_worker(env: ToolkitEnv, action: str, request: dict, log_name: str, log: Path | None = None,
+               extra_env: dict | None = None) -> dict:
     """Run toolkit_worker.py inside the toolkit venv. Any failure: one line plus the path of the full log."""
     log = log or env.new_log(log_name)
     run_dir = env.home / "runs" / log.stem
@@ -254,7 +255,7 @@ def run_worker(env: ToolkitEnv, action: str, request: dict, log_name: str, log: 
     request_path, result_path = run_dir / "request.json", run_dir / "result.json"
     request_path.write_text(json.dumps(request, indent=2, default=str))
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONNOUSERSITE="1",
-                       PYTHONUNBUFFERED="1")
+                       PYTHONUNBUFFERED="1", **(extra_env or {}))
     environment.pop("PYTHONPATH", None)  # nothing of the main environment may leak into the toolkit's
     with open(log, "ab") as log_file:
         process = subprocess.run([str(env.python), str(WORKER), action, str(request_path), str(result_path)],

@@ -79,8 +79,14 @@ def compile_model(request):
 
     quantizer, qtype = request["quantizer"], request["qtype"]  # edgepad's table: convert/vim3/compilation.py
     print("== edgepad: quantizing with %s %s" % (quantizer, qtype), flush=True)
-    _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation)
+    _quantize(model, quantizer, qtype, calibration if calibration is not None else evaluation,
+              request.get("quantize_options"))
+    hybrid = _move_to_int16(model, request.get("int16_layers") or [], quantizer, qtype,
+                            calibration if calibration is not None else evaluation, request["out_dir"])
     input_quantization = _hold_pixels(model, request["scheme"]) if request.get("pixel_input") else None
+    # on by default for affine schemes; a request may turn it off (to measure what it changes)
+    requantization = (_exact_requantization(model) if quantizer == "asymmetric_affine"
+                      and request.get("exact_requantization", True) else None)
 
     print("== edgepad: quantized simulation", flush=True)
     quantized_outputs = _run_all(model, evaluation, output_lids)
@@ -116,6 +122,8 @@ def compile_model(request):
         "acuitylite": _acuitylite_version(),
         "input_quantization": input_quantization,
         "layer_dump": layer_dump,
+        "requantization": requantization,
+        "hybrid": hybrid,
     }
 
 
@@ -169,7 +177,7 @@ def _unsupported_nodes(onnx_path):
     return [(node.op_type, node.name or node.output[0]) for node in graph.node if node.op_type not in known]
 
 
-def _quantize(model, quantizer, qtype, samples):
+def _quantize(model, quantizer, qtype, samples, options=None):
     from acuitylib.interface.quantization import Quantization
 
     def batches():
@@ -178,10 +186,54 @@ def _quantize(model, quantizer, qtype, samples):
 
     try:
         Quantization(model).quantize(input_generator_func=batches, quantizer=quantizer, qtype=qtype,
-                                     iterations=len(samples))
+                                     iterations=len(samples), **(options or {}))
     except Exception as error:  # noqa: BLE001
         raise StageError("quantizing", "acuitylite could not quantize with %s %s: %s"
                          % (quantizer, qtype, _one_line(error))) from error
+
+
+def _move_to_int16(model, lids, quantizer, qtype, samples, out_dir):
+    """Mixed precision: the named layers in int16 (dynamic fixed point), the rest as quantized. The way that
+    compiles: the quantize table's customized_quantize_layers, then quantize(hybrid=True, rebuild=False), which
+    inserts dtype_converter layers at each boundary. (Setting the layers' output tensors to int16 alone leaves
+    uint8 weights on an int16 output: the NBG compile then fails, vnn_VerifyGraph status -3.)"""
+    if not lids:
+        return None
+    from acuitylib.interface.quantization import Quantization
+
+    known = {layer.lid for layer in model.execution_sequence()}
+    unknown = [lid for lid in lids if lid not in known]
+    if unknown:
+        raise StageError("quantizing", "no layer named %s in the toolkit's graph" % ", ".join(unknown))
+    table = os.path.join(out_dir, "hybrid.quantize")
+    model.dump_quantize(table)
+    with open(table) as f:
+        text = f.read()
+    if "customized_quantize_layers: {}" not in text:
+        raise StageError("quantizing", "acuitylite %s wrote a quantize table without an empty "
+                         "customized_quantize_layers entry (%s)" % (_acuitylite_version(), table))
+    entries = "".join("\n  '%s': dynamic_fixed_point-i16" % lid for lid in lids)
+    with open(table, "w") as f:
+        f.write(text.replace("customized_quantize_layers: {}", "customized_quantize_layers:" + entries))
+    model.load_quantize(table)
+
+    def batches():
+        for x in samples:
+            yield [x]
+
+    try:
+        Quantization(model).quantize(input_generator_func=batches, quantizer=quantizer, qtype=qtype, hybrid=True,
+                                     rebuild=False, iterations=len(samples))
+    except Exception as error:  # noqa: BLE001
+        raise StageError("quantizing", "acuitylite could not move %d layer(s) to int16: %s"
+                         % (len(lids), _one_line(error))) from error
+    converters = [layer.lid for layer in model.execution_sequence() if layer.op == "dtype_converter"]
+    still = [lid for lid in lids if (_quant_params(model, lid) or {}).get("qtype") not in ("i16", "int16")]
+    if still or not converters:
+        raise StageError("quantizing", "acuitylite %s did not move %s to int16 (%d converters inserted)"
+                         % (_acuitylite_version(), ", ".join(still) or "the layers", len(converters)))
+    print("== edgepad: %d layer(s) in int16, %d dtype converters" % (len(lids), len(converters)), flush=True)
+    return {"int16_layers": list(lids), "converters": converters, "table": table}
 
 
 # The graph takes pixel values 0..255: its input tensor must hold each of them exactly. Face crops span 0..255,
@@ -224,6 +276,99 @@ def _hold_pixels(model, scheme):
             print("== edgepad: input %s quantization %s -> %s" % (layer.lid, before, wanted), flush=True)
         result[layer.lid] = dict(_quant_params(model, layer.lid) or {}, calibrated=before)
     return result
+
+
+MULTIPLIER_BITS = 12  # well inside the NPU's multiplier; the scales move by at most 2^-12 relative
+PASS_THROUGH = {"relun", "relu", "relu_keras", "permute", "squeeze", "reshape", "flatten"}
+
+
+def _short(value, bits=MULTIPLIER_BITS):
+    """value rounded to `bits` significant bits."""
+    import math
+
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(round(mantissa * 2 ** bits), exponent - bits)
+
+
+def _scale_for(numerator, multiplier):
+    """The float32 scale s closest to numerator / multiplier with numerator / s >= multiplier (computed from the
+    float32 values, as the compiler does): a multiplier truncated to its short mantissa stays exact."""
+    import numpy as np
+
+    scale = np.float32(numerator / multiplier)
+    numerator32 = np.float64(np.float32(numerator))
+    while numerator32 / np.float64(scale) < multiplier:
+        scale = np.nextafter(scale, np.float32(0))
+    return float(scale)
+
+
+def _exact_requantization(model):
+    """Make the NPU's requantization exact, as the simulation's is.
+
+    A layer's output is acc * in_scale * weight_scale / out_scale (+ zero point), rounded. The simulation computes
+    that multiplier in floating point; the NPU holds it in a fixed-point multiplier of about 15 significant bits
+    (measured in the emulator: its results sit a few 1e-5 below the exact ones, so values within ~0.002 of a .5
+    tie round the other way: 0.07% of a first convolution's values, and a deep network amplifies those 1-step
+    differences to many steps). So each weighted layer's output scale is nudged (by at most 2^-12 relative) until
+    the multiplier has a MULTIPLIER_BITS-bit mantissa, which the NPU holds exactly; pass-through layers (fused
+    activations, permutes, squeezes) follow their input's new scale and biases keep scale in * weight."""
+    from acuitylib.interface.quantization import Quantization
+
+    quantization = Quantization(model)
+    current = {}  # tensor url -> (params before, params now)
+    changed = []
+
+    def params_of(lid, port="out0"):
+        try:
+            return dict(quantization.get_quant_params("%s:%s" % (lid, port)))
+        except Exception:  # noqa: BLE001
+            return None
+
+    def set_scale(lid, port, params, scale):
+        new = {"quantizer": params["quantizer"], "qtype": params["qtype"], "scale": float(scale),
+               "zp": int(params.get("zero_point", 0))}
+        quantization.set_quant_params("%s:%s" % (lid, port), new)
+
+    for layer in model.execution_sequence():
+        out = params_of(layer.lid)
+        url = "@%s:out0" % layer.lid
+        if out is None or out.get("quantizer") != "asymmetric_affine" or out.get("scale") is None:
+            continue
+        sources = [current.get(t.url) for t in layer.inputs]
+        if layer.op in PASS_THROUGH and sources and sources[0] is not None:
+            before, now = sources[0]
+            if abs(float(out["scale"]) - float(before["scale"])) <= 1e-12 * float(before["scale"]) and \
+                    int(out.get("zero_point", 0)) == int(before.get("zero_point", 0)):
+                set_scale(layer.lid, "out0", out, now["scale"])
+            current[url] = (out, params_of(layer.lid))
+            continue
+        weight = params_of(layer.lid, "weight") if layer.op in ("convolution", "fullconnect") else None
+        if weight is not None and sources and sources[0] is not None and _size(weight.get("scale")) == 1:
+            in_scale = float(sources[0][1]["scale"])
+            w_scale = float(_first(weight["scale"]))
+            multiplier = in_scale * w_scale / float(out["scale"])
+            target = _short(multiplier)
+            new_scale = _scale_for(in_scale * w_scale, target)
+            set_scale(layer.lid, "out0", out, new_scale)
+            bias = params_of(layer.lid, "bias")
+            if bias is not None and bias.get("scale") is not None:
+                set_scale(layer.lid, "bias", bias, in_scale * w_scale)
+            changed.append({"layer": layer.lid, "multiplier": multiplier, "now": target,
+                            "out_scale_change": new_scale / float(out["scale"]) - 1.0})
+        current[url] = (out, params_of(layer.lid))
+    return {"bits": MULTIPLIER_BITS, "layers": changed}
+
+
+def _size(value):
+    import numpy as np
+
+    return int(np.size(value)) if value is not None else 0
+
+
+def _first(value):
+    import numpy as np
+
+    return float(np.ravel(value)[0])
 
 
 def _run_all(model, inputs, output_lids):

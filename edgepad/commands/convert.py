@@ -56,7 +56,9 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--board", type=click.Choice(["vim3", "vim3l"]), default="vim3", show_default=True,
               help="vim3 target: the board to compile for.")
 @click.option("--quantize", type=click.Choice(["uint8", "int8", "int16", "float16", "auto"]), default="uint8",
-              show_default=True, help="vim3 target: quantization scheme.")
+              show_default=True, help="vim3 target: quantization scheme; auto: uint8, else uint8 with its worst "
+                                      "layers in int16 (1, 2, 4, 8 of them), else int16: the first that passes "
+                                      "--min-cosine and --min-agreement.")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="vim3/tflite targets: folder of calibration images (jpg/png).")
 @click.option("--calibration-count", type=int, default=32, show_default=True,

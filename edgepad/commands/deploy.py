@@ -50,8 +50,8 @@ def deploy(hosts, board, kwargs):
     with Bars(unit="bytes", quiet=kwargs["as_json"] or kwargs["dry_run"]) as bars:
         outcomes = deploy_many(hosts, options, _upload_observer(bars), parallel=kwargs["parallel"])
     if kwargs["as_json"]:
-        objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False}
-                   for o in outcomes]
+        objects = [o.result.to_json() if o.result else {"host": o.host, "error": o.error, "passed": False,
+                                                         "npu_driver": o.npu_driver} for o in outcomes]
         several = {"hosts": objects, "passed": all(o.passed for o in outcomes)}
         click.echo(json.dumps(objects[0] if len(objects) == 1 else several, indent=2))
     else:
@@ -59,6 +59,8 @@ def deploy(hosts, board, kwargs):
     for outcome in outcomes:
         if outcome.result and outcome.result.broke_lock:
             click.echo(f"{outcome.host}: broke the deploy lock held by {outcome.result.broke_lock}", err=True)
+        for warning in (outcome.result.npu_driver.warnings() if outcome.result and outcome.result.npu_driver else []):
+            click.echo(f"{outcome.host}: warning: NPU driver: {warning}", err=True)
     failed = [o for o in outcomes if not o.passed]
     if len(outcomes) == 1 and failed:
         raise _ErrorLine(failed[0].error or failed[0].result.failure)
@@ -202,11 +204,16 @@ def _print_status(s: dict) -> None:
     click.echo(f"  current release : {s['current'] or 'none'}  ({len(s['releases'])} on the board)")
     for name, model in s["models"].items():
         nbg = f", NBG format {model['nbg_format']}" if model.get("nbg_format") else ""
+        nbg += f" by {model['toolkit']}" if model.get("toolkit") else ""
         click.echo(f"  model {name:10s}: {model['task']}, targets {', '.join(model['targets'])}{nbg}")
     click.echo(f"  runtime backend : {s['runtime_backend'] or '?'} (available: "
                f"{', '.join(s['available_backends']) or '?'})")
-    click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}, "
-               f"NPU driver {board['npu_driver'] or 'not present'}")
+    driver = (f"galcore {board['npu_driver']} ({board.get('npu_driver_source')})" if board["npu_driver"] else
+              f"none ({board.get('npu_driver_source') or 'no galcore'})")
+    click.echo(f"  board           : Python {board['python']} on {board['machine']}, {vim3}")
+    click.echo(f"  NPU driver      : {driver}")
+    for check in (s.get("npu_driver_check") or {}).get("models", []):
+        click.echo(f"  NBG vs driver   : {check['model']}: {check['verdict']}: {check['reason']}")
     mainline = (f"Teflon {board['teflon']}" if board.get("teflon") else "no Teflon delegate") + (
         ", etnaviv loaded" if board.get("etnaviv") else ", no etnaviv driver")
     click.echo(f"  mainline NPU    : {mainline} (the tflite backend's NPU path)")

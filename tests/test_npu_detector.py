@@ -48,6 +48,23 @@ def test_bad_detector_options_fail_in_one_line(tmp_path):
         "error: --frame-size: only with --to vim3 (the NPU detector); add vim3 to --to")
 
 
+def test_calibration_spans_every_pixel_value_with_two_values_moved():
+    """PNet's small pyramid images are averaged down and miss 0 and 255 (55x55: 1..251); calibrated so, the
+    toolkit's input scale is forced afterwards without the first bias following and the NBG compile fails. The
+    darkest value of the set becomes 0 and the brightest 255, nothing else moves, the caller's arrays stay."""
+    from edgepad.convert.vim3.target import span_pixel_range
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(3, 250, (12, 12, 3)).astype(np.float32) for _ in range(4)]
+    originals = [x.copy() for x in images]
+    spanned = span_pixel_range(images)
+    assert min(x.min() for x in spanned) == 0 and max(x.max() for x in spanned) == 255
+    assert sum(int(np.count_nonzero(a != b)) for a, b in zip(spanned, originals, strict=True)) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(images, originals, strict=True))
+    full = [np.full((2, 2, 3), 0, np.float32), np.full((2, 2, 3), 255, np.float32)]
+    assert all(np.array_equal(a, b) for a, b in zip(span_pixel_range(full), full, strict=True))
+
+
 @pytest.fixture(scope="module")
 def npu_detector(toolkit, faces_dir, t1_true_faces):
     from support.npu_models import detector_photos, npu_detector

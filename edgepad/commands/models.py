@@ -70,7 +70,7 @@ def detector(out, to, calibration, quantize, frame_sizes, min_face_size, calibra
                                       ("--min-face-size", min_face_size)) if value]
     if extra:
         raise UsageError(f"{', '.join(extra)}: only with --to vim3 (the NPU detector); add vim3 to --to")
-    _float_detector(out, force, as_json, steps)
+    _float_detector(out, force, as_json, steps, tuple(dict.fromkeys(("onnx", *targets))))
 
 
 def _targets(text: str) -> tuple[str, ...]:
@@ -82,14 +82,15 @@ def _targets(text: str) -> tuple[str, ...]:
     return targets
 
 
-def _float_detector(out, force, as_json, steps) -> None:
+def _float_detector(out, force, as_json, steps, targets: tuple[str, ...]) -> None:
     from edgepad.convert.mtcnn_models import build_detector_models, default_cache_dir, detector_models
     from edgepad.convert.report import read_report
 
     if out is None and not force:
-        folder = detector_models(steps=steps)
+        folder = detector_models(steps=steps)  # the cache: the runtime's detector, ONNX and Caffe
     else:
-        folder = build_detector_models(out or default_cache_dir(), force=force or out is None, steps=steps)
+        folder = build_detector_models(out or default_cache_dir(), force=force or out is None,
+                                       targets=targets if out is not None else None, steps=steps)
     summary = {"folder": str(folder), "nets": {}}
     for net in ("pnet", "rnet", "onet"):
         report = read_report(folder / net / "report.json")

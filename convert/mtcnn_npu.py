@@ -26,7 +26,7 @@ from edgepad.errors import InputFileError, UsageError
 from edgepad.hashing import sha256_file
 from edgepad.progress import Steps
 from edgepad.runtime.card import ModelCard, NpuInput, Vim3Entry
-from edgepad.runtime.detector import DetectorSettings, MtcnnDetector, pyramid_sizes
+from edgepad.runtime.detector import DEFAULT_MIN_FACE_SIZE, DetectorSettings, MtcnnDetector, pyramid_sizes
 from edgepad.staging import staged_output_dir
 
 from .mtcnn_keras import NET_NAMES, build_net
@@ -36,7 +36,6 @@ from .report import TargetReport, read_report, write_report
 
 # (width, height) of a VGA and a 720p camera: the sizes `--frame-size` defaults to
 DEFAULT_FRAME_SIZES = ((640, 480), (1280, 720))
-DEFAULT_MIN_FACE_SIZE = DetectorSettings().min_face_size  # what `edgepad run` and the board runtime use
 CROPS_PER_FRAME = 24  # RNet/ONet calibration crops kept per frame, spread over its candidates (faces and not)
 NPU_DETECTOR_TARGETS = (*DETECTOR_TARGETS, "vim3")  # the CPU files stay: a size without an NBG runs on them
 # PNet's card input (its model.onnx, 48x48) is what a bundle's reference inputs and deploy's health check feed it:

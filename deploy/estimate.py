@@ -53,7 +53,7 @@ def net_estimates(models_dir: Path) -> dict[str, dict]:
 
 def count_inferences(bundle_dir: Path, image_path: Path) -> dict:
     """How many inferences of each model one frame takes, from the host's float pipeline on that frame (at the
-    minimum face size a PNet compiled per pyramid size was compiled for, its card's mtcnn.min_face_size):
+    runtime's default minimum face size: the one a PNet compiled per pyramid size was compiled for, else 40):
     {"pnet": ["HxW", ...], "rnet": n, "onet": n, "classifier": n, "faces": n}."""
     from edgepad.runtime.bundle import load_pipeline
     from edgepad.runtime.detector import DetectorSettings
@@ -61,13 +61,9 @@ def count_inferences(bundle_dir: Path, image_path: Path) -> dict:
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
         raise InputFileError(f"--estimate-image {image_path}: not an image OpenCV can read (jpg, png)")
-    settings = None
-    pnet_card = Path(bundle_dir) / "models" / "pnet" / "edgepad.json"
-    if pnet_card.is_file():  # a PNet compiled per pyramid size: the frame as the sizes were chosen for
-        mtcnn = ModelCard.load(pnet_card).mtcnn
-        if mtcnn is not None and mtcnn.min_face_size:
-            settings = DetectorSettings(min_face_size=float(mtcnn.min_face_size))
-    pipeline = load_pipeline(str(bundle_dir), "onnxruntime", settings=settings, warn=lambda _message: None)
+    # min face None: the one PNet's NBGs were compiled for, as the runtime's default is
+    pipeline = load_pipeline(str(bundle_dir), "onnxruntime", settings=DetectorSettings(min_face_size=None),
+                             warn=lambda _message: None)
     calls: dict = {"pnet": [], "rnet": 0, "onet": 0}
     models = {"pnet": pipeline.detector.pnet, "rnet": pipeline.detector.rnet, "onet": pipeline.detector.onet}
     if pipeline.classifier is not None:

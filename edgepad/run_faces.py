@@ -22,7 +22,7 @@ class RunOptions:
     gallery: Path | None = None  # enrolled people (one sub-folder each), for an embedding model
     match_threshold: float | None = None
     backend: str | None = None
-    min_face_size: float = 40.0
+    min_face_size: float | None = None  # None: what the bundle's PNet NBGs were compiled for, else 40
     detect_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     threshold: float | None = None
     repeat: int = 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -18,6 +18,7 @@ from .backends import InferenceModel, load_model
 from .boxes import clip_boxes, nms, square
 from .preprocess import to_bgr
 
+DEFAULT_MIN_FACE_SIZE = 40.0  # without a PNet compiled for the NPU at another one (see bundle.load_pipeline)
 PNET_CELL = 12
 PNET_STRIDE = 2
 CROP_BATCH = 256  # RNet/ONet crops per backend call; bounds memory on a crowded frame
@@ -25,7 +26,9 @@ CROP_BATCH = 256  # RNet/ONet crops per backend call; bounds memory on a crowded
 
 @dataclass
 class DetectorSettings:
-    min_face_size: float = 40.0
+    # None: the one PNet's NBGs were compiled for (its card's mtcnn.min_face_size: every pyramid size has its NBG),
+    # else DEFAULT_MIN_FACE_SIZE; MtcnnDetector settles it
+    min_face_size: Optional[float] = DEFAULT_MIN_FACE_SIZE
     thresholds: Sequence[float] = (0.6, 0.7, 0.7)  # PNet, RNet, ONet face probability
     scale_factor: float = 0.709
     nms_pnet_scale: float = 0.5  # within one pyramid scale
@@ -90,7 +93,12 @@ class MtcnnDetector:
     def __init__(self, pnet: InferenceModel, rnet: InferenceModel, onet: InferenceModel,
                  settings: Optional[DetectorSettings] = None):
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
-        self.settings = settings or DetectorSettings()
+        settings = settings or DetectorSettings()
+        if settings.min_face_size is None:
+            mtcnn = pnet.card.mtcnn
+            compiled = mtcnn.min_face_size if mtcnn is not None else None
+            settings = replace(settings, min_face_size=float(compiled or DEFAULT_MIN_FACE_SIZE))
+        self.settings = settings
         preprocess = pnet.card.preprocess
         self.mean = float(preprocess.mean[0])
         self.std = float(preprocess.std[0])

@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="OUTPUTS.npz", help="with --parity: where to write <model>/<output> arrays")
     parser.add_argument("--backend", choices=sorted(BACKENDS),
                         help="inference backend (default: ksnn for models with NPU files, else onnxruntime or opencv)")
-    parser.add_argument("--min-face-size", type=float, default=40.0,
-                        help="smallest face to find, in pixels (default 40)")
+    parser.add_argument("--min-face-size", type=float, default=None,
+                        help="smallest face to find, in pixels (default: the one the bundle's PNet NBGs were "
+                             "compiled for, else 40)")
     parser.add_argument("--detect-thresholds", default="0.6,0.7,0.7",
                         help="PNet,RNet,ONet face thresholds (default 0.6,0.7,0.7)")
     parser.add_argument("--threshold", type=float, help="spoof decision threshold (default: the classifier's card)")

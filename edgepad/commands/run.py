@@ -22,7 +22,8 @@ from edgepad.errors import UsageError
                    "`--to tflite` model, on Mesa's Teflon NPU delegate where present.")
 @click.option("--delegate", type=click.Path(path_type=Path),
               help="With --backend tflite: the Teflon delegate library (default: libteflon.so in the usual folders).")
-@click.option("--min-face-size", type=float, default=40.0, show_default=True, help="Smallest face to find, in pixels.")
+@click.option("--min-face-size", type=float, help="Smallest face to find, in pixels. Default: the one the bundle's "
+              "PNet was compiled for the NPU at (edgepad models detector --to vim3), else 40.")
 @click.option("--detect-thresholds", default="0.6,0.7,0.7", show_default=True,
               help="PNet,RNet,ONet face probability thresholds.")
 @click.option("--threshold", type=float, help="Spoof decision threshold (default: the classifier's model card).")

@@ -102,6 +102,9 @@ class RecordingModel:
         self.batches.append(np.array(batch, np.float32))
         return self.model.run(batch)
 
+    def fixed_input_sizes(self):
+        return self.model.fixed_input_sizes()
+
 
 @dataclass
 class CalibrationSet:

@@ -87,6 +87,7 @@ class DetectionStages:
     rnet: int = 0
     onet: int = 0
     scales: List[float] = field(default_factory=list)
+    frame: Tuple[int, int] = (0, 0)  # (H, W) PNet's pyramid ran on: the image, or a compiled frame holding it
 
 
 class MtcnnDetector:
@@ -104,6 +105,7 @@ class MtcnnDetector:
         self.std = float(preprocess.std[0])
         self.rgb = preprocess.channel_order == "rgb"
         self.last_stages = DetectionStages()
+        self._padded_sizes: set = set()  # image sizes already said to run PNet padded to a compiled frame
 
     # -- public --------------------------------------------------------------------------------------------------
     def detect(self, image_bgr: np.ndarray, clip: bool = True,
@@ -146,8 +148,41 @@ class MtcnnDetector:
     def _normalise(self, pixels: np.ndarray) -> np.ndarray:
         return (pixels.astype(np.float32) - self.mean) / self.std
 
+    def pnet_frame(self, height: int, width: int) -> Tuple[int, int]:
+        """(H, W) PNet's pyramid is computed on: the image's own size, or, when PNet runs on fixed NPU sizes that do
+        not cover this image's pyramid, the smallest camera frame it was compiled for that holds the image (the
+        image padded black at the bottom and right, as RNet's and ONet's crops are black outside it), so every
+        level finds its NBG; a frame larger than all of them keeps its size (those levels run on the CPU)."""
+        compiled = self.pnet.fixed_input_sizes()
+        mtcnn = self.pnet.card.mtcnn
+        if not compiled or mtcnn is None or not mtcnn.frame_sizes:
+            return height, width
+
+        def covered(h: int, w: int) -> bool:
+            return all(f"{ph}x{pw}" in compiled for ph, pw in pyramid_sizes(h, w, self.settings.min_face_size,
+                                                                            self.settings.scale_factor))
+
+        if covered(height, width):
+            return height, width
+        frames = sorted(((int(h), int(w)) for w, h in (size.split("x") for size in mtcnn.frame_sizes)),
+                        key=lambda hw: hw[0] * hw[1])
+        for frame_h, frame_w in frames:
+            if frame_h >= height and frame_w >= width and covered(frame_h, frame_w):
+                return frame_h, frame_w
+        return height, width
+
     def _pnet_stage(self, image: np.ndarray, threshold: float) -> np.ndarray:
         height, width = image.shape[:2]
+        frame_h, frame_w = self.pnet_frame(height, width)
+        if (frame_h, frame_w) != (height, width):
+            image = cv2.copyMakeBorder(image, 0, frame_h - height, 0, frame_w - width, cv2.BORDER_CONSTANT, value=0)
+            if (height, width) not in self._padded_sizes:
+                self._padded_sizes.add((height, width))
+                getattr(self.pnet, "warn", lambda message: None)(
+                    f"pnet: a {width}x{height} image runs PNet's pyramid padded to the {frame_w}x{frame_h} frame "
+                    "it was compiled for, so every level runs on the NPU")
+            height, width = frame_h, frame_w
+        self.last_stages.frame = (height, width)
         settings = self.settings
         candidates = []
         self.last_stages.scales = self.scales(height, width)

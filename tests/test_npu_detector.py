@@ -177,3 +177,29 @@ def test_a_pyramid_size_without_its_nbg_runs_on_the_cpu_with_a_note(npu_pipeline
         assert said.count(f"pnet: no NPU model for input {size} (7 sizes compiled); that size runs on "
                                  "onnxruntime") == 1, said
     assert result["backends"]["pnet"] == "ksnn" and len(result["faces"]) == 1
+
+
+@pytest.mark.toolkit
+def test_a_smaller_image_runs_pnet_padded_to_the_compiled_frame_on_the_npu(npu_pipeline_bundle, faces_dir,
+                                                                           tmp_path):
+    """A 480x448 cut of astronaut.png has pyramid sizes none of the 512x512 detector's NBGs fit: its pyramid is
+    computed on the image padded black to 512x512, said once, every level on the NPU, and the face is the one
+    onnxruntime finds on the unpadded image."""
+    import cv2
+
+    image = cv2.imread(str(faces_dir / "astronaut.png"))[:448, 32:]
+    path = tmp_path / "astronaut_480x448.png"
+    cv2.imwrite(str(path), image)
+    runs = {}
+    for name, extra in (("npu", []), ("cpu", ["--backend", "onnxruntime", "--min-face-size", 80])):
+        done = edgepad("run", path, "--bundle", npu_pipeline_bundle, "--json", *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = (json.loads(done.stdout), " ".join(done.stderr.split()))
+    (npu, npu_notes), (cpu, _) = runs["npu"], runs["cpu"]
+    assert FALLBACK_NOTE not in npu_notes
+    assert npu_notes.count("pnet: a 480x448 image runs PNet's pyramid padded to the 512x512 frame") == 1
+    assert npu["backends"] == {"pnet": "ksnn", "rnet": "ksnn", "onet": "ksnn", "classifier": "ksnn"}
+    assert len(npu["faces"]) == len(cpu["faces"]) == 1
+    assert iou(npu["faces"][0]["box"], cpu["faces"][0]["box"]) >= 0.8
+    distances = np.linalg.norm(np.subtract(npu["faces"][0]["landmarks"], cpu["faces"][0]["landmarks"]), axis=1)
+    assert distances.max() <= 3.0, distances

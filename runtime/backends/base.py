@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class InferenceModel:
     @property
     def input_hw(self):
         return self.card.input.height, self.card.input.width
+
+    def fixed_input_sizes(self) -> Optional[Set[str]]:
+        """The input sizes ("HxW") this backend has a compiled model for, or None when it takes any size."""
+        return None
 
     def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -31,7 +31,7 @@ import importlib
 import os
 import platform
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 import numpy as np
 
@@ -133,6 +133,9 @@ class KsnnModel(InferenceModel):
         except ImportError:
             return False
         return True
+
+    def fixed_input_sizes(self) -> Optional[Set[str]]:
+        return set(self.entry.sizes) if self.entry.sizes else None
 
     def _instance(self, entry: Vim3Entry, key: str):
         if key not in self._instances:

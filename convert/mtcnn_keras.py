@@ -8,6 +8,7 @@ reproduce the original nets only with exactly this layer order. Host-only (needs
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -39,6 +40,18 @@ def package_weights(net: str) -> list[np.ndarray]:
     return [np.asarray(w, dtype=np.float32) for w in joblib.load(str(path))]
 
 
+def save_quietly(model, path) -> None:
+    """model.save(path) without Keras' absl warning, on every .h5 save, that the format is legacy: the detector's
+    nets go through edgepad convert's .h5 path on purpose, and the warning would fill the user's terminal."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model.save(path)
+    finally:
+        logger.setLevel(level)
+
+
 def build_net(net: str, input_size: int | tuple[int, int] | None = None, name: str | None = None):
     """One MTCNN net as a functional Keras 3 model with the package's weights.
 
@@ -57,7 +70,7 @@ def build_net(net: str, input_size: int | tuple[int, int] | None = None, name: s
 
 def save_h5(net: str, path: str | os.PathLike, input_size: int | tuple[int, int] | None = None) -> Path:
     path = Path(path)
-    build_net(net, input_size).save(path)
+    save_quietly(build_net(net, input_size), path)
     return path
 
 

@@ -22,7 +22,7 @@ from edgepad.progress import Steps
 from edgepad.runtime.card import ModelCard, MtcnnInfo, OnnxEntry
 from edgepad.staging import staged_output_dir
 
-from .mtcnn_keras import NET_NAMES, build_net, mtcnn_package_version
+from .mtcnn_keras import NET_NAMES, build_net, mtcnn_package_version, save_quietly
 from .onnx.rewrites import fuse_prelu
 from .parity import ParityResult, compare_outputs
 from .report import TargetReport, read_report, write_report
@@ -62,7 +62,7 @@ def build_detector_models(out: str | os.PathLike, force: bool = False, targets: 
             with steps.step(f"Building MTCNN {net.upper()} from the mtcnn {mtcnn_package_version()} weights"):
                 size = PNET_EXPORT_SIZE if net == "pnet" else None
                 h5 = Path(scratch) / f"{net}.h5"
-                build_net(net, size).save(h5)
+                save_quietly(build_net(net, size), h5)
             options = ConvertOptions(model=h5, out=work / net, targets=targets, mean=(MTCNN_MEAN,),
                                      std=(MTCNN_STD,), channel_order="rgb")
             convert_model(options, steps)

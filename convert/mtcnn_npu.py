@@ -29,7 +29,7 @@ from edgepad.runtime.card import ModelCard, NpuInput, Vim3Entry
 from edgepad.runtime.detector import DEFAULT_MIN_FACE_SIZE, DetectorSettings, MtcnnDetector, pyramid_sizes
 from edgepad.staging import staged_output_dir
 
-from .mtcnn_keras import NET_NAMES, build_net
+from .mtcnn_keras import NET_NAMES, build_net, save_quietly
 from .mtcnn_models import DETECTOR_TARGETS, MTCNN_MEAN, MTCNN_STD, PNET_EXPORT_SIZE, detector_models, write_open_onnx
 from .parity import QUANTIZED_MIN_COSINE
 from .report import TargetReport, read_report, write_report
@@ -216,7 +216,7 @@ def build_npu_detector(options: NpuDetectorOptions, steps: Steps | None = None) 
 
         def convert(net: str, out: Path, calibration_dir: Path, targets, size=None, name=None):
             h5 = scratch / f"{name or net}.h5"
-            build_net(net, size, name=name).save(h5)
+            save_quietly(build_net(net, size, name=name), h5)
             return convert_model(ConvertOptions(
                 model=h5, out=out, targets=targets, mean=(MTCNN_MEAN,), std=(MTCNN_STD,), channel_order="rgb",
                 quantize=options.quantize, calibration=calibration_dir, calibration_count=options.calibration_count,
@@ -255,7 +255,7 @@ def build_npu_detector(options: NpuDetectorOptions, steps: Steps | None = None) 
 
 def _pnet_h5(scratch: Path) -> Path:
     path = scratch / "pnet.h5"
-    build_net("pnet", PNET_EXPORT_SIZE).save(path)
+    save_quietly(build_net("pnet", PNET_EXPORT_SIZE), path)
     return path
 
 

@@ -60,6 +60,9 @@ def build_net(net: str, input_size: int | tuple[int, int] | None = None, name: s
     """
     if net not in NET_NAMES:
         raise ValueError(f"unknown MTCNN net {net!r}; choose from {', '.join(NET_NAMES)}")
+    from edgepad.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()  # before Keras imports it: TensorFlow's start-up chatter stays off the user's terminal
     builder = {"pnet": _pnet, "rnet": _rnet, "onet": _onet}[net]
     size = INPUT_SIZES[net] or input_size
     hw = tuple(size) if isinstance(size, (tuple, list)) else (size, size)

@@ -18,6 +18,7 @@ from test_deploy import assert_release_matches_manifest
 
 from support.deploy_fixtures import copy_bundle, reseal
 from support.link_proxy import DroppingLink
+from support.tmpfs import mounted_tmpfs
 
 pytestmark = pytest.mark.board
 EDGEPAD = [sys.executable, "-m", "edgepad"]
@@ -268,15 +269,9 @@ def test_symlink_in_a_bundle_is_refused(board, small_bundle_dir, tmp_path):
 
 @pytest.fixture
 def tmpfs_board(board, tmp_path):
-    mount_point = tmp_path / "tmpfs-board"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); a full disk needs one")
-    board.remote_dir = mount_point / "edgepad"
-    yield board
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+    with mounted_tmpfs(tmp_path / "tmpfs-board", "24m", "a full disk") as mount_point:
+        board.remote_dir = mount_point / "edgepad"
+        yield board
 
 
 def test_full_disk_is_named_as_such(tmpfs_board, small_bundle_dir, tmp_path):

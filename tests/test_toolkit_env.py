@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from edgepad.convert.vim3.toolkit_env import SUPPORTED_PYTHONS, find_base_python
+
+from support.tmpfs import mounted_tmpfs
 
 EDGEPAD = str(Path(sys.executable).with_name("edgepad"))
 
@@ -35,13 +35,7 @@ def test_install_refuses_a_python_without_wheels(tmp_path):
 def test_install_refuses_a_disk_too_small_before_creating_anything(tmp_path):
     """A disk that fills half-way through torch leaves a broken venv and pip's OSError deep in a log: a real 64 MB
     tmpfs as EDGEPAD_HOME gets one line naming the free space, the need and the fix, and no venv."""
-    small_disk = tmp_path / "small-disk"
-    small_disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(small_disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); a small disk needs one")
-    try:
+    with mounted_tmpfs(tmp_path / "small-disk", "64m", "a small disk") as small_disk:
         result = subprocess.run([EDGEPAD, "toolkit", "install", "--home", str(small_disk / "tk")],
                                 capture_output=True, text=True)
         assert result.returncode != 0
@@ -49,5 +43,3 @@ def test_install_refuses_a_disk_too_small_before_creating_anything(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: 64.0 MB free at "), lines
         assert "needs about 11.0 GB" in lines[0] and "EDGEPAD_HOME" in lines[0]
         assert not (small_disk / "tk" / "venv").exists()
-    finally:
-        subprocess.run(["umount", str(small_disk)], check=False)

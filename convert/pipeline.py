@@ -117,12 +117,14 @@ class ConvertResult:
         return self.report.passed
 
 
-def parse_targets(text: str) -> tuple[str, ...]:
+def parse_targets(text: str, choices=None) -> tuple[str, ...]:
+    """--to's comma-separated targets, onnx first; `choices` (default: every registered target) limits them."""
+    choices = tuple(choices or TARGETS)
     targets = tuple(t.strip().lower() for t in text.split(",") if t.strip())
-    unknown = [t for t in targets if t not in TARGETS]
+    unknown = [t for t in targets if t not in choices]
     if unknown or not targets:
         raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; "
-                         f"choose from {', '.join(TARGETS)}")
+                         f"choose from {', '.join(choices)}")
     if "onnx" not in targets:
         targets = ("onnx",) + targets  # every other target starts from the checked ONNX graph
     return tuple(sorted(set(targets), key=list(TARGETS).index))

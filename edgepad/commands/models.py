@@ -54,9 +54,10 @@ def detector(out, to, calibration, quantize, frame_sizes, min_face_size, calibra
       edgepad models detector -o detector --to vim3 --calibration frames/
       edgepad models detector -o detector --to vim3 --calibration frames/ --frame-size 640x480 --min-face-size 60
     """
+    from edgepad.convert.pipeline import parse_targets
     from edgepad.progress import Steps
 
-    targets = _targets(to)
+    targets = parse_targets(to, choices=DETECTOR_TO)  # onnx first: every other target starts from it
     steps = Steps(quiet=as_json)
     if "vim3" in targets:
         summary = _npu_detector(out, calibration, quantize, frame_sizes, min_face_size, calibration_count, force,
@@ -70,16 +71,7 @@ def detector(out, to, calibration, quantize, frame_sizes, min_face_size, calibra
                                       ("--min-face-size", min_face_size)) if value]
     if extra:
         raise UsageError(f"{', '.join(extra)}: only with --to vim3 (the NPU detector); add vim3 to --to")
-    _float_detector(out, force, as_json, steps, tuple(dict.fromkeys(("onnx", *targets))))
-
-
-def _targets(text: str) -> tuple[str, ...]:
-    targets = tuple(t.strip().lower() for t in text.split(",") if t.strip())
-    unknown = [t for t in targets if t not in DETECTOR_TO]
-    if unknown or not targets:
-        raise UsageError(f"--to {text}: unknown target {', '.join(unknown) or '(none)'}; the detector is built for "
-                         f"{', '.join(DETECTOR_TO)}")
-    return targets
+    _float_detector(out, force, as_json, steps, targets)
 
 
 def _float_detector(out, force, as_json, steps, targets: tuple[str, ...]) -> None:
